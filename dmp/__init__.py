@@ -1,0 +1,1 @@
+"""The audience: users, segments, consent and true behaviour (clicks, conversions)."""

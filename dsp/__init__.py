@@ -1,0 +1,1 @@
+"""Demand side: campaigns, bidding strategies, pacing and CTR/CVR prediction."""

@@ -1,0 +1,120 @@
+"""Bidding strategies: one vectorised implementation each, shared by simulation and replay.
+
+A strategy turns what a DSP knows about a batch of requests (its predicted CTR and
+CVR, the floor, and a per-request uniform for randomised strategies) into a CPM bid
+per request. NaN means "no bid". Budget, pacing and integer rounding are applied
+around the strategy by its caller, never inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+
+class BidView(NamedTuple):
+    """What a strategy sees of n requests for one campaign (all arrays f8[n])."""
+
+    pctr: np.ndarray  # predicted click probability
+    pcvr: np.ndarray  # predicted conversion probability given a click
+    floor_cpm: np.ndarray  # the request's hard floor, CPM
+    uniform: np.ndarray  # uniforms in [0, 1) from the campaign's own stream
+
+
+class Feedback(NamedTuple):
+    """What a campaign learns after a tick: its won impressions' prices and clicks."""
+
+    price_cpm: np.ndarray  # f8[n_won]
+    clicked: np.ndarray  # bool[n_won]
+    spend_micros: int
+
+
+class Strategy(Protocol):
+    def bid(self, view: BidView) -> np.ndarray:
+        """CPM bid per request, f8[n]; NaN = no bid."""
+        ...
+
+    def observe(self, feedback: Feedback) -> None:
+        """Learn from the tick's results (may do nothing)."""
+        ...
+
+
+class _Stateless:
+    def observe(self, feedback: Feedback) -> None:  # noqa: D102 - nothing to learn
+        return None
+
+
+@dataclass(frozen=True)
+class ConstantBid(_Stateless):
+    """The same CPM on every request."""
+
+    bid_cpm: float
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return np.full(view.pctr.shape, self.bid_cpm, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class RandomBid(_Stateless):
+    """A uniform CPM in [0, max_cpm): the usual sanity baseline."""
+
+    max_cpm: float
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return view.uniform * self.max_cpm
+
+
+@dataclass(frozen=True)
+class LinearBid(_Stateless):
+    """Bid in proportion to predicted CTR: base_cpm * pCTR / avg_ctr (Perlich et al. 2012)."""
+
+    base_cpm: float
+    avg_ctr: float
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return view.pctr * (self.base_cpm / self.avg_ctr)
+
+
+@dataclass(frozen=True)
+class McpcBid(_Stateless):
+    """Pay up to a target cost per click: bid CPM = target_cpc * pCTR * 1000."""
+
+    target_cpc: float
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return view.pctr * (self.target_cpc * 1000.0)
+
+
+@dataclass(frozen=True)
+class OrtbBid(_Stateless):
+    """Optimal RTB, concave form (Zhang et al. 2014): sqrt(c/lambda * pCTR + c^2) - c."""
+
+    c: float
+    lam: float
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return np.sqrt(self.c / self.lam * view.pctr + self.c * self.c) - self.c
+
+
+@dataclass(frozen=True)
+class ValueBid(_Stateless):
+    """Value-based linear: bid the expected value of an impression, scaled by `shading`.
+
+    Expected value per impression = pCTR * pCVR * value_per_conversion, so the CPM bid
+    is that times 1000. A shading below 1 keeps a margin.
+    """
+
+    value_per_conversion: float
+    shading: float = 1.0
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return view.pctr * view.pcvr * (self.value_per_conversion * self.shading * 1000.0)
+
+
+def capped(strategy_bids: np.ndarray, max_bid_cpm: float | None) -> np.ndarray:
+    """Clip bids at a campaign's maximum CPM (NaN stays NaN)."""
+    if max_bid_cpm is None:
+        return strategy_bids
+    return np.minimum(strategy_bids, max_bid_cpm)

@@ -1,0 +1,69 @@
+"""Leaf module: constants, enumerations and array aliases shared by every package."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Money: integer micros of the scenario's currency. One impression at CPM p costs
+# p / 1000 units = p * 1000 micros.
+MICROS_PER_UNIT = 1_000_000
+MICROS_PER_CPM = 1_000  # micros paid for one impression per unit of CPM
+PPM = 1_000_000  # fee rates are stored as parts per million, applied with floor division
+
+SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_HOUR = 3_600.0
+
+# Auction mechanisms, as the numba kernels read them.
+MECHANISM_FIRST = 0
+MECHANISM_SECOND = 1
+MECHANISMS = {"first": MECHANISM_FIRST, "second": MECHANISM_SECOND}
+
+# Winner codes in a cleared batch (campaign winners are indices >= 0).
+UNSOLD = -1
+MARKET = -2
+
+# Inventory vocabularies; the index of a name is its code in the arrays.
+FORMATS = ("banner", "video", "native")
+DEVICES = ("desktop", "mobile")
+
+# Frequency-cap kinds.
+CAP_NONE = 0
+CAP_CALENDAR = 1  # at most N per calendar window (windows aligned to UTC midnight / the hour)
+CAP_ROLLING = 2  # at most N in any sliding window of W seconds
+CAP_KINDS = {"calendar": CAP_CALENDAR, "rolling": CAP_ROLLING}
+
+# Why a campaign's bid did not become an impression (OpenRTB loss-reason vocabulary);
+# counted per campaign, one reason per (request, campaign) that had a bid.
+LOSS_BELOW_FLOOR = 0
+LOSS_OUT_OF_BUDGET = 1
+LOSS_FREQUENCY_CAPPED = 2
+LOSS_LOST_TO_BID = 3
+LOSS_LOST_TO_MARKET = 4
+WON = 5
+N_OUTCOMES = 6
+OUTCOME_NAMES = (
+    "below_floor",
+    "out_of_budget",
+    "frequency_capped",
+    "lost_to_higher_bid",
+    "lost_to_market",
+    "won",
+)
+
+F8 = np.float64
+F4 = np.float32
+I8 = np.int64
+I4 = np.int32
+
+
+def cpm_to_micros(cpm: np.ndarray | float) -> np.ndarray:
+    """Price of one impression at `cpm`, in integer micros (rounded half to even)."""
+    return np.rint(np.asarray(cpm, dtype=F8) * MICROS_PER_CPM).astype(I8)
+
+
+def units_to_micros(units: float) -> int:
+    return int(round(units * MICROS_PER_UNIT))
+
+
+def micros_to_units(micros: int | np.integer) -> float:
+    return int(micros) / MICROS_PER_UNIT

@@ -1,0 +1,1 @@
+"""Supply side: publishers and their traffic, floors, and the background market."""
