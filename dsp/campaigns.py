@@ -1,0 +1,133 @@
+"""Campaigns as arrays: targeting tables, budgets, caps, and each one's strategy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+import numpy as np
+
+from dsp.strategies import (ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid, Strategy,
+                            ValueBid)
+from rtb.scenario import (DEVICE_CODE, FORMAT_CODE, FixedBidSpec, LinearBidSpec, McpcBidSpec,
+                          OrtbBidSpec, RandomBidSpec, Scenario, ValueBidSpec)
+from rtb.seeding import unit_fraction
+from rtb.types import CAP_KINDS, CAP_NONE, PPM, cpm_to_micros, units_to_micros
+
+NO_LIMIT_MICROS = np.int64(2**62)  # a daily budget that never binds
+
+
+def strategy_from_spec(spec, value_per_conversion: float) -> Strategy:
+    match spec:
+        case FixedBidSpec(bid_cpm=bid):
+            return ConstantBid(bid)
+        case LinearBidSpec(base_cpm=base, avg_ctr=avg):
+            return LinearBid(base, avg)
+        case ValueBidSpec(shading=shading):
+            return ValueBid(value_per_conversion, shading)
+        case McpcBidSpec(target_cpc=cpc):
+            return McpcBid(cpc)
+        case OrtbBidSpec(c=c, lam=lam):
+            return OrtbBid(c, lam)
+        case RandomBidSpec(max_cpm=max_cpm):
+            return RandomBid(max_cpm)
+    raise TypeError(f"unknown strategy spec {spec!r}")
+
+
+class CampaignTable(NamedTuple):
+    """Everything about the campaigns that does not change during a run (index = campaign)."""
+
+    ids: tuple[str, ...]
+    advertiser: np.ndarray  # i4[nc]
+    dsp: np.ndarray  # i4[nc]
+    budget_micros: np.ndarray  # i8[nc]
+    daily_budget_micros: np.ndarray  # i8[nc]; NO_LIMIT_MICROS when none
+    flight_start_s: np.ndarray  # f8[nc], seconds since the simulation start
+    flight_end_s: np.ndarray  # f8[nc]
+    slot_ok: np.ndarray  # bool[n_slot, nc]: format, device and publisher category targeting
+    geo_ok: np.ndarray  # bool[n_geo, nc]
+    segment_mask: np.ndarray  # u8[nc]: the user must carry one of these bits; 0 = no data used
+    data_micros: np.ndarray  # i8[nc]: data cost of one impression
+    dsp_fee_ppm: np.ndarray  # i8[nc]
+    ctr_multiplier: np.ndarray  # f8[nc]: creative quality (true and as the DSP predicts it)
+    cvr_multiplier: np.ndarray  # f8[nc]
+    max_bid_cpm: tuple[float | None, ...]
+    even_pacing: np.ndarray  # bool[nc]
+    cap_kind: np.ndarray  # i1[nc]
+    cap_limit: np.ndarray  # i4[nc]
+    cap_window_s: np.ndarray  # f8[nc]
+    stream_offset: np.ndarray  # f8[nc]: fixed per campaign id, decorrelates shared uniforms
+    strategies: tuple[Strategy, ...]
+
+
+def _seconds_since(start: datetime, when: datetime | None, default: float) -> float:
+    return default if when is None else when.timestamp() - start.timestamp()
+
+
+def build_campaigns(s: Scenario, inventory, geo_names: tuple[str, ...],
+                    budget_scale: float = 1.0) -> CampaignTable:
+    """Turn campaign specs into arrays; `budget_scale` multiplies every budget (what-if)."""
+    adv_index = {a.id: i for i, a in enumerate(s.advertisers)}
+    dsp_index = {d.id: i for i, d in enumerate(s.dsps)}
+    seg_bit = {seg.id: i for i, seg in enumerate(s.dmp.segments)}
+    seg_cpm = {seg.id: seg.data_cpm for seg in s.dmp.segments}
+    categories = inventory.categories
+    pub_cat = inventory.publisher_category[inventory.slot_publisher]
+    nc, ns = len(s.campaigns), inventory.slot_publisher.size
+    slot_ok = np.ones((ns, nc), dtype=np.bool_)
+    geo_ok = np.ones((len(geo_names), nc), dtype=np.bool_)
+    seg_mask = np.zeros(nc, dtype=np.uint64)
+    data_cpm = np.zeros(nc)
+    cap_kind = np.full(nc, CAP_NONE, dtype=np.int8)
+    cap_limit = np.zeros(nc, dtype=np.int32)
+    cap_window = np.ones(nc)
+    for c, camp in enumerate(s.campaigns):
+        tg = camp.targeting
+        if tg.formats:
+            slot_ok[:, c] &= np.isin(inventory.slot_format, [FORMAT_CODE[f] for f in tg.formats])
+        if tg.devices:
+            slot_ok[:, c] &= np.isin(inventory.slot_device, [DEVICE_CODE[d] for d in tg.devices])
+        if tg.categories:
+            slot_ok[:, c] &= np.isin(pub_cat, [categories.index(x) for x in tg.categories])
+        if tg.geos:
+            geo_ok[:, c] = [g in tg.geos for g in geo_names]
+        for seg in tg.segments:
+            seg_mask[c] |= np.uint64(1) << np.uint64(seg_bit[seg])
+        # Targeting several segments pays for each of them on every impression: the
+        # DSP cannot know in advance which one matched.
+        data_cpm[c] = sum(seg_cpm[seg] for seg in tg.segments)
+        if camp.frequency_cap is not None:
+            cap_kind[c] = CAP_KINDS[camp.frequency_cap.kind]
+            cap_limit[c] = camp.frequency_cap.impressions
+            cap_window[c] = camp.frequency_cap.window
+
+    start, duration = s.simulation.start, s.simulation.duration
+    advertisers = {a.id: a for a in s.advertisers}
+    dsps = {d.id: d for d in s.dsps}
+    camps = s.campaigns
+    return CampaignTable(
+        ids=tuple(c.id for c in camps),
+        advertiser=np.array([adv_index[c.advertiser] for c in camps], dtype=np.int32),
+        dsp=np.array([dsp_index[c.dsp] for c in camps], dtype=np.int32),
+        budget_micros=np.array([units_to_micros(c.budget * budget_scale) for c in camps], dtype=np.int64),
+        daily_budget_micros=np.array(
+            [NO_LIMIT_MICROS if c.daily_budget is None else units_to_micros(c.daily_budget * budget_scale)
+             for c in camps], dtype=np.int64),
+        flight_start_s=np.array([_seconds_since(start, c.start, 0.0) for c in camps]),
+        flight_end_s=np.array([_seconds_since(start, c.end, duration) for c in camps]),
+        slot_ok=slot_ok,
+        geo_ok=geo_ok,
+        segment_mask=seg_mask,
+        data_micros=cpm_to_micros(data_cpm),
+        dsp_fee_ppm=np.array([round(dsps[c.dsp].fee * PPM) for c in camps], dtype=np.int64),
+        ctr_multiplier=np.array([c.ctr_multiplier for c in camps]),
+        cvr_multiplier=np.array([c.cvr_multiplier for c in camps]),
+        max_bid_cpm=tuple(c.max_bid_cpm for c in camps),
+        even_pacing=np.array([c.pacing == "even" for c in camps]),
+        cap_kind=cap_kind,
+        cap_limit=cap_limit,
+        cap_window_s=cap_window,
+        stream_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
+        strategies=tuple(strategy_from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion)
+                         for c in camps),
+    )

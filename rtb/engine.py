@@ -1,0 +1,77 @@
+"""SimPy drives the run: a tick process, pacing updates and delayed conversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import simpy
+
+from dsp.pacing import Pacer
+from rtb.exchange import Exchange
+from rtb.report import ImpressionLog, Report, build_report
+from rtb.scenario import Scenario
+from rtb.world import build_world
+
+PACING_INTERVAL_S = 900.0  # pacing reacts every 15 simulated minutes (or every tick, if longer)
+
+
+def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
+             log_path: str | Path | None = None,
+             progress: Callable[[float], None] | None = None) -> Report:
+    """Run the scenario once and return its report.
+
+    seed overrides the scenario's; budget_scale multiplies every budget; log_path, if
+    given, receives one CSV row per campaign impression (written atomically).
+    """
+    if budget_scale <= 0:
+        raise ValueError("budget_scale must be positive")
+    world = build_world(scenario, seed, budget_scale)
+    log = ImpressionLog(log_path, world) if log_path is not None else None
+    try:
+        exchange = Exchange(world, log)
+        _run(world, exchange, progress)
+    except BaseException:
+        if log is not None:
+            log.abort()
+        raise
+    if log is not None:
+        log.close()
+    return build_report(world, exchange.tally, budget_scale)
+
+
+def _run(world, exchange: Exchange, progress) -> None:
+    env = simpy.Environment()
+    tick, duration = world.tick_s, world.duration_s
+    pacer = Pacer(world.campaigns, exchange.pace_share)
+
+    def ticks():
+        t = 0.0
+        while t < duration:
+            t1 = min(t + tick, duration)
+            exchange.run_tick(t, t1)
+            if progress is not None:
+                progress(t1 / duration)
+            yield env.timeout(t1 - t)
+            t = t1
+
+    # Slow processes run half a tick after a tick boundary, so their order relative to
+    # the ticks never rests on SimPy's same-time FIFO rule.
+    def conversions():
+        yield env.timeout(tick / 2)
+        while True:
+            exchange.settle_conversions(min(env.now + tick / 2, duration))
+            yield env.timeout(tick)
+
+    def pacing():
+        every = max(1, round(PACING_INTERVAL_S / tick)) * tick
+        yield env.timeout(every + tick / 2)
+        while True:
+            pacer.update(world.book, env.now - tick / 2)
+            yield env.timeout(every)
+
+    env.process(ticks())
+    env.process(conversions())
+    env.process(pacing())
+    env.run(until=duration)
+    exchange.settle_conversions(duration)

@@ -1,0 +1,181 @@
+"""One tick of the market: requests -> audience -> bids -> kernel -> outcomes -> ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dmp.audience import draw_users
+from dmp.behaviour import ad_outcomes, organic_conversions
+from dsp.bidding import bid_matrix
+from rtb.auction import clear_tick_nb
+from rtb.ledger import Ledger
+from rtb.seeding import stream
+from rtb.types import MARKET, cpm_to_micros
+from rtb.world import World
+from ssp.inventory import generate_requests
+
+
+@dataclass
+class Tally:
+    """Per-run aggregates, updated every tick; memory does not grow with the run."""
+
+    n_campaigns: int
+    n_publishers: int
+    clicks: np.ndarray = None  # i8[nc]
+    ad_conversions: np.ndarray = None  # i8[nc]: caused by the campaign's clicks (incremental)
+    attributed_conversions: np.ndarray = None  # i8[nc]: last touch within the window
+    pub_requests: np.ndarray = None  # i8[np]
+    pub_impressions: np.ndarray = None  # i8[np]
+    pub_revenue_micros: np.ndarray = None  # i8[np]
+    pub_floor_sum: np.ndarray = None  # f8[np]: sum of floors over requests
+    pub_price_sum: np.ndarray = None  # f8[np]: sum of clearing prices over impressions
+    requests: int = 0
+    impressions_to_campaigns: int = 0
+    impressions_to_market: int = 0
+    organic_conversions: int = 0
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def __post_init__(self) -> None:
+        for name in ("clicks", "ad_conversions", "attributed_conversions"):
+            setattr(self, name, np.zeros(self.n_campaigns, dtype=np.int64))
+        for name in ("pub_requests", "pub_impressions", "pub_revenue_micros"):
+            setattr(self, name, np.zeros(self.n_publishers, dtype=np.int64))
+        self.pub_floor_sum = np.zeros(self.n_publishers)
+        self.pub_price_sum = np.zeros(self.n_publishers)
+
+
+def _count(index: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(index, weights=weights, minlength=size)
+
+
+def _int_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Exact per-index sums of int64 values (bincount's float64 is exact below 2**53)."""
+    return np.rint(_count(index, size, values.astype(np.float64))).astype(np.int64)
+
+
+class PendingConversions:
+    """Ad-caused conversions waiting for their time: (time_s, user, advertiser, campaign)."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, time_s, user, advertiser, campaign) -> None:
+        if time_s.size:
+            self._parts.append((time_s, user, advertiser, campaign))
+
+    def pop_due(self, until_s: float) -> tuple[np.ndarray, ...]:
+        """Remove and return those with time < until_s, in time order."""
+        if not self._parts:
+            return tuple(np.empty(0, dtype=d) for d in (np.float64, np.int64, np.int32, np.int32))
+        cols = [np.concatenate(c) for c in zip(*self._parts)]
+        due = cols[0] < until_s
+        self._parts = [tuple(c[~due] for c in cols)] if (~due).any() else []
+        order = np.argsort(cols[0][due], kind="stable")
+        return tuple(c[due][order] for c in cols)
+
+
+class Exchange:
+    """Runs ticks against a world and keeps the run's tallies."""
+
+    def __init__(self, world: World, log=None):
+        self.world = world
+        self.log = log
+        self.tally = Tally(len(world.campaigns.ids), world.inventory.hourly.shape[0])
+        seed = world.seed
+        self.rng_traffic = stream(seed, "ssp/traffic")
+        self.rng_users = stream(seed, "dmp/users")
+        self.rng_market = stream(seed, "ssp/market")
+        self.rng_outcomes = stream(seed, "dmp/outcomes")
+        self.rng_dsp = stream(seed, "dsp/uniforms")
+        self.rng_organic = stream(seed, "dmp/organic")
+        self.pending = PendingConversions()
+        self.pace_share = np.ones(len(world.campaigns.ids))
+
+    def run_tick(self, t0: float, t1: float) -> int:
+        """Simulate requests arriving in [t0, t1); returns how many there were."""
+        w, inv, tally = self.world, self.world.inventory, self.tally
+        req = generate_requests(inv, w.start, t0, t1, self.rng_traffic)
+        n = req.time_s.size
+        slot = req.slot
+        user = draw_users(w.audience, inv.slot_device[slot], self.rng_users)
+        floor_cpm = inv.slot_floor_cpm[slot]
+        market_cpm = w.market.draw(n, self.rng_market)
+        # Every request gets its outcome and DSP uniforms whatever happens to it, so
+        # the streams stay aligned across strategies (common random numbers).
+        u_click, u_convert, u_delay = self.rng_outcomes.random((3, n))
+        u_pace, u_strategy = self.rng_dsp.random((2, n))
+        fmt = inv.slot_format[slot]
+
+        table = w.campaigns
+        bids = bid_matrix(table, self.pace_share, w.user_factor, w.audience.geo,
+                          w.audience.visible_segments, w.behaviour.ctr_by_format[fmt],
+                          w.behaviour.cvr_by_format[fmt], req.time_s, slot, user, floor_cpm,
+                          u_pace, u_strategy, t0, t1)
+        winner = np.empty(n, dtype=np.int32)
+        price_cpm = np.empty(n)
+        prior = np.zeros(n, dtype=np.uint8)
+        clear_tick_nb(req.time_s, user, floor_cpm, market_cpm, bids, w.mechanism,
+                      w.book, w.caps, w.users, winner, price_cpm, prior)
+
+        # Outcomes of the campaigns' impressions.
+        won = np.flatnonzero(winner >= 0)
+        camp = winner[won]
+        adv = table.advertiser[camp]
+        out = ad_outcomes(w.behaviour, req.time_s[won], fmt[won], w.audience.ctr_propensity[user[won]],
+                          w.audience.segments[user[won]], adv, table.ctr_multiplier[camp],
+                          table.cvr_multiplier[camp], prior[won], u_click[won], u_convert[won],
+                          u_delay[won])
+        nc = len(table.ids)
+        tally.clicks += _count(camp[out.clicked], nc)
+        conv = out.converted
+        self.pending.add(out.conversion_time_s[conv], user[won][conv], adv[conv], camp[conv])
+
+        # Settle every sold impression on the supply side.
+        sold = np.flatnonzero(winner != -1)
+        pub = inv.slot_publisher[slot]
+        price_micros = cpm_to_micros(price_cpm[sold])
+        pub_revenue = tally.ledger.settle(price_micros, winner[sold] >= 0, w.exchange_fee_ppm,
+                                          inv.ssp_fee_ppm[inv.publisher_ssp[pub[sold]]])
+        n_pub = tally.n_publishers
+        tally.requests += n
+        tally.impressions_to_campaigns += won.size
+        tally.impressions_to_market += int(np.count_nonzero(winner == MARKET))
+        tally.pub_requests += _count(pub, n_pub)
+        tally.pub_impressions += _count(pub[sold], n_pub)
+        tally.pub_revenue_micros += _int_sum(pub[sold], pub_revenue, n_pub)
+        tally.pub_floor_sum += _count(pub, n_pub, floor_cpm)
+        tally.pub_price_sum += _count(pub[sold], n_pub, price_cpm[sold])
+
+        if self.log is not None and won.size:
+            self.log.write(req.time_s[won], user[won], slot[won], camp, floor_cpm[won],
+                           bids[won, camp], price_cpm[won], out.clicked, conv)
+        self._organic(t0, t1)
+        return n
+
+    def _organic(self, t0: float, t1: float) -> None:
+        w = self.world
+        time_s, user, adv = organic_conversions(w.behaviour, w.n_users, w.advertiser_value.size,
+                                                t0, t1, self.rng_organic)
+        self.tally.organic_conversions += time_s.size
+        self.pending.add(time_s, user, adv, np.full(time_s.size, -1, dtype=np.int32))
+
+    def settle_conversions(self, until_s: float) -> None:
+        """Attribute every conversion due before `until_s` to the advertiser's last touch.
+
+        A touch counts if it came at or before the conversion and within the
+        attribution window; touches are read as they stand when this runs (after the
+        tick in which the conversion falls).
+        """
+        w, tally = self.world, self.tally
+        time_s, user, adv, caused_by = self.pending.pop_due(until_s)
+        if time_s.size == 0:
+            return
+        nc = tally.n_campaigns
+        ad_caused = caused_by >= 0
+        tally.ad_conversions += _count(caused_by[ad_caused], nc)
+        touch = w.users.touch_campaign[user, adv].astype(np.int64)
+        touch_time = w.users.touch_time_s[user, adv]
+        attributed = (touch >= 0) & (touch_time <= time_s) & (time_s - touch_time <= w.behaviour.attribution_window_s)
+        tally.attributed_conversions += _count(touch[attributed], nc)

@@ -1,0 +1,243 @@
+"""Per-campaign metrics, ROMI (attributed and incremental), JSON report and CSV log."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from rtb.types import CAP_CALENDAR, CAP_NONE, OUTCOME_NAMES, WON
+
+REPORT_VERSION = 1
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _ratio(num: float, den: float, digits: int = 6) -> float | None:
+    """num / den rounded for a stable, readable report; None (null) when den is 0."""
+    return round(num / den, digits) if den else None
+
+
+def _money(micros: int | np.integer) -> float:
+    return int(micros) / 1e6
+
+
+def campaign_metrics(*, impressions: int, reach: int, clicks: int, conversions: int,
+                     incremental_conversions: int, spend_micros: int, media_micros: int,
+                     value: float, margin: float) -> dict:
+    """The derived metrics of one campaign (or a total); formulas are in the README."""
+    spend = _money(spend_micros)
+    revenue = conversions * value
+    incremental_revenue = incremental_conversions * value
+    return {
+        "impressions": impressions,
+        "reach": reach,
+        "frequency": _ratio(impressions, reach),
+        "clicks": clicks,
+        "ctr": _ratio(clicks, impressions),
+        "conversions": conversions,
+        "revenue": round(revenue, 6),
+        "roas": _ratio(revenue, spend),
+        "romi": _ratio(revenue * margin - spend, spend),
+        "incremental_conversions": incremental_conversions,
+        "incremental_revenue": round(incremental_revenue, 6),
+        "incremental_romi": _ratio(incremental_revenue * margin - spend, spend),
+        "ecpm": _ratio(_money(media_micros) * 1000, impressions),
+        "cpc": _ratio(spend, clicks),
+        "cpa": _ratio(spend, conversions),
+    }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of one run; to_dict() is the documented JSON report."""
+
+    data: dict
+
+    def to_dict(self) -> dict:
+        return self.data
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.data, option=orjson.OPT_INDENT_2) + b"\n"
+
+    def write(self, path: str | Path) -> None:
+        write_atomic(path, self.to_json())
+
+
+def _frequency_cap(table, c: int) -> dict | None:
+    kind = int(table.cap_kind[c])
+    if kind == CAP_NONE:
+        return None
+    return {"impressions": int(table.cap_limit[c]), "window_seconds": float(table.cap_window_s[c]),
+            "kind": "calendar" if kind == CAP_CALENDAR else "rolling"}
+
+
+def build_report(world, tally, budget_scale: float) -> Report:
+    s, table, book = world.scenario, world.campaigns, world.book
+    ledger = tally.ledger
+    ledger.close(int(book.media_micros.sum()), int(book.fee_micros.sum()),
+                 int(book.data_cost_micros.sum()))
+    campaigns = []
+    for c, cid in enumerate(table.ids):
+        a = int(table.advertiser[c])
+        spend = int(book.media_micros[c] + book.fee_micros[c] + book.data_cost_micros[c])
+        bids = int(book.outcomes[c].sum())
+        wins = int(book.outcomes[c, WON])
+        campaigns.append({
+            "id": cid,
+            "advertiser": s.advertisers[a].id,
+            "dsp": s.dsps[int(table.dsp[c])].id,
+            "budget": _money(table.budget_micros[c]),
+            "spend": _money(spend),
+            "media_cost": _money(book.media_micros[c]),
+            "data_cost": _money(book.data_cost_micros[c]),
+            "fees": _money(book.fee_micros[c]),
+            **campaign_metrics(
+                impressions=wins, reach=int(book.reach[c]), clicks=int(tally.clicks[c]),
+                conversions=int(tally.attributed_conversions[c]),
+                incremental_conversions=int(tally.ad_conversions[c]), spend_micros=spend,
+                media_micros=int(book.media_micros[c]), value=float(world.advertiser_value[a]),
+                margin=float(world.advertiser_margin[a])),
+            "bids": bids,
+            "wins": wins,
+            "win_rate": _ratio(wins, bids),
+            "frequency_cap": _frequency_cap(table, c),
+            "bid_outcomes": {name: int(book.outcomes[c, k]) for k, name in enumerate(OUTCOME_NAMES)},
+        })
+
+    value = world.advertiser_value[table.advertiser]
+    margin = world.advertiser_margin[table.advertiser]
+    spend_total = int((book.media_micros + book.fee_micros + book.data_cost_micros).sum())
+    revenue = float((tally.attributed_conversions * value).sum())
+    gross = float((tally.attributed_conversions * value * margin).sum())
+    inc_revenue = float((tally.ad_conversions * value).sum())
+    inc_gross = float((tally.ad_conversions * value * margin).sum())
+    total_spend = _money(spend_total)
+    total = {
+        "budget": _money(table.budget_micros.sum()),
+        "spend": total_spend,
+        "media_cost": _money(book.media_micros.sum()),
+        "data_cost": _money(book.data_cost_micros.sum()),
+        "fees": _money(book.fee_micros.sum()),
+        **campaign_metrics(
+            impressions=int(book.outcomes[:, WON].sum()),
+            reach=int(np.count_nonzero(world.users.exposures.any(axis=1))),
+            clicks=int(tally.clicks.sum()), conversions=int(tally.attributed_conversions.sum()),
+            incremental_conversions=int(tally.ad_conversions.sum()), spend_micros=spend_total,
+            media_micros=int(book.media_micros.sum()), value=0.0, margin=0.0),
+    }
+    # Advertisers differ in value and margin: totals sum each campaign's own.
+    total.update({
+        "revenue": round(revenue, 6),
+        "roas": _ratio(revenue, total_spend),
+        "romi": _ratio(gross - total_spend, total_spend),
+        "incremental_revenue": round(inc_revenue, 6),
+        "incremental_romi": _ratio(inc_gross - total_spend, total_spend),
+    })
+
+    inv = world.inventory
+    publishers = []
+    for p, pub in enumerate(s.publishers):
+        requests, imps = int(tally.pub_requests[p]), int(tally.pub_impressions[p])
+        publishers.append({
+            "id": pub.id,
+            "ssp": s.ssps[int(inv.publisher_ssp[p])].id,
+            "requests": requests,
+            "impressions": imps,
+            "fill_rate": _ratio(imps, requests),
+            "revenue": _money(tally.pub_revenue_micros[p]),
+            "avg_floor_cpm": _ratio(tally.pub_floor_sum[p], requests),
+            "avg_price_cpm": _ratio(tally.pub_price_sum[p], imps),
+        })
+
+    sold = tally.impressions_to_campaigns + tally.impressions_to_market
+    data = {
+        "report_version": REPORT_VERSION,
+        "scenario": {
+            "name": s.name,
+            "seed": world.seed,
+            "start": s.simulation.start.isoformat(),
+            "duration": s.simulation.duration,
+            "tick": s.simulation.tick,
+            "auction": s.exchange.auction,
+            "budget_scale": budget_scale,
+        },
+        "attribution": {
+            "model": "last-touch",
+            "window_seconds": world.behaviour.attribution_window_s,
+            "conversions": "attributed: last touch within the window (what an ad platform reports)",
+            "incremental_conversions": "caused by the campaign's ads (known exactly in simulation)",
+        },
+        "campaigns": campaigns,
+        "totals": total,
+        "publishers": publishers,
+        "exchange": {
+            "requests": tally.requests,
+            "impressions_to_campaigns": tally.impressions_to_campaigns,
+            "impressions_to_market": tally.impressions_to_market,
+            "unsold": tally.requests - sold,
+            "fees": _money(ledger.exchange_fees),
+        },
+        "audience": {
+            "users": world.n_users,
+            "organic_conversions": tally.organic_conversions,
+        },
+        "ledger": ledger.to_dict(),
+    }
+    return Report(data)
+
+
+LOG_HEADER = b"time_s,user_id,publisher_id,slot_id,campaign_id,floor_cpm,bid_cpm,price_cpm,clicked,converted\n"
+
+
+class ImpressionLog:
+    """Streams one CSV row per campaign impression to a temporary file.
+
+    close() renames it into place; abort() removes it, so an interrupted run never
+    leaves a partial log under the requested name.
+    """
+
+    def __init__(self, path: str | Path, world):
+        self.path = Path(path)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._file.write(LOG_HEADER)
+        s = world.scenario
+        self._slot_label = np.array([f"{pub.id},{slot.id}" for pub in s.publishers for slot in pub.slots],
+                                    dtype=object)
+        self._campaign = np.array(world.campaigns.ids, dtype=object)
+
+    def write(self, time_s, user, slot, campaign, floor_cpm, bid_cpm, price_cpm, clicked, converted):
+        rows = zip(time_s.tolist(), user.tolist(), self._slot_label[slot], self._campaign[campaign],
+                   floor_cpm.tolist(), bid_cpm.tolist(), price_cpm.tolist(),
+                   clicked.astype(int).tolist(), converted.astype(int).tolist())
+        self._file.write("".join(
+            f"{t:.3f},{u},{sl},{c},{f:.10g},{b:.10g},{p:.10g},{k},{v}\n"
+            for t, u, sl, c, f, b, p, k, v in rows).encode())
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        os.unlink(self._tmp)

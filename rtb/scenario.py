@@ -1,0 +1,462 @@
+"""Pydantic models of a scenario file, and load_scenario() for TOML or JSON.
+
+A scenario describes one market: the simulation clock, the exchange and the rest of
+the market, SSPs and publishers, DSPs, advertisers and campaigns, the DMP's audience
+and the users' true behaviour. Unknown keys are rejected; cross-references are
+checked after parsing so every problem is reported at once, each with its path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from rtb.errors import InputError
+from rtb.types import DEVICES, FORMATS
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def _seconds(value: object) -> object:
+    """Accept 3600, 3600.0, "90s", "15m", "6h", "1d", "1w" as seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 6h, 1d, 1w)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+def _utc(value: object) -> object:
+    """Datetimes without a zone are taken as UTC, so a run never depends on the host."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
+Share = Annotated[float, Field(ge=0, le=1)]
+FeeRate = Annotated[float, Field(ge=0, lt=1)]
+Money = Annotated[float, Field(ge=0)]
+Cpm = Annotated[float, Field(ge=0)]
+Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Format = Literal["banner", "video", "native"]
+Device = Literal["desktop", "mobile"]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- simulation clock -------------------------------------------------------------
+
+class SimulationSpec(Spec):
+    seed: int = Field(0, ge=0, description="root seed of every random stream")
+    start: UtcDatetime
+    duration: Seconds
+    tick: Seconds = Field(60.0, description="one batch of requests; pacing acts between ticks")
+
+    @model_validator(mode="after")
+    def _tick_fits(self) -> "SimulationSpec":
+        if self.tick > self.duration:
+            raise ValueError("tick must not be longer than duration")
+        return self
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromtimestamp(self.start.timestamp() + self.duration, tz=timezone.utc)
+
+
+# ---- exchange and the rest of the market --------------------------------------------
+
+class LognormalMarketSpec(Spec):
+    """Background demand whose best bid per request is lognormal."""
+
+    kind: Literal["lognormal"]
+    median_cpm: Annotated[float, Field(gt=0)]
+    sigma: Annotated[float, Field(ge=0, le=5)] = 0.8
+    participation: Share = Field(1.0, description="share of requests the market bids on")
+
+
+class HistogramMarketSpec(Spec):
+    """Background demand drawn from an empirical price histogram file.
+
+    The file is JSON with a list of counts under `key`; bucket k is the price k * scale
+    CPM. The iPinYou `<campaign>.info.json` files fit as they are (key
+    "price_counter_train", prices in fen CPM, so scale 0.01 gives CNY CPM).
+    """
+
+    kind: Literal["histogram"]
+    file: str
+    key: str = "price_counter_train"
+    scale: Annotated[float, Field(gt=0)] = 1.0
+    participation: Share = 1.0
+
+
+MarketSpec = Annotated[Union[LognormalMarketSpec, HistogramMarketSpec], Field(discriminator="kind")]
+
+
+class ExchangeSpec(Spec):
+    auction: Literal["first", "second"] = "second"
+    fee: FeeRate = Field(0.0, description="share of the clearing price the exchange keeps")
+    market: MarketSpec | None = None
+
+
+# ---- supply ----------------------------------------------------------------------
+
+class SspSpec(Spec):
+    id: Id
+    fee: FeeRate = Field(0.0, description="share of the exchange's payout the SSP keeps")
+
+
+class SlotSpec(Spec):
+    id: Id
+    format: Format = "banner"
+    device: Device = "desktop"
+    daily_requests: Annotated[float, Field(gt=0)]
+    floor_cpm: Cpm = 0.0
+
+
+class PublisherSpec(Spec):
+    id: Id
+    ssp: Id
+    domain: str = ""
+    category: str = "general"
+    hourly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=24, max_length=24,
+        description="relative traffic per UTC hour; default: a typical diurnal curve")
+    weekly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=7, max_length=7, description="relative traffic Monday..Sunday")
+    slots: list[SlotSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shapes_not_all_zero(self) -> "PublisherSpec":
+        for name in ("hourly_shape", "weekly_shape"):
+            shape = getattr(self, name)
+            if shape is not None and sum(shape) <= 0:
+                raise ValueError(f"{name} must have a positive weight somewhere")
+        return self
+
+
+# ---- demand ----------------------------------------------------------------------
+
+class DspSpec(Spec):
+    id: Id
+    fee: FeeRate = Field(0.0, description="DSP margin on media cost, charged to the advertiser")
+    ctr_model_error: Annotated[float, Field(ge=0, le=3)] = Field(
+        0.4, description="lognormal sigma of the DSP's pCTR error per user")
+
+
+class AdvertiserSpec(Spec):
+    id: Id
+    domain: str = ""
+    category: str = "general"
+    value_per_conversion: Money = Field(description="revenue per conversion")
+    margin: Share = Field(1.0, description="gross margin on revenue, for ROMI")
+
+
+class FixedBidSpec(Spec):
+    kind: Literal["fixed"]
+    bid_cpm: Cpm
+
+
+class LinearBidSpec(Spec):
+    """bid = base_cpm * pCTR / avg_ctr."""
+
+    kind: Literal["linear"]
+    base_cpm: Cpm
+    avg_ctr: Annotated[float, Field(gt=0, le=1)]
+
+
+class ValueBidSpec(Spec):
+    """bid = shading * pCTR * pCVR * advertiser's value per conversion * 1000."""
+
+    kind: Literal["value"]
+    shading: Annotated[float, Field(gt=0, le=10)] = 1.0
+
+
+class McpcBidSpec(Spec):
+    kind: Literal["mcpc"]
+    target_cpc: Money
+
+
+class OrtbBidSpec(Spec):
+    kind: Literal["ortb"]
+    c: Annotated[float, Field(gt=0)]
+    lam: Annotated[float, Field(gt=0)]
+
+
+class RandomBidSpec(Spec):
+    kind: Literal["random"]
+    max_cpm: Cpm
+
+
+StrategySpec = Annotated[
+    Union[FixedBidSpec, LinearBidSpec, ValueBidSpec, McpcBidSpec, OrtbBidSpec, RandomBidSpec],
+    Field(discriminator="kind"),
+]
+
+
+class TargetingSpec(Spec):
+    """Empty lists mean "any". Segments: the user must be in at least one."""
+
+    segments: list[Id] = []
+    devices: list[Device] = []
+    formats: list[Format] = []
+    categories: list[str] = Field([], description="publisher content categories")
+    geos: list[str] = []
+
+
+class FrequencyCapSpec(Spec):
+    impressions: Annotated[int, Field(ge=1, le=250)]
+    window: Seconds
+    kind: Literal["calendar", "rolling"] = "calendar"
+
+
+class CampaignSpec(Spec):
+    id: Id
+    advertiser: Id
+    dsp: Id
+    budget: Annotated[float, Field(gt=0)] = Field(description="total budget, media + data + DSP fee")
+    daily_budget: Annotated[float, Field(gt=0)] | None = None
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+    targeting: TargetingSpec = TargetingSpec()
+    frequency_cap: FrequencyCapSpec | None = None
+    strategy: StrategySpec
+    max_bid_cpm: Cpm | None = None
+    pacing: Literal["even", "asap"] = "even"
+    ctr_multiplier: Annotated[float, Field(gt=0, le=20)] = Field(1.0, description="creative quality")
+    cvr_multiplier: Annotated[float, Field(gt=0, le=20)] = 1.0
+
+    @model_validator(mode="after")
+    def _flight_order(self) -> "CampaignSpec":
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+# ---- audience and behaviour ----------------------------------------------------------
+
+class SegmentSpec(Spec):
+    id: Id
+    share: Share = Field(description="share of users in the segment")
+    party: Literal["first", "second", "third"] = "third"
+    data_cpm: Cpm = Field(0.0, description="data cost per thousand impressions that use it")
+    match_rate: Share = Field(1.0, description="share of members a DSP can recognise")
+    cvr_lift: Annotated[float, Field(gt=0, le=100)] = Field(
+        1.0, description="members' true conversion multiplier for the advertisers below")
+    advertisers: list[Id] = Field([], description="advertisers the lift applies to; empty: all")
+
+
+class DmpSpec(Spec):
+    users: Annotated[int, Field(ge=1, le=100_000_000)]
+    activity_skew: Annotated[float, Field(ge=0, le=4)] = Field(
+        1.0, description="lognormal sigma of users' request rates")
+    devices: dict[Device, Annotated[float, Field(ge=0)]] = {"desktop": 0.5, "mobile": 0.5}
+    geos: dict[str, Annotated[float, Field(ge=0)]] = {"US": 1.0}
+    consent_rate: Share = Field(1.0, description="share of users who may be targeted with data")
+    segments: list[SegmentSpec] = Field([], max_length=64)
+
+    @model_validator(mode="after")
+    def _mixes_positive(self) -> "DmpSpec":
+        for name in ("devices", "geos"):
+            if sum(getattr(self, name).values()) <= 0:
+                raise ValueError(f"{name} must have a positive share somewhere")
+        return self
+
+
+def _per_format(default: dict[str, float]):
+    return Field(default_factory=lambda: dict(default))
+
+
+class BehaviourSpec(Spec):
+    ctr: dict[Format, Share] = _per_format({"banner": 0.001, "video": 0.006, "native": 0.003})
+    cvr: dict[Format, Share] = _per_format({"banner": 0.03, "video": 0.02, "native": 0.03})
+    user_ctr_sigma: Annotated[float, Field(ge=0, le=3)] = Field(
+        0.6, description="lognormal sigma of users' click propensity")
+    fatigue: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.1, description="each earlier exposure to a campaign multiplies CTR by (1 - fatigue)")
+    conversion_delay: Seconds = Field(21600.0, description="mean delay from click to conversion")
+    organic_conversion_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0002, description="conversions per user per day per advertiser without any ad")
+    attribution_window: Seconds = 7 * 86400.0
+
+
+class Scenario(Spec):
+    name: str = "scenario"
+    simulation: SimulationSpec
+    exchange: ExchangeSpec = ExchangeSpec()
+    ssps: list[SspSpec] = Field(min_length=1)
+    publishers: list[PublisherSpec] = Field(min_length=1)
+    dsps: list[DspSpec] = Field(min_length=1)
+    advertisers: list[AdvertiserSpec] = Field(min_length=1)
+    campaigns: list[CampaignSpec] = Field(min_length=1)
+    dmp: DmpSpec
+    behaviour: BehaviourSpec = BehaviourSpec()
+
+
+def reference_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Cross-field checks pydantic cannot express per field: ids, references, flights."""
+    problems: list[tuple[str, str]] = []
+
+    def unique(items: list, path: str) -> set[str]:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                problems.append((f"{path}[{i}].id", f"duplicate id {item.id!r}"))
+            seen.add(item.id)
+        return seen
+
+    ssps = unique(s.ssps, "ssps")
+    unique(s.publishers, "publishers")
+    dsps = unique(s.dsps, "dsps")
+    advertisers = unique(s.advertisers, "advertisers")
+    unique(s.campaigns, "campaigns")
+    segments = unique(s.dmp.segments, "dmp.segments")
+    categories = {p.category for p in s.publishers}
+    geos = set(s.dmp.geos)
+
+    for i, pub in enumerate(s.publishers):
+        if pub.ssp not in ssps:
+            problems.append((f"publishers[{i}].ssp", f"unknown SSP {pub.ssp!r}"))
+        slot_ids: set[str] = set()
+        for j, slot in enumerate(pub.slots):
+            if slot.id in slot_ids:
+                problems.append((f"publishers[{i}].slots[{j}].id", f"duplicate id {slot.id!r}"))
+            slot_ids.add(slot.id)
+
+    for i, seg in enumerate(s.dmp.segments):
+        for j, adv in enumerate(seg.advertisers):
+            if adv not in advertisers:
+                problems.append((f"dmp.segments[{i}].advertisers[{j}]", f"unknown advertiser {adv!r}"))
+
+    sim_start, sim_end = s.simulation.start, s.simulation.end
+    for i, c in enumerate(s.campaigns):
+        at = f"campaigns[{i}]"
+        if c.advertiser not in advertisers:
+            problems.append((f"{at}.advertiser", f"unknown advertiser {c.advertiser!r}"))
+        if c.dsp not in dsps:
+            problems.append((f"{at}.dsp", f"unknown DSP {c.dsp!r}"))
+        for j, seg in enumerate(c.targeting.segments):
+            if seg not in segments:
+                problems.append((f"{at}.targeting.segments[{j}]", f"unknown segment {seg!r}"))
+        for j, cat in enumerate(c.targeting.categories):
+            if cat not in categories:
+                problems.append((f"{at}.targeting.categories[{j}]",
+                                 f"no publisher has category {cat!r}"))
+        for j, geo in enumerate(c.targeting.geos):
+            if geo not in geos:
+                problems.append((f"{at}.targeting.geos[{j}]", f"geo {geo!r} is not in dmp.geos"))
+        if c.start and not sim_start <= c.start < sim_end:
+            problems.append((f"{at}.start", "flight start is outside the simulation"))
+        if c.end and not sim_start < c.end <= sim_end:
+            problems.append((f"{at}.end", "flight end is outside the simulation"))
+        if c.daily_budget is not None and c.daily_budget > c.budget:
+            problems.append((f"{at}.daily_budget", "daily budget exceeds the total budget"))
+    return problems
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("lognormal", "histogram", "fixed", "linear", "value", "mcpc", "ortb",
+                      "random", "function-after", "function-before"):
+            continue  # pydantic's union-branch tags say nothing to a user
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_scenario(data: object, file: str, base_dir: str | Path = ".") -> Scenario:
+    """Validate decoded scenario data; raise InputError listing every problem.
+
+    Relative file paths in the scenario are resolved against `base_dir` (the scenario
+    file's folder) and checked here, so a run never fails half-way on a missing file.
+    """
+    if not isinstance(data, dict):
+        raise InputError.single(file, "", "the top level must be a table/object")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(file, [(_field_path(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+    problems = reference_problems(scenario)
+    if problems:
+        raise InputError(file, problems)
+    return _with_resolved_files(scenario, file, Path(base_dir))
+
+
+def read_histogram(path: Path, key: str) -> list[float]:
+    """The counts list under `key` in a JSON file; ValueError says what is wrong."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    counts = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(counts, list) or not counts:
+        raise ValueError(f"{path} has no non-empty list under key {key!r}")
+    if not all(isinstance(x, (int, float)) and x >= 0 for x in counts) or sum(counts) <= 0:
+        raise ValueError(f"{path}: {key!r} must hold non-negative numbers with a positive sum")
+    return [float(x) for x in counts]
+
+
+def _with_resolved_files(scenario: Scenario, file: str, base_dir: Path) -> Scenario:
+    market = scenario.exchange.market
+    if not isinstance(market, HistogramMarketSpec):
+        return scenario
+    path = (base_dir / market.file).resolve()
+    try:
+        read_histogram(path, market.key)
+    except ValueError as exc:
+        raise InputError.single(file, "exchange.market.file", str(exc)) from None
+    exchange = scenario.exchange.model_copy(update={"market": market.model_copy(update={"file": str(path)})})
+    return scenario.model_copy(update={"exchange": exchange})
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a .toml or .json scenario file; raise InputError on any problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError.single(file, "", "no such file") from None
+    except OSError as exc:
+        raise InputError.single(file, "", f"cannot read: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError.single(file, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError.single(file, "", f"invalid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError.single(file, "", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return parse_scenario(data, file, base_dir=path.resolve().parent)
+
+
+FORMAT_CODE = {name: i for i, name in enumerate(FORMATS)}
+DEVICE_CODE = {name: i for i, name in enumerate(DEVICES)}

@@ -1,0 +1,132 @@
+"""build_world(): a validated scenario becomes arrays, strategy objects and fresh state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from dmp.audience import Audience, build_audience
+from dmp.behaviour import Behaviour, build_behaviour
+from dsp.campaigns import CampaignTable, build_campaigns
+from rtb.auction import CampaignBook, CapBook, UserBook
+from rtb.scenario import Scenario
+from rtb.seeding import stream
+from rtb.types import (CAP_CALENDAR, CAP_ROLLING, MECHANISMS, N_OUTCOMES, PPM,
+                       SECONDS_PER_DAY)
+from ssp.inventory import Inventory, build_inventory
+from ssp.market import BackgroundMarket
+
+
+@dataclass
+class World:
+    """Everything one run needs; after this the tick loop never reads the scenario."""
+
+    scenario: Scenario
+    seed: int
+    start: datetime
+    duration_s: float
+    tick_s: float
+    mechanism: int
+    exchange_fee_ppm: int
+    inventory: Inventory
+    market: BackgroundMarket
+    audience: Audience
+    behaviour: Behaviour
+    campaigns: CampaignTable
+    user_factor: np.ndarray  # f4[n_users, n_dsp]: each DSP's estimate of click propensity
+    advertiser_value: np.ndarray  # f8[n_adv]: revenue per conversion
+    advertiser_margin: np.ndarray  # f8[n_adv]
+    book: CampaignBook
+    caps: CapBook
+    users: UserBook
+
+    @property
+    def n_users(self) -> int:
+        return self.audience.device.size
+
+
+def _seconds_to_next_boundary(start: datetime, period_s: float) -> float:
+    """Seconds from the start to the next multiple of `period_s` in UTC epoch time."""
+    return period_s - (start.timestamp() % period_s)
+
+
+def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
+    """Truth times a mean-one lognormal error per (user, DSP): a CTR model that is wrong."""
+    n = audience.ctr_propensity.size
+    factor = np.empty((n, len(s.dsps)), dtype=np.float32)
+    for d, dsp in enumerate(s.dsps):
+        sigma = dsp.ctr_model_error
+        error = stream(seed, f"dsp/{dsp.id}/model-error").lognormal(-0.5 * sigma * sigma, sigma, n)
+        factor[:, d] = audience.ctr_propensity * error
+    return factor
+
+
+def _cap_book(table: CampaignTable, start: datetime, n_users: int) -> CapBook:
+    calendar = np.flatnonzero(table.cap_kind == CAP_CALENDAR)
+    rolling = np.flatnonzero(table.cap_kind == CAP_ROLLING)
+    column = np.zeros(table.cap_kind.size, dtype=np.int32)
+    column[calendar] = np.arange(calendar.size)
+    ring_start = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
+    column[rolling] = ring_start[:-1]
+    window_end = np.array([_seconds_to_next_boundary(start, w) for w in table.cap_window_s])
+    return CapBook(
+        kind=table.cap_kind,
+        limit=table.cap_limit,
+        window_s=table.cap_window_s,
+        column=column,
+        window_end_s=window_end,
+        counts=np.zeros((calendar.size, n_users), dtype=np.uint8),
+        # -inf: "never shown", older than any window.
+        times=np.full((n_users, int(ring_start[-1])), -np.inf),
+    )
+
+
+def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0) -> World:
+    seed = s.simulation.seed if seed is None else seed
+    start = s.simulation.start
+    inventory = build_inventory(s.ssps, s.publishers)
+    audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed)
+    table = build_campaigns(s, inventory, audience.geo_names, budget_scale)
+    nc, n_users, n_adv = len(table.ids), audience.device.size, len(s.advertisers)
+    first_midnight = _seconds_to_next_boundary(start, SECONDS_PER_DAY)
+    book = CampaignBook(
+        advertiser=table.advertiser,
+        dsp_fee_ppm=table.dsp_fee_ppm,
+        data_micros=table.data_micros,
+        remaining_total=table.budget_micros.copy(),
+        remaining_daily=table.daily_budget_micros.copy(),
+        daily_budget=table.daily_budget_micros,
+        day_end_s=np.full(nc, first_midnight),
+        media_micros=np.zeros(nc, dtype=np.int64),
+        fee_micros=np.zeros(nc, dtype=np.int64),
+        data_cost_micros=np.zeros(nc, dtype=np.int64),
+        outcomes=np.zeros((nc, N_OUTCOMES), dtype=np.int64),
+        reach=np.zeros(nc, dtype=np.int64),
+    )
+    users = UserBook(
+        exposures=np.zeros((n_users, nc), dtype=np.uint8),
+        touch_campaign=np.full((n_users, n_adv), -1, dtype=np.int16),
+        touch_time_s=np.zeros((n_users, n_adv)),
+    )
+    return World(
+        scenario=s,
+        seed=seed,
+        start=start,
+        duration_s=s.simulation.duration,
+        tick_s=s.simulation.tick,
+        mechanism=MECHANISMS[s.exchange.auction],
+        exchange_fee_ppm=round(s.exchange.fee * PPM),
+        inventory=inventory,
+        market=BackgroundMarket(s.exchange.market),
+        audience=audience,
+        behaviour=build_behaviour(s),
+        campaigns=table,
+        user_factor=_dsp_user_factor(s, audience, seed),
+        advertiser_value=np.array([a.value_per_conversion for a in s.advertisers]),
+        advertiser_margin=np.array([a.margin for a in s.advertisers]),
+        book=book,
+        caps=_cap_book(table, start, n_users),
+        users=users,
+    )
