@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
+from rtb.engine import simulate
 from rtb.errors import InputError
+from rtb.scenario import load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rtbsim: a programmatic ad-buying simulator.")
-out = Console()
+# Piped output is not squeezed to 80 columns: a wide table stays readable in files.
+out_console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -29,6 +36,113 @@ def input_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(code=130) from None
+
+
+def check_output_path(path: Path | None, option: str) -> None:
+    """Fail before any work if an output cannot be written where asked."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError.single(str(path), option, "is a directory")
+    if not path.parent.exists():
+        raise InputError.single(str(path), option, f"folder {str(path.parent)!r} does not exist")
+
+
+class LazyProgress:
+    """A progress bar on stderr that appears only if a run lasts over a couple of seconds."""
+
+    DELAY_S = 2.0
+
+    def __init__(self, enabled: bool, description: str):
+        self.enabled = enabled and err.is_terminal
+        self.description = description
+        self._started = time.monotonic()
+        self._bar: Progress | None = None
+        self._task = None
+
+    def __call__(self, fraction: float) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if time.monotonic() - self._started < self.DELAY_S:
+                return
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TaskProgressColumn(), TimeRemainingColumn(),
+                                 console=err, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=1.0)
+        self._bar.update(self._task, completed=fraction)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def campaign_table(report: dict) -> Table:
+    table = Table(title=f"{report['scenario']['name']} - seed {report['scenario']['seed']}",
+                  caption="ROMI = (revenue x margin - cost) / cost. attributed: last touch "
+                          "within the window; incremental: ad-caused conversions only.")
+    columns = [("campaign", "left"), ("impressions", "right"), ("reach", "right"), ("freq", "right"),
+               ("clicks", "right"), ("CTR", "right"), ("conv", "right"), ("spend", "right"),
+               ("eCPM", "right"), ("CPC", "right"), ("CPA", "right"), ("revenue", "right"),
+               ("ROMI", "right"), ("incr. ROMI", "right")]
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name != "campaign")
+
+    def row(label: str, m: dict, **style) -> None:
+        table.add_row(label, f"{m['impressions']:,}", f"{m['reach']:,}", _fmt(m["frequency"], ".2f"),
+                      f"{m['clicks']:,}", _fmt(m["ctr"], ".3%"), f"{m['conversions']:,}",
+                      f"{m['spend']:,.2f}", _fmt(m["ecpm"], ".2f"), _fmt(m["cpc"], ".2f"),
+                      _fmt(m["cpa"], ".2f"), f"{m['revenue']:,.2f}", _fmt(m["romi"], "+.1%"),
+                      _fmt(m["incremental_romi"], "+.1%"), **style)
+
+    for c in report["campaigns"]:
+        row(c["id"], c)
+    table.add_section()
+    row("total", report["totals"], style="bold")
+    return table
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
+    seed: Optional[int] = typer.Option(None, help="root seed (default: the scenario's)"),
+    out: Optional[Path] = typer.Option(None, help="write the JSON report here"),
+    log: Optional[Path] = typer.Option(None, help="write one CSV row per impression here"),
+    budget_scale: float = typer.Option(1.0, help="multiply every campaign budget (what-if)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Simulate a scenario and report what every campaign bought and returned."""
+    with input_errors():
+        if not budget_scale > 0:
+            raise InputError.single("command line", "--budget-scale", "must be a positive number")
+        if seed is not None and seed < 0:
+            raise InputError.single("command line", "--seed", "must be >= 0")
+        check_output_path(out, "--out")
+        check_output_path(log, "--log")
+        spec = load_scenario(scenario)
+        progress = LazyProgress(not quiet, f"simulating {spec.name}")
+        try:
+            report = simulate(spec, seed, budget_scale=budget_scale, log_path=log, progress=progress)
+        finally:
+            progress.close()
+        if out is not None:
+            report.write(out)
+    out_console.print(campaign_table(report.to_dict()))
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)")) -> None:
+    """Check a scenario file; exit 0 when valid, else 2 with one line per problem."""
+    with input_errors():
+        spec = load_scenario(scenario)
+    out_console.print(f"{scenario}: valid ({len(spec.campaigns)} campaigns, "
+                      f"{len(spec.publishers)} publishers, {spec.dmp.users:,} users)",
+                      markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m rtb.cli`

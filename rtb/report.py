@@ -32,7 +32,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 def _ratio(num: float, den: float, digits: int = 6) -> float | None:
     """num / den rounded for a stable, readable report; None (null) when den is 0."""
-    return round(num / den, digits) if den else None
+    return round(float(num) / float(den), digits) if den else None
 
 
 def _money(micros: int | np.integer) -> float:
