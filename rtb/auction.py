@@ -111,7 +111,7 @@ def clear_nb(bids, floor_cpm, soft_floor_cpm, mechanism_code, winner_out, price_
         for j in range(n_bidders):
             b = bids[i, j]
             # Selects on one comparison, which LLVM compiles without branches: an
-            # if/elif scan mispredicts on random bids and ran 2.5-7x slower at 8-128
+            # if/elif scan mispredicts on random bids and ran 2-7x slower at 8-128
             # bidders (docs/auction.md). Strictly greater: among equal bids the lower
             # column stays the leader, and the tie makes `second` equal to `best`.
             # NaN compares false, so a NaN bid leaves `best` and `leader` alone and
