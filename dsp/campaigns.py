@@ -9,6 +9,7 @@ import numpy as np
 
 from dsp.strategies import (ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid, Strategy,
                             ValueBid)
+from rtb.auction import campaign_words
 from rtb.scenario import (DEVICE_CODE, FORMAT_CODE, FixedBidSpec, LinearBidSpec, McpcBidSpec,
                           OrtbBidSpec, RandomBidSpec, Scenario, ValueBidSpec)
 from rtb.seeding import unit_fraction
@@ -44,9 +45,8 @@ class CampaignTable(NamedTuple):
     daily_budget_micros: np.ndarray  # i8[nc]; NO_LIMIT_MICROS when none
     flight_start_s: np.ndarray  # f8[nc], seconds since the simulation start
     flight_end_s: np.ndarray  # f8[nc]
-    slot_ok: np.ndarray  # bool[n_slot, nc]: format, device and publisher category targeting
-    geo_ok: np.ndarray  # bool[n_geo, nc]
-    segment_mask: np.ndarray  # u8[nc]: the user must carry one of these bits; 0 = no data used
+    slot_words: np.ndarray  # u8[n_slot, n_words]: campaigns targeting the slot (format, device, category)
+    user_words: np.ndarray  # u8[n_users, n_words]: campaigns targeting the user (geo, segments)
     data_micros: np.ndarray  # i8[nc]: data cost of one impression
     dsp_fee_ppm: np.ndarray  # i8[nc]
     ctr_multiplier: np.ndarray  # f8[nc]: creative quality (true and as the DSP predicts it)
@@ -64,8 +64,7 @@ def _seconds_since(start: datetime, when: datetime | None, default: float) -> fl
     return default if when is None else when.timestamp() - start.timestamp()
 
 
-def build_campaigns(s: Scenario, inventory, geo_names: tuple[str, ...],
-                    budget_scale: float = 1.0) -> CampaignTable:
+def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0) -> CampaignTable:
     """Turn campaign specs into arrays; `budget_scale` multiplies every budget (what-if)."""
     adv_index = {a.id: i for i, a in enumerate(s.advertisers)}
     dsp_index = {d.id: i for i, d in enumerate(s.dsps)}
@@ -75,6 +74,7 @@ def build_campaigns(s: Scenario, inventory, geo_names: tuple[str, ...],
     pub_cat = inventory.publisher_category[inventory.slot_publisher]
     nc, ns = len(s.campaigns), inventory.slot_publisher.size
     slot_ok = np.ones((ns, nc), dtype=np.bool_)
+    geo_names = audience.geo_names
     geo_ok = np.ones((len(geo_names), nc), dtype=np.bool_)
     seg_mask = np.zeros(nc, dtype=np.uint64)
     data_cpm = np.zeros(nc)
@@ -101,6 +101,12 @@ def build_campaigns(s: Scenario, inventory, geo_names: tuple[str, ...],
             cap_limit[c] = camp.frequency_cap.impressions
             cap_window[c] = camp.frequency_cap.window
 
+    # A user is targetable by a campaign if in its geos and, when it buys data, in one
+    # of its segments as DSPs see them (matched and consented).
+    user_ok = geo_ok[audience.geo]
+    for c in np.flatnonzero(seg_mask):
+        user_ok[:, c] &= (audience.visible_segments & seg_mask[c]) != 0
+
     start, duration = s.simulation.start, s.simulation.duration
     advertisers = {a.id: a for a in s.advertisers}
     dsps = {d.id: d for d in s.dsps}
@@ -115,9 +121,8 @@ def build_campaigns(s: Scenario, inventory, geo_names: tuple[str, ...],
              for c in camps], dtype=np.int64),
         flight_start_s=np.array([_seconds_since(start, c.start, 0.0) for c in camps]),
         flight_end_s=np.array([_seconds_since(start, c.end, duration) for c in camps]),
-        slot_ok=slot_ok,
-        geo_ok=geo_ok,
-        segment_mask=seg_mask,
+        slot_words=campaign_words(slot_ok),
+        user_words=campaign_words(user_ok),
         data_micros=cpm_to_micros(data_cpm),
         dsp_fee_ppm=np.array([round(dsps[c.dsp].fee * PPM) for c in camps], dtype=np.int64),
         ctr_multiplier=np.array([c.ctr_multiplier for c in camps]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -141,3 +141,287 @@ def clear_nb(bids, floor_cpm, soft_floor_cpm, mechanism_code, winner_out, price_
 # ---- public clear() and its kernels (issue 3) go above this line ----
 
 # ---- simulation tick kernel ----
+#
+# One call per tick clears a whole batch of requests in time order, so a budget or a
+# frequency cap that runs out inside the tick is exact. State lives in plain arrays
+# grouped in NamedTuples (numba reads them as tuples of arrays); the kernel updates
+# them in place and never draws random numbers.
+
+
+class TickRequests(NamedTuple):
+    """One tick's requests, sorted by time (all arrays [n])."""
+
+    time_s: np.ndarray  # f8: seconds since the simulation start
+    user: np.ndarray  # i8
+    slot: np.ndarray  # i8
+    floor_cpm: np.ndarray  # f8
+    market_cpm: np.ndarray  # f8: the rest of the market's best bid, NaN = none
+    u_pace: np.ndarray  # f8: uniform for pacing throttles
+
+
+class Targeting(NamedTuple):
+    """Who may bid on what, as campaign bitsets: bit c of word c // 64 is campaign c.
+
+    A request's eligible campaigns are slot_words[slot] & user_words[user], a few word
+    operations per request instead of several lookups per (request, campaign).
+    """
+
+    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, publisher category
+    user_words: np.ndarray  # u8[n_users, n_words]: geo and segments (matched, consented)
+    flight_start_s: np.ndarray  # f8[nc]
+    flight_end_s: np.ndarray  # f8[nc]
+    pace_share: np.ndarray  # f8[nc]: share of eligible requests the campaign bids on
+    pace_offset: np.ndarray  # f8[nc]: fixed per campaign: rotates the shared pacing uniform
+
+
+def campaign_words(ok: np.ndarray) -> np.ndarray:
+    """Pack bool[rows, nc] into u8[rows, ceil(nc / 64)] campaign bitsets."""
+    rows, nc = ok.shape
+    words = np.zeros((rows, max(1, -(-nc // 64))), dtype=np.uint64)
+    for c in range(nc):
+        words[:, c // 64] |= ok[:, c].astype(np.uint64) << np.uint64(c % 64)
+    return words
+
+
+class CampaignBook(NamedTuple):
+    """Per-campaign parameters and running money state (index = campaign)."""
+
+    advertiser: np.ndarray  # i4[nc]
+    dsp_fee_ppm: np.ndarray  # i8[nc]: DSP fee on media cost, parts per million
+    data_micros: np.ndarray  # i8[nc]: data cost of one impression
+    remaining_total: np.ndarray  # i8[nc]: micros the campaign may still spend
+    remaining_daily: np.ndarray  # i8[nc]: micros it may still spend today
+    daily_budget: np.ndarray  # i8[nc]: restored at each UTC midnight
+    day_end_s: np.ndarray  # f8[nc]: the next UTC midnight, seconds since the start
+    media_micros: np.ndarray  # i8[nc]: accumulated clearing prices paid
+    fee_micros: np.ndarray  # i8[nc]: accumulated DSP fees
+    data_cost_micros: np.ndarray  # i8[nc]: accumulated data costs
+    outcomes: np.ndarray  # i8[nc, N_OUTCOMES]: what became of each bid (types.OUTCOME_NAMES)
+    reach: np.ndarray  # i8[nc]: distinct users reached
+
+
+class CapBook(NamedTuple):
+    """Frequency-cap state. Calendar caps count per window; rolling caps keep times.
+
+    `counts` has a column for every campaign, so one user's counters share a cache
+    line and a request's cap checks cost one miss, not one per campaign. Calendar
+    windows are aligned to UTC epoch time: campaigns with the same window length share
+    boundaries and are cleared together in one pass over the array.
+    """
+
+    kind: np.ndarray  # i1[nc]: CAP_NONE / CAP_CALENDAR / CAP_ROLLING
+    limit: np.ndarray  # i4[nc]: impressions allowed per window
+    window_s: np.ndarray  # f8[nc]
+    calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
+    window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
+    ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
+    counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
+    times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
+
+
+class UserBook(NamedTuple):
+    """Per-user state the kernel updates: exposures (reach, fatigue) and last touches."""
+
+    exposures: np.ndarray  # u1[n_users, nc], saturating at 255
+    last_touch: np.ndarray  # i8[n_users, n_adv]: encode_touch(time, campaign) of the last
+    # impression of each advertiser, -1 = none; one array so a win costs one cache miss
+
+
+TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536
+
+
+@njit(cache=True, inline="always")
+def encode_touch(time_s, campaign):
+    """Pack (time in whole milliseconds, campaign) in one int64; ordered by time."""
+    return (np.int64(time_s * 1000.0) << TOUCH_CAMPAIGN_BITS) | campaign
+
+
+class TickResult(NamedTuple):
+    winner: np.ndarray  # i4[n]: campaign index, MARKET or UNSOLD
+    price_cpm: np.ndarray  # f8[n]: 0 when unsold
+    prior_exposures: np.ndarray  # u1[n]: for campaign wins, the user's earlier exposures
+
+
+@njit(cache=True)
+def _next_calendar_window_nb(caps_kind, window_s, window_end_s, counts, c, t):
+    """Start the window containing t for every calendar cap with c's window length."""
+    end = window_end_s[c]
+    while t >= end:
+        end += window_s[c]
+    members = np.flatnonzero((caps_kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
+    for u in range(counts.shape[0]):
+        for col in members:
+            counts[u, col] = 0
+    for col in members:
+        window_end_s[col] = end
+
+
+@njit(cache=True, inline="always")
+def _rolling_capped_nb(times, first, limit, window_s, u, t):
+    """Capped when even the oldest of the last `limit` impressions is inside the window."""
+    oldest = times[u, first]
+    for k in range(first + 1, first + limit):
+        oldest = min(oldest, times[u, k])
+    return oldest > t - window_s
+
+
+@njit(cache=True, inline="always")
+def _record_rolling_nb(times, first, limit, u, t):
+    oldest = first
+    for k in range(first + 1, first + limit):
+        if times[u, k] < times[u, oldest]:
+            oldest = k
+    times[u, oldest] = t
+
+
+@njit(cache=True)
+def _max_bid_micros_nb(remaining_total, remaining_daily, fee_ppm, data_micros):
+    """The largest bid (micros per impression) whose worst-case cost the budgets cover.
+
+    cost(x) = x + x * fee // PPM + data is increasing in x, so "can pay the whole bid"
+    is bid <= this threshold; recomputed only when the budgets change.
+    """
+    budget = min(remaining_total, remaining_daily, np.int64(1) << 40) - data_micros
+    if budget < 0:
+        return np.int64(-1)
+    x = np.int64(budget / (1.0 + fee_ppm / T.PPM))
+    while x + 1 + (x + 1) * fee_ppm // T.PPM <= budget:
+        x += 1
+    while x >= 0 and x + x * fee_ppm // T.PPM > budget:
+        x -= 1
+    return x
+
+
+@njit(cache=True)
+def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
+    """Clear n requests in time order against nc campaigns and the rest of the market.
+
+    bids f8[n, nc]: each campaign's strategy's bid (NaN = none). A bid takes part if
+    the campaign targets the request (slot, geo, segments, flight), pacing lets it
+    through, it is >= the floor, the campaign can pay its whole bid plus fees and data
+    from both its total and daily budget, and the user is not capped; the first test
+    that fails is counted as the bid's outcome. Ties: campaigns beat the market (as in
+    the iPinYou replay protocol, where bid >= market price wins); among campaigns the
+    lowest index wins.
+    """
+    # Unpack once: an array read out of a tuple inside the loop may cost a
+    # reference-count update each time.
+    time_s, user, slot, floor_cpm, market_cpm, u_pace = req
+    slot_words, user_words, flight_start_s, flight_end_s, pace_share, pace_offset = targeting
+    remaining_total, remaining_daily = book.remaining_total, book.remaining_daily
+    daily_budget, day_end_s = book.daily_budget, book.day_end_s
+    fee_ppm, data_micros, outcomes = book.dsp_fee_ppm, book.data_micros, book.outcomes
+    media_micros, fee_micros, data_cost_micros = book.media_micros, book.fee_micros, book.data_cost_micros
+    reach, advertiser = book.reach, book.advertiser
+    cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
+    calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
+    counts, times = caps.counts, caps.times
+    exposures, last_touch = users.exposures, users.last_touch
+    winner, price_cpm, prior_exposures = result
+
+    n, nc = bids.shape
+    n_words = slot_words.shape[1]
+    eligible = np.empty(n_words, np.uint64)
+    candidates = np.empty(nc, np.int32)
+    max_bid_micros = np.empty(nc, np.int64)
+    for c in range(nc):
+        max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
+                                               data_micros[c])
+    # Outcomes decided during the scan are counted here, with a spare column SKIP for
+    # "no bid" and "took part", so that every (request, campaign) adds without a branch.
+    SKIP = T.LOSS_FREQUENCY_CAPPED + 1
+    early = np.zeros((nc, SKIP + 1), np.int64)
+    next_boundary_s = -np.inf
+    for i in range(n):
+        u = user[i]
+        t = time_s[i]
+        floor = floor_cpm[i]
+        if t >= next_boundary_s:
+            # A new UTC day restores daily budgets, a new calendar window clears its
+            # caps: exactly at the boundary, even inside a tick.
+            for c in range(nc):
+                if t >= day_end_s[c]:
+                    remaining_daily[c] = daily_budget[c]
+                    while t >= day_end_s[c]:
+                        day_end_s[c] += T.SECONDS_PER_DAY
+                    max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c],
+                                                           fee_ppm[c], data_micros[c])
+                if t >= window_end_s[c]:
+                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
+            next_boundary_s = min(day_end_s.min(), window_end_s.min())
+        for w in range(n_words):
+            eligible[w] = slot_words[slot[i], w] & user_words[u, w]
+        best = -1.0
+        second = -1.0
+        leader = T.UNSOLD
+        if market_cpm[i] >= floor:  # NaN compares false: no market bid
+            best = market_cpm[i]
+            leader = T.MARKET
+        k = 0
+        # With dozens of bidders the result of each test is unpredictable, so the
+        # scan computes every test and combines them with selects, not branches.
+        for c in range(nc):
+            b = bids[i, c]
+            has_bid = b >= 0.0  # NaN compares false
+            b = b if has_bid else 0.0
+            targeted = (((eligible[c >> 6] >> np.uint64(c & 63)) & np.uint64(1)) != 0) \
+                & (t >= flight_start_s[c]) & (t < flight_end_s[c])
+            x = u_pace[i] + pace_offset[c]
+            x = x - 1.0 if x >= 1.0 else x
+            paced_in = x < pace_share[c]
+            above_floor = b >= floor
+            affordable = np.int64(b * T.MICROS_PER_CPM + 0.5) <= max_bid_micros[c]  # = cpm_to_micros
+            capped = counts[u, c] >= calendar_limit[c]
+            if cap_kind[c] == T.CAP_ROLLING:  # the same for every request: predictable
+                capped = _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
+            ok = has_bid & targeted & paced_in & above_floor & affordable & (not capped)
+            outcome = SKIP if ok else T.LOSS_FREQUENCY_CAPPED
+            outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
+            outcome = T.LOSS_BELOW_FLOOR if not above_floor else outcome
+            outcome = T.OUTCOME_PACED if not paced_in else outcome
+            outcome = T.OUTCOME_NOT_TARGETED if not targeted else outcome
+            early[c, outcome if has_bid else SKIP] += 1
+            candidates[k] = c
+            k += ok
+            v = b if ok else -1.0
+            take = (v > best) | (ok & (v == best) & (leader == T.MARKET))
+            second = best if take else max(second, v)
+            best = v if take else best
+            leader = c if take else leader
+
+        if leader == T.UNSOLD:
+            winner[i] = T.UNSOLD
+            price_cpm[i] = 0.0
+            continue
+        price = best if mechanism == T.MECHANISM_FIRST else max(second, floor)
+        winner[i] = leader
+        price_cpm[i] = price
+        lost = T.LOSS_LOST_TO_MARKET if leader == T.MARKET else T.LOSS_LOST_TO_BID
+        for j in range(k):
+            outcomes[candidates[j], lost] += 1
+        if leader == T.MARKET:
+            continue
+
+        c = leader
+        outcomes[c, T.LOSS_LOST_TO_BID] -= 1
+        outcomes[c, T.WON] += 1
+        media = np.int64(price * T.MICROS_PER_CPM + 0.5)
+        fee = media * fee_ppm[c] // T.PPM
+        cost = media + fee + data_micros[c]
+        remaining_total[c] -= cost
+        remaining_daily[c] -= cost
+        max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
+                                               data_micros[c])
+        media_micros[c] += media
+        fee_micros[c] += fee
+        data_cost_micros[c] += data_micros[c]
+        if cap_kind[c] == T.CAP_CALENDAR:
+            counts[u, c] += 1
+        elif cap_kind[c] == T.CAP_ROLLING:
+            _record_rolling_nb(times, ring_start[c], cap_limit[c], u, t)
+        seen = exposures[u, c]
+        prior_exposures[i] = seen
+        reach[c] += seen == 0
+        exposures[u, c] = seen + (seen < 255)
+        last_touch[u, advertiser[c]] = encode_touch(t, c)
+    outcomes[:, :SKIP] += early[:, :SKIP]

@@ -9,6 +9,7 @@ import simpy
 
 from dsp.pacing import Pacer
 from rtb.exchange import Exchange
+from rtb.memory import keep_freed_memory
 from rtb.report import ImpressionLog, Report, build_report
 from rtb.scenario import Scenario
 from rtb.world import build_world
@@ -26,6 +27,7 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     """
     if budget_scale <= 0:
         raise ValueError("budget_scale must be positive")
+    keep_freed_memory()
     world = build_world(scenario, seed, budget_scale)
     log = ImpressionLog(log_path, world) if log_path is not None else None
     try:

@@ -9,7 +9,7 @@ import numpy as np
 from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
 from dsp.bidding import bid_matrix
-from rtb.auction import clear_tick_nb
+from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
 from rtb.seeding import stream
 from rtb.types import MARKET, cpm_to_micros
@@ -92,6 +92,16 @@ class Exchange:
         self.rng_organic = stream(seed, "dmp/organic")
         self.pending = PendingConversions()
         self.pace_share = np.ones(len(world.campaigns.ids))
+        table = world.campaigns
+        self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
+                                   table.flight_end_s, self.pace_share, table.stream_offset)
+        self._bids = np.empty((0, len(world.campaigns.ids)))
+
+    def _bid_buffer(self, n: int) -> np.ndarray:
+        """A reused f8[n, nc] buffer: a fresh multi-megabyte array every tick costs page faults."""
+        if self._bids.shape[0] < n:
+            self._bids = np.empty((int(n * 1.25) + 1024, self._bids.shape[1]))
+        return self._bids[:n]
 
     def run_tick(self, t0: float, t1: float) -> int:
         """Simulate requests arriving in [t0, t1); returns how many there were."""
@@ -109,15 +119,16 @@ class Exchange:
         fmt = inv.slot_format[slot]
 
         table = w.campaigns
-        bids = bid_matrix(table, self.pace_share, w.user_factor, w.audience.geo,
-                          w.audience.visible_segments, w.behaviour.ctr_by_format[fmt],
-                          w.behaviour.cvr_by_format[fmt], req.time_s, slot, user, floor_cpm,
-                          u_pace, u_strategy, t0, t1)
-        winner = np.empty(n, dtype=np.int32)
-        price_cpm = np.empty(n)
-        prior = np.zeros(n, dtype=np.uint8)
-        clear_tick_nb(req.time_s, user, floor_cpm, market_cpm, bids, w.mechanism,
-                      w.book, w.caps, w.users, winner, price_cpm, prior)
+        # Campaigns out of flight for the whole tick, or out of money, do not bid.
+        active = ((table.flight_end_s > t0) & (table.flight_start_s < t1)
+                  & (w.book.remaining_total > table.data_micros))
+        bids = bid_matrix(table, active, w.user_factor, w.behaviour.ctr_by_format[fmt],
+                          w.behaviour.cvr_by_format[fmt], user, floor_cpm, u_strategy,
+                          self._bid_buffer(n))
+        result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8))
+        clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace),
+                      bids, w.mechanism, self.targeting, w.book, w.caps, w.users, result)
+        winner, price_cpm, prior = result
 
         # Outcomes of the campaigns' impressions.
         won = np.flatnonzero(winner >= 0)
@@ -175,7 +186,9 @@ class Exchange:
         nc = tally.n_campaigns
         ad_caused = caused_by >= 0
         tally.ad_conversions += _count(caused_by[ad_caused], nc)
-        touch = w.users.touch_campaign[user, adv].astype(np.int64)
-        touch_time = w.users.touch_time_s[user, adv]
-        attributed = (touch >= 0) & (touch_time <= time_s) & (time_s - touch_time <= w.behaviour.attribution_window_s)
+        packed = w.users.last_touch[user, adv]
+        touch = packed & ((1 << TOUCH_CAMPAIGN_BITS) - 1)
+        touch_time = (packed >> TOUCH_CAMPAIGN_BITS) / 1000.0
+        attributed = ((packed >= 0) & (touch_time <= time_s)
+                      & (time_s - touch_time <= w.behaviour.attribution_window_s))
         tally.attributed_conversions += _count(touch[attributed], nc)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from rtb.types import CAP_CALENDAR, CAP_NONE, OUTCOME_NAMES, WON
+from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
 REPORT_VERSION = 1
 
@@ -98,7 +98,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
     for c, cid in enumerate(table.ids):
         a = int(table.advertiser[c])
         spend = int(book.media_micros[c] + book.fee_micros[c] + book.data_cost_micros[c])
-        bids = int(book.outcomes[c].sum())
+        bids = int(book.outcomes[c, FIRST_SUBMITTED:].sum())
         wins = int(book.outcomes[c, WON])
         campaigns.append({
             "id": cid,

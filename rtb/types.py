@@ -32,16 +32,21 @@ CAP_CALENDAR = 1  # at most N per calendar window (windows aligned to UTC midnig
 CAP_ROLLING = 2  # at most N in any sliding window of W seconds
 CAP_KINDS = {"calendar": CAP_CALENDAR, "rolling": CAP_ROLLING}
 
-# Why a campaign's bid did not become an impression (OpenRTB loss-reason vocabulary);
-# counted per campaign, one reason per (request, campaign) that had a bid.
-LOSS_BELOW_FLOOR = 0
-LOSS_OUT_OF_BUDGET = 1
-LOSS_FREQUENCY_CAPPED = 2
-LOSS_LOST_TO_BID = 3
-LOSS_LOST_TO_MARKET = 4
-WON = 5
-N_OUTCOMES = 6
+# What became of each (request, campaign) for which the campaign's strategy had a bid;
+# OpenRTB's loss-reason vocabulary where it has a word. The first test that fails is
+# the reason; bids that pass every test are won or lost to a higher bid.
+OUTCOME_NOT_TARGETED = 0  # targeting or flight excludes the request
+OUTCOME_PACED = 1  # pacing skipped it to spread the budget
+LOSS_BELOW_FLOOR = 2
+LOSS_OUT_OF_BUDGET = 3
+LOSS_FREQUENCY_CAPPED = 4
+LOSS_LOST_TO_BID = 5
+LOSS_LOST_TO_MARKET = 6
+WON = 7
+N_OUTCOMES = 8
 OUTCOME_NAMES = (
+    "not_targeted",
+    "paced",
     "below_floor",
     "out_of_budget",
     "frequency_capped",
@@ -49,6 +54,7 @@ OUTCOME_NAMES = (
     "lost_to_market",
     "won",
 )
+FIRST_SUBMITTED = LOSS_BELOW_FLOOR  # outcomes from here on are bids sent to the exchange
 
 F8 = np.float64
 F4 = np.float32
@@ -57,8 +63,13 @@ I4 = np.int32
 
 
 def cpm_to_micros(cpm: np.ndarray | float) -> np.ndarray:
-    """Price of one impression at `cpm`, in integer micros (rounded half to even)."""
-    return np.rint(np.asarray(cpm, dtype=F8) * MICROS_PER_CPM).astype(I8)
+    """Price of one impression at CPM `cpm` >= 0, in integer micros, rounded half up.
+
+    The auction kernels round the same way with the same float operations (a libm
+    rint() call per bid would cost more than the rest of the bid's checks), so the
+    ledger and the kernels agree to the micro.
+    """
+    return (np.asarray(cpm, dtype=F8) * MICROS_PER_CPM + 0.5).astype(I8)
 
 
 def units_to_micros(units: float) -> int:

@@ -64,22 +64,24 @@ def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
 
 
 def _cap_book(table: CampaignTable, start: datetime, n_users: int) -> CapBook:
-    calendar = np.flatnonzero(table.cap_kind == CAP_CALENDAR)
+    calendar = table.cap_kind == CAP_CALENDAR
     rolling = np.flatnonzero(table.cap_kind == CAP_ROLLING)
-    column = np.zeros(table.cap_kind.size, dtype=np.int32)
-    column[calendar] = np.arange(calendar.size)
-    ring_start = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
-    column[rolling] = ring_start[:-1]
-    window_end = np.array([_seconds_to_next_boundary(start, w) for w in table.cap_window_s])
+    ring_start = np.zeros(table.cap_kind.size, dtype=np.int32)
+    ring_bounds = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
+    ring_start[rolling] = ring_bounds[:-1]
+    window_end = [_seconds_to_next_boundary(start, w) if cal else np.inf
+                  for w, cal in zip(table.cap_window_s, calendar)]
     return CapBook(
         kind=table.cap_kind,
         limit=table.cap_limit,
         window_s=table.cap_window_s,
-        column=column,
-        window_end_s=window_end,
-        counts=np.zeros((calendar.size, n_users), dtype=np.uint8),
+        # A u1 count never reaches 256: campaigns without a calendar cap are never capped by it.
+        calendar_limit=np.where(calendar, table.cap_limit, 256).astype(np.int32),
+        window_end_s=np.array(window_end),
+        ring_start=ring_start,
+        counts=np.zeros((n_users, table.cap_kind.size), dtype=np.uint8),
         # -inf: "never shown", older than any window.
-        times=np.full((n_users, int(ring_start[-1])), -np.inf),
+        times=np.full((n_users, int(ring_bounds[-1])), -np.inf),
     )
 
 
@@ -88,7 +90,7 @@ def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0)
     start = s.simulation.start
     inventory = build_inventory(s.ssps, s.publishers)
     audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed)
-    table = build_campaigns(s, inventory, audience.geo_names, budget_scale)
+    table = build_campaigns(s, inventory, audience, budget_scale)
     nc, n_users, n_adv = len(table.ids), audience.device.size, len(s.advertisers)
     first_midnight = _seconds_to_next_boundary(start, SECONDS_PER_DAY)
     book = CampaignBook(
@@ -107,8 +109,7 @@ def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0)
     )
     users = UserBook(
         exposures=np.zeros((n_users, nc), dtype=np.uint8),
-        touch_campaign=np.full((n_users, n_adv), -1, dtype=np.int16),
-        touch_time_s=np.zeros((n_users, n_adv)),
+        last_touch=np.full((n_users, n_adv), -1, dtype=np.int64),
     )
     return World(
         scenario=s,
