@@ -363,7 +363,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
         for c in range(nc):
             b = bids[i, c]
             has_bid = b >= 0.0  # NaN compares false
-            b = b if has_bid else 0.0
+            b = min(b, T.MAX_BID_CPM) if has_bid else 0.0
             targeted = (((eligible[c >> 6] >> np.uint64(c & 63)) & np.uint64(1)) != 0) \
                 & (t >= flight_start_s[c]) & (t < flight_end_s[c])
             x = u_pace[i] + pace_offset[c]

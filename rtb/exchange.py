@@ -9,6 +9,7 @@ import numpy as np
 from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
 from dsp.bidding import bid_matrix
+from dsp.strategies import Feedback
 from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
 from rtb.seeding import stream
@@ -96,6 +97,7 @@ class Exchange:
         self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
                                    table.flight_end_s, self.pace_share, table.stream_offset)
         self._bids = np.empty((0, len(world.campaigns.ids)))
+        self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
     def _bid_buffer(self, n: int) -> np.ndarray:
         """A reused f8[n, nc] buffer: a fresh multi-megabyte array every tick costs page faults."""
@@ -140,6 +142,7 @@ class Exchange:
                           u_delay[won])
         nc = len(table.ids)
         tally.clicks += _count(camp[out.clicked], nc)
+        self._feedback(active, camp, price_cpm[won], out.clicked)
         conv = out.converted
         self.pending.add(out.conversion_time_s[conv], user[won][conv], adv[conv], camp[conv])
 
@@ -164,6 +167,20 @@ class Exchange:
                            bids[won, camp], price_cpm[won], out.clicked, conv)
         self._organic(t0, t1)
         return n
+
+    def _feedback(self, active: np.ndarray, camp: np.ndarray, price_cpm: np.ndarray,
+                  clicked: np.ndarray) -> None:
+        """Tell every campaign that bid this tick what it won, for strategies that learn."""
+        book = self.world.book
+        spent = book.media_micros + book.fee_micros + book.data_cost_micros
+        spent_this_tick = spent - self._spent_before
+        self._spent_before = spent
+        order = np.argsort(camp, kind="stable")
+        bounds = np.searchsorted(camp[order], np.arange(len(active) + 1))
+        for c in np.flatnonzero(active):
+            mine = order[bounds[c]:bounds[c + 1]]
+            self.world.campaigns.strategies[c].observe(
+                Feedback(price_cpm[mine], clicked[mine], int(spent_this_tick[c])))
 
     def _organic(self, t0: float, t1: float) -> None:
         w = self.world

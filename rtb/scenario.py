@@ -54,8 +54,12 @@ Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 Share = Annotated[float, Field(ge=0, le=1)]
 FeeRate = Annotated[float, Field(ge=0, lt=1)]
-Money = Annotated[float, Field(ge=0)]
-Cpm = Annotated[float, Field(ge=0)]
+# Bounds that keep every amount within int64 micros with room for sums.
+MAX_MONEY = 1e12
+MAX_CPM = 1e6
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
+Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
+MAX_DURATION_S = 3660 * 86400.0  # ten years
 Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Format = Literal["banner", "video", "native"]
 Device = Literal["desktop", "mobile"]
@@ -70,13 +74,15 @@ class Spec(BaseModel):
 class SimulationSpec(Spec):
     seed: int = Field(0, ge=0, description="root seed of every random stream")
     start: UtcDatetime
-    duration: Seconds
+    duration: Annotated[Seconds, Field(le=MAX_DURATION_S)]
     tick: Seconds = Field(60.0, description="one batch of requests; pacing acts between ticks")
 
     @model_validator(mode="after")
     def _tick_fits(self) -> "SimulationSpec":
         if self.tick > self.duration:
             raise ValueError("tick must not be longer than duration")
+        if self.start.year > 9000:
+            raise ValueError("start must be before the year 9000")
         return self
 
     @property
@@ -90,7 +96,7 @@ class LognormalMarketSpec(Spec):
     """Background demand whose best bid per request is lognormal."""
 
     kind: Literal["lognormal"]
-    median_cpm: Annotated[float, Field(gt=0)]
+    median_cpm: Annotated[float, Field(gt=0, le=MAX_CPM)]
     sigma: Annotated[float, Field(ge=0, le=5)] = 0.8
     participation: Share = Field(1.0, description="share of requests the market bids on")
 
@@ -106,7 +112,7 @@ class HistogramMarketSpec(Spec):
     kind: Literal["histogram"]
     file: str
     key: str = "price_counter_train"
-    scale: Annotated[float, Field(gt=0)] = 1.0
+    scale: Annotated[float, Field(gt=0, le=MAX_CPM)] = 1.0
     participation: Share = 1.0
 
 
@@ -182,7 +188,7 @@ class LinearBidSpec(Spec):
 
     kind: Literal["linear"]
     base_cpm: Cpm
-    avg_ctr: Annotated[float, Field(gt=0, le=1)]
+    avg_ctr: Annotated[float, Field(ge=1e-9, le=1)]
 
 
 class ValueBidSpec(Spec):
@@ -199,8 +205,8 @@ class McpcBidSpec(Spec):
 
 class OrtbBidSpec(Spec):
     kind: Literal["ortb"]
-    c: Annotated[float, Field(gt=0)]
-    lam: Annotated[float, Field(gt=0)]
+    c: Annotated[float, Field(gt=0, le=MAX_CPM)]
+    lam: Annotated[float, Field(ge=1e-12, le=1e6)]
 
 
 class RandomBidSpec(Spec):
@@ -234,8 +240,9 @@ class CampaignSpec(Spec):
     id: Id
     advertiser: Id
     dsp: Id
-    budget: Annotated[float, Field(gt=0)] = Field(description="total budget, media + data + DSP fee")
-    daily_budget: Annotated[float, Field(gt=0)] | None = None
+    budget: Annotated[float, Field(gt=0, le=MAX_MONEY)] = Field(
+        description="total budget, media + data + DSP fee")
+    daily_budget: Annotated[float, Field(gt=0, le=MAX_MONEY)] | None = None
     start: UtcDatetime | None = None
     end: UtcDatetime | None = None
     targeting: TargetingSpec = TargetingSpec()
@@ -342,6 +349,9 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             if slot.id in slot_ids:
                 problems.append((f"publishers[{i}].slots[{j}].id", f"duplicate id {slot.id!r}"))
             slot_ids.add(slot.id)
+            if s.dmp.devices.get(slot.device, 0.0) <= 0:
+                problems.append((f"publishers[{i}].slots[{j}].device",
+                                 f"no {slot.device} users: dmp.devices gives {slot.device} no share"))
 
     for i, seg in enumerate(s.dmp.segments):
         for j, adv in enumerate(seg.advertisers):

@@ -9,6 +9,9 @@ import numpy as np
 MICROS_PER_UNIT = 1_000_000
 MICROS_PER_CPM = 1_000  # micros paid for one impression per unit of CPM
 PPM = 1_000_000  # fee rates are stored as parts per million, applied with floor division
+# Bids above this CPM are treated as this CPM, so that a runaway strategy's bid (even
+# inf) stays within int64 micros once fees and data are added.
+MAX_BID_CPM = 1e9
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
