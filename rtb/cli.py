@@ -145,6 +145,79 @@ def validate(scenario: Path = typer.Argument(..., help="scenario file (.toml or 
                       markup=False, highlight=False)
 
 
+@app.command("replay")
+def replay_command(
+    log: Path = typer.Argument(..., help="bid log to replay"),
+    fmt: str = typer.Option("ipinyou-theta", "--format",
+                            help="ipinyou-theta (click price pctr) or ipinyou-log (make-ipinyou-data TSV)"),
+    info: Path = typer.Option(..., "--info", help="campaign info JSON (imp/clk/cost_train)"),
+    strategy: str = typer.Option(..., "--strategy",
+                                 help="mcpc | lin:b0=B | const:bid=B | rand:max=B | ortb:c=C,lambda=L"),
+    episode: int = typer.Option(1000, "--episode", help="requests per episode, N"),
+    budget_fraction: str = typer.Option(..., "--budget-fraction", help="c0, e.g. 1/32 or 0.03125"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the result as JSON here"),
+    seed: int = typer.Option(0, "--seed", help="root seed (rand's uniforms)"),
+    tune: Optional[str] = typer.Option(None, "--tune", help="parameter to grid-search: b0 (lin)"),
+    validation: Optional[Path] = typer.Option(None, "--validation", help="log to tune on"),
+    tune_grid: str = typer.Option("1:300:1", "--tune-grid", help="START:STOP:STEP, STOP included"),
+    partial_episode: str = typer.Option("proportional", "--partial-episode",
+                                        help="trailing short episode: proportional | drop | full"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="count and skip malformed lines"),
+    pctr_column: str = typer.Option("pctr", "--pctr-column", help="ipinyou-log: pCTR column"),
+    pctr: Optional[float] = typer.Option(None, "--pctr", help="ipinyou-log: one pCTR for all"),
+) -> None:
+    """Replay a bid log under the standard iPinYou protocol (docs/replay.md)."""
+    from rtb import replay as rp  # numba kernels load only for this command
+    from rtb.bidlog import read_bidlog
+
+    with input_errors():
+        check_output_path(out, "--out")
+        spec = rp.parse_strategy(strategy, tuning=tune)
+        c0 = rp.parse_budget_fraction(budget_fraction)
+        if (tune is None) != (validation is None):
+            raise InputError.single("--validation", "", "--tune and --validation go together")
+        grid = rp.parse_grid(tune_grid) if tune is not None else None
+        campaign = rp.load_info(info)
+
+        def read(path: Path):
+            return read_bidlog(path, fmt, skip_bad=skip_bad, pctr_column=pctr_column, pctr=pctr)
+
+        protocol = dict(episode=episode, budget_fraction=c0, seed=seed, partial=partial_episode)
+        if tune is not None:
+            valid = read(validation)
+            _replay_report_skipped(validation, valid)
+            spec, tuning = rp.tune(valid, campaign, spec, tune, grid, **protocol)
+            out_console.print(f"tuned {tuning.parameter} = {rp.number_text(tuning.chosen)} "
+                              f"on {validation}: {tuning.clicks} clicks (grid of {tuning.grid.size})"
+                              + ("; best at the grid's end, consider a wider --tune-grid"
+                                 if tuning.at_edge else ""), markup=False, highlight=False)
+        bidlog = read(log)
+        _replay_report_skipped(log, bidlog)
+        result = rp.replay(bidlog, campaign, spec, **protocol)
+        if out is not None:
+            result.write_json(out)
+
+    table = Table(title=f"replay of {log.name}: {result.strategy}, N={episode}, c0={budget_fraction}",
+                  caption="cost = sum of market prices / 1000 (fen for iPinYou)")
+    for column in ("auctions", "impressions", "clicks", "cost", "win rate", "CPM", "eCPC"):
+        table.add_column(column, justify="right")
+
+    def number(x: float | None, scale: float = 1.0, unit: str = "") -> str:
+        return "-" if x is None else f"{x * scale:,.2f}{unit}"  # "-": a zero denominator
+
+    table.add_row(f"{result.auctions:,}", f"{result.impressions:,}", f"{result.clicks:,}",
+                  number(result.cost), number(result.win_rate, 100, "%"), number(result.cpm),
+                  number(result.ecpc))
+    out_console.print(table)
+
+
+def _replay_report_skipped(path: Path, bidlog) -> None:
+    """Say on stderr how many malformed lines --skip-bad skipped, and the first."""
+    if bidlog.skipped:
+        err.print(f"{path}: skipped {bidlog.skipped} malformed lines (first: {bidlog.first_skipped})",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m rtb.cli`
     app()
 

@@ -1,0 +1,424 @@
+"""Bid-log replay under the standard iPinYou protocol: episodes, budgets, integer bids, one kernel.
+
+The protocol (Zhang et al. 2014; Cai et al. 2017, as in han-cai/rlb-dp): the log is cut
+into consecutive episodes of N requests; each episode gets the budget
+B = int(cost_train / imp_train * c0 * N); the strategy's bid, rounded down to an
+integer, is capped at 300 and at the episode's remaining budget; a bid wins when it
+is >= the market price (so ties win) and pays the market price. The strategies are
+the ones in dsp.strategies, the same code the simulation bids with; only the integer
+rounding and the caps are the protocol's. Money stays in integer sums of market
+prices (the log's CPM unit) until the report divides by 1000.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import orjson
+from numba import njit
+
+from dsp.strategies import BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid, Strategy
+from rtb.bidlog import BidLog
+from rtb.errors import InputError
+from rtb.seeding import stream
+
+MAX_BID = 300  # the protocol's bid cap: the highest iPinYou market price, fen CPM
+NO_BID = -1  # an integer bid that wins nothing (every market price is >= 0)
+PARTIAL_EPISODES = ("proportional", "drop", "full")
+RESULT_KEYS = ("auctions", "impressions", "clicks", "cost", "win_rate", "cpm", "ecpc",
+               "strategy", "episode", "budget_fraction")
+
+# Strategy specs: kind -> the parameters it takes (all required).
+STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
+    "mcpc": (),
+    "lin": ("b0",),
+    "const": ("bid",),
+    "rand": ("max",),
+    "ortb": ("c", "lambda"),
+}
+TUNABLE: dict[str, tuple[str, ...]] = {"lin": ("b0",)}  # what --tune can search, per kind
+_POSITIVE = {"max", "c", "lambda"}  # parameters that must be > 0 (the others >= 0)
+SPEC_FIELD = "--strategy"
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """The training-period totals the protocol derives budgets and strategy parameters from."""
+
+    imp_train: int
+    clk_train: int
+    cost_train: int  # sum of market prices of the training impressions, fen CPM
+
+    @property
+    def cpm(self) -> float:
+        """Average market price per impression (the budget's base), in the log's CPM unit."""
+        return self.cost_train / self.imp_train
+
+    @property
+    def avg_ctr(self) -> float:
+        return self.clk_train / self.imp_train
+
+    @property
+    def cpc(self) -> float:
+        """Training cost per click in the log's CPM unit (i.e. 1000 x the money per click)."""
+        return self.cost_train / self.clk_train
+
+
+def load_info(path: str | Path) -> CampaignInfo:
+    """Read imp_train, clk_train and cost_train from an iPinYou `<campaign>.info.json`."""
+    name = str(path)
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise InputError.single(name, "", f"cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InputError.single(name, "", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError.single(name, "", "expected a JSON object")
+    problems: list[tuple[str, str]] = []
+    values: dict[str, int] = {}
+    for key in ("imp_train", "clk_train", "cost_train"):
+        value = data.get(key)
+        if value is None:
+            problems.append((key, "missing"))
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.append((key, f"must be a non-negative integer, got {value!r}"))
+        else:
+            values[key] = value
+    if not problems and values["imp_train"] == 0:
+        problems.append(("imp_train", "must be > 0"))
+    if problems:
+        raise InputError(name, problems)
+    return CampaignInfo(**values)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A parsed `--strategy` value, e.g. kind "lin" with params {"b0": 80.0}."""
+
+    kind: str
+    params: dict[str, float] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """The canonical spec, e.g. "lin:b0=80" or "ortb:c=50,lambda=5.2e-07"."""
+        if not self.params:
+            return self.kind
+        return self.kind + ":" + ",".join(f"{k}={number_text(v)}" for k, v in self.params.items())
+
+
+def parse_strategy(text: str, *, tuning: str | None = None) -> StrategySpec:
+    """Parse `kind[:name=value,...]`; `tuning` names a parameter the caller will search for."""
+    kind, _, rest = text.strip().partition(":")
+    if kind not in STRATEGY_PARAMS:
+        raise InputError.single(SPEC_FIELD, "", f"unknown strategy {kind!r} in {text!r}; expected "
+                                "one of " + ", ".join(STRATEGY_PARAMS))
+    wanted = STRATEGY_PARAMS[kind]
+    params: dict[str, float] = {}
+    seen: set[str] = set()
+    problems: list[tuple[str, str]] = []
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = (s.strip() for s in item.partition("="))
+        seen.add(key)
+        if not eq:
+            problems.append((key, "expected name=value"))
+        elif key not in wanted:
+            problems.append((key, f"unknown parameter of {kind!r}; it takes "
+                             + (", ".join(wanted) if wanted else "none")))
+        elif key in params:
+            problems.append((key, "given twice"))
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append((key, f"must be a number, got {raw!r}"))
+                continue
+            low_ok = value > 0 if key in _POSITIVE else value >= 0
+            if not math.isfinite(value) or not low_ok:
+                problems.append((key, f"must be {'>' if key in _POSITIVE else '>='} 0 and finite, "
+                                 f"got {raw!r}"))
+            else:
+                params[key] = value
+    if tuning is not None:
+        if tuning not in TUNABLE.get(kind, ()):
+            problems.append((tuning, f"--tune {tuning} is not available for {kind!r}; it tunes "
+                             + ", ".join(f"{k}'s {' '.join(v)}" for k, v in TUNABLE.items())))
+        elif tuning in seen:
+            problems.append((tuning, "is tuned (--tune); leave it out of --strategy"))
+    example = kind + ":" + ",".join(f"{k}=VALUE" for k in wanted)
+    problems += [(k, f"missing; write {example}") for k in wanted if k not in seen and k != tuning]
+    if problems:
+        raise InputError(SPEC_FIELD, problems)
+    return StrategySpec(kind, {k: params[k] for k in wanted if k in params})
+
+
+def build_strategy(spec: StrategySpec, info: CampaignInfo) -> Strategy:
+    """The dsp strategy for a spec; prices in the log's CPM unit."""
+    p = spec.params
+    match spec.kind:
+        case "mcpc":
+            _require_clicks(info, spec)
+            # McpcBid bids target_cpc * pCTR * 1000 and the log's unit is CPM, so the
+            # target is the training cost per click in money: cpc / 1000.
+            return McpcBid(target_cpc=info.cpc / 1000.0)
+        case "lin":
+            _require_clicks(info, spec)
+            return LinearBid(base_cpm=p["b0"], avg_ctr=info.avg_ctr)
+        case "const":
+            return ConstantBid(bid_cpm=p["bid"])
+        case "rand":
+            return RandomBid(max_cpm=p["max"])
+        case "ortb":
+            return OrtbBid(c=p["c"], lam=p["lambda"])
+    raise AssertionError(spec.kind)  # parse_strategy admits only the kinds above
+
+
+def _require_clicks(info: CampaignInfo, spec: StrategySpec) -> None:
+    if info.clk_train == 0:
+        raise InputError.single("--info", "clk_train", f"must be > 0 for strategy {spec.kind!r}")
+
+
+def parse_budget_fraction(text: str) -> float:
+    """c0 from "1/32" or "0.03125"; must be positive and finite."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise InputError.single("--budget-fraction", "", f"expected a fraction like 1/32 or a "
+                                f"number like 0.03125, got {text!r}") from None
+    if not (0.0 < value < math.inf):
+        raise InputError.single("--budget-fraction", "", f"must be > 0, got {text!r}")
+    return value
+
+
+def episode_budget(info: CampaignInfo, budget_fraction: float, n_requests: int) -> int:
+    """int(cost_train / imp_train * c0 * n), in this order, as rlb-dp computes it."""
+    return int(info.cost_train / info.imp_train * budget_fraction * n_requests)
+
+
+def integer_bids(bids_cpm: np.ndarray) -> np.ndarray:
+    """The strategy's float bids rounded down to integers, i4[n]; NaN (no bid) -> NO_BID.
+
+    Bids above MAX_BID are clipped here only so the cast cannot overflow; the
+    protocol's cap itself is applied in the kernel.
+    """
+    out = np.floor(np.clip(bids_cpm, NO_BID, MAX_BID + 1))
+    out[np.isnan(out)] = NO_BID
+    return out.astype(np.int32)
+
+
+@njit(cache=True)
+def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
+    """Replay integer bids over the log, episode by episode.
+
+    bid, price: i4[n]; click: bool[n]. Each full episode of episode_len requests starts
+    with `budget`; a trailing partial episode starts with `tail_budget`, or is not
+    replayed when tail_budget < 0. A bid is capped at max_bid and at the remaining
+    budget, wins when >= the price and pays the price, so spend never exceeds the
+    budget. Returns i8 arrays per episode: auctions, impressions, clicks, spend
+    (sum of prices paid).
+    """
+    n = bid.shape[0]
+    n_full = n // episode_len
+    n_ep = n_full + (1 if n % episode_len != 0 and tail_budget >= 0 else 0)
+    auctions = np.zeros(n_ep, np.int64)
+    imps = np.zeros(n_ep, np.int64)
+    clicks = np.zeros(n_ep, np.int64)
+    spend = np.zeros(n_ep, np.int64)
+    for ep in range(n_ep):
+        start = ep * episode_len
+        stop = min(start + episode_len, n)
+        left = budget if ep < n_full else tail_budget
+        won = 0
+        clk = 0
+        paid = 0
+        for i in range(start, stop):
+            p = price[i]
+            # Branch-free: whether a bid wins is unpredictable, and a mispredicted branch
+            # costs more than the arithmetic.
+            w = np.int64(min(bid[i], max_bid, left) >= p)
+            left -= w * p
+            paid += w * p
+            won += w
+            clk += w & click[i]
+        auctions[ep] = stop - start
+        imps[ep] = won
+        clicks[ep] = clk
+        spend[ep] = paid
+    return auctions, imps, clicks, spend
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Totals of one replay, plus per-episode arrays for checks and plots."""
+
+    strategy: str  # canonical spec, e.g. "lin:b0=80"
+    episode: int  # N, requests per episode
+    budget_fraction: float  # c0
+    budget: int  # B of a full episode, sum of prices (the log's CPM unit)
+    tail_budget: int  # budget of the trailing partial episode; -1 = dropped or none
+    episode_auctions: np.ndarray  # i8[n_episodes]
+    episode_impressions: np.ndarray
+    episode_clicks: np.ndarray
+    episode_spend: np.ndarray  # sum of market prices paid, the log's CPM unit
+
+    @property
+    def auctions(self) -> int:
+        return int(self.episode_auctions.sum())
+
+    @property
+    def impressions(self) -> int:
+        return int(self.episode_impressions.sum())
+
+    @property
+    def clicks(self) -> int:
+        return int(self.episode_clicks.sum())
+
+    @property
+    def spend(self) -> int:
+        """Sum of market prices paid (fen CPM for iPinYou): exact, an integer."""
+        return int(self.episode_spend.sum())
+
+    @property
+    def cost(self) -> float:
+        """Money spent in the log's currency unit (fen for iPinYou): spend / 1000."""
+        return self.spend / 1000
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.impressions / self.auctions if self.auctions else None
+
+    @property
+    def cpm(self) -> float | None:
+        return self.cost / self.impressions * 1000 if self.impressions else None
+
+    @property
+    def ecpc(self) -> float | None:
+        return self.cost / self.clicks if self.clicks else None
+
+    def to_dict(self) -> dict[str, object]:
+        """The report: exactly RESULT_KEYS; a ratio with a zero denominator is None (null)."""
+        return {key: getattr(self, key) for key in RESULT_KEYS}
+
+    def write_json(self, path: str | Path) -> None:
+        """Write to_dict() as JSON atomically: a reader never sees a half-written file."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise InputError.single(str(path), "", f"cannot write: {exc.strerror or exc}") from None
+
+
+def replay(
+    log: BidLog,
+    info: CampaignInfo,
+    spec: StrategySpec,
+    *,
+    episode: int,
+    budget_fraction: float,
+    seed: int = 0,
+    partial: str = "proportional",
+) -> ReplayResult:
+    """Replay `log` with the strategy `spec` under the protocol.
+
+    partial: what happens to a trailing episode shorter than `episode`:
+        "proportional" replays it with int(cpm * c0 * its length), the same budget per
+        request as a full episode; "drop" leaves it out (auctions counts only full
+        episodes); "full" gives it a full episode's budget, as rlb-dp's scripts do.
+    """
+    if episode < 1:
+        raise InputError.single("--episode", "", f"must be >= 1, got {episode}")
+    if partial not in PARTIAL_EPISODES:
+        raise InputError.single("--partial-episode", "", f"expected one of "
+                                f"{', '.join(PARTIAL_EPISODES)}, got {partial!r}")
+    bids = integer_bids(build_strategy(spec, info).bid(_bid_view(log, spec, seed)))
+    n = log.market_price.shape[0]
+    budget = episode_budget(info, budget_fraction, episode)
+    tail = n % episode
+    if tail == 0 or partial == "drop":
+        tail_budget = -1
+    else:
+        tail_budget = budget if partial == "full" else episode_budget(info, budget_fraction, tail)
+    auctions, imps, clicks, spend = replay_nb(bids, log.market_price, log.click, episode,
+                                              budget, tail_budget, MAX_BID)
+    return ReplayResult(spec.text(), episode, budget_fraction, budget, tail_budget,
+                        auctions, imps, clicks, spend)
+
+
+def _bid_view(log: BidLog, spec: StrategySpec, seed: int) -> BidView:
+    """What the strategy sees: the log's pCTRs; no floors; uniforms only for `rand`."""
+    n = log.pctr.shape[0]
+    zeros = np.zeros(n)
+    # The uniforms come from their own named stream, so a replay with seed s draws the
+    # same numbers whatever else runs.
+    uniform = stream(seed, "replay/rand").random(n) if spec.kind == "rand" else zeros
+    return BidView(pctr=log.pctr, pcvr=zeros, floor_cpm=zeros, uniform=uniform)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A grid search of one parameter: the chosen value and every value's clicks."""
+
+    parameter: str
+    chosen: float
+    clicks: int  # clicks of the chosen value on the validation log
+    grid: np.ndarray  # f8[k] values tried
+    grid_clicks: np.ndarray  # i8[k]
+
+    @property
+    def at_edge(self) -> bool:
+        """The best value is the grid's last: a wider grid might do better."""
+        return self.grid.size > 1 and self.chosen == self.grid[-1]
+
+
+def parse_grid(text: str) -> np.ndarray:
+    """START:STOP:STEP, STOP included, e.g. "1:300:1"; values must be >= 0."""
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(p) for p in parts)
+    except ValueError:
+        raise InputError.single("--tune-grid", "", f"expected START:STOP:STEP, got {text!r}") from None
+    if not (0 <= start <= stop and step > 0 and math.isfinite(stop)):
+        raise InputError.single("--tune-grid", "", f"need 0 <= START <= STOP and STEP > 0, got {text!r}")
+    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > 100_000:
+        raise InputError.single("--tune-grid", "", f"{count} values is too many (at most 100000)")
+    return start + step * np.arange(count)
+
+
+def tune(
+    validation: BidLog,
+    info: CampaignInfo,
+    spec: StrategySpec,
+    parameter: str,
+    grid: np.ndarray,
+    *,
+    episode: int,
+    budget_fraction: float,
+    seed: int = 0,
+    partial: str = "proportional",
+) -> tuple[StrategySpec, Tuning]:
+    """Choose `parameter` from `grid` by clicks on the validation log (same protocol).
+
+    Ties go to the smallest value. Returns the spec with the chosen value filled in.
+    """
+    clicks = np.empty(grid.size, np.int64)
+    for k, value in enumerate(grid):
+        trial = StrategySpec(spec.kind, {**spec.params, parameter: float(value)})
+        clicks[k] = replay(validation, info, trial, episode=episode, budget_fraction=budget_fraction,
+                           seed=seed, partial=partial).clicks
+    best = int(np.argmax(clicks))  # argmax returns the first maximum: the smallest value
+    chosen = float(grid[best])
+    params = {k: (chosen if k == parameter else spec.params[k]) for k in STRATEGY_PARAMS[spec.kind]}
+    return StrategySpec(spec.kind, params), Tuning(parameter, chosen, int(clicks[best]), grid, clicks)
+
+
+def number_text(value: float) -> str:
+    """A parameter as written back into a spec: integers without ".0", others by repr."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
