@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from rtb import types as T
 
@@ -242,6 +244,23 @@ class TickResult(NamedTuple):
     prior_exposures: np.ndarray  # u1[n]: for campaign wins, the user's earlier exposures
 
 
+@intrinsic
+def _cttz_u8(typingctx, word):
+    """LLVM's count-trailing-zeros on a uint64 (one instruction)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _lowest_bit_nb(word):
+    """Index of the lowest set bit of a non-zero uint64."""
+    return np.int64(_cttz_u8(word))
+
+
 @njit(cache=True)
 def _next_calendar_window_nb(caps_kind, window_s, window_end_s, counts, c, t):
     """Start the window containing t for every calendar cap with c's window length."""
@@ -296,7 +315,8 @@ def _max_bid_micros_nb(remaining_total, remaining_daily, fee_ppm, data_micros):
 def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
     """Clear n requests in time order against nc campaigns and the rest of the market.
 
-    bids f8[n, nc]: each campaign's strategy's bid (NaN = none). A bid takes part if
+    bids f8[nc, n]: each campaign's strategy's bid per request (NaN = none), one row
+    per campaign (strategies write whole rows; the scan reads nc sequential streams). A bid takes part if
     the campaign targets the request (slot, geo, segments, flight), pacing lets it
     through, it is >= the floor, the campaign can pay its whole bid plus fees and data
     from both its total and daily budget, and the user is not capped; the first test
@@ -319,18 +339,18 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
     exposures, last_touch = users.exposures, users.last_touch
     winner, price_cpm, prior_exposures = result
 
-    n, nc = bids.shape
+    nc, n = bids.shape
     n_words = slot_words.shape[1]
-    eligible = np.empty(n_words, np.uint64)
     candidates = np.empty(nc, np.int32)
     max_bid_micros = np.empty(nc, np.int64)
     for c in range(nc):
         max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
                                                data_micros[c])
-    # Outcomes decided during the scan are counted here, with a spare column SKIP for
-    # "no bid" and "took part", so that every (request, campaign) adds without a branch.
-    SKIP = T.LOSS_FREQUENCY_CAPPED + 1
-    early = np.zeros((nc, SKIP + 1), np.int64)
+    # Outcomes decided during the scan are counted here, with spare columns for
+    # "took part" and "no bid", so that every visited pair adds without a branch.
+    TOOK_PART = T.LOSS_FREQUENCY_CAPPED + 1
+    NO_BID = TOOK_PART + 1
+    early = np.zeros((nc, NO_BID + 1), np.int64)
     next_boundary_s = -np.inf
     for i in range(n):
         u = user[i]
@@ -349,8 +369,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
                 if t >= window_end_s[c]:
                     _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
             next_boundary_s = min(day_end_s.min(), window_end_s.min())
-        for w in range(n_words):
-            eligible[w] = slot_words[slot[i], w] & user_words[u, w]
         best = -1.0
         second = -1.0
         leader = T.UNSOLD
@@ -358,36 +376,40 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
             best = market_cpm[i]
             leader = T.MARKET
         k = 0
-        # With dozens of bidders the result of each test is unpredictable, so the
-        # scan computes every test and combines them with selects, not branches.
-        for c in range(nc):
-            b = bids[i, c]
-            has_bid = b >= 0.0  # NaN compares false
-            b = min(b, T.MAX_BID_CPM) if has_bid else 0.0
-            targeted = (((eligible[c >> 6] >> np.uint64(c & 63)) & np.uint64(1)) != 0) \
-                & (t >= flight_start_s[c]) & (t < flight_end_s[c])
-            x = u_pace[i] + pace_offset[c]
-            x = x - 1.0 if x >= 1.0 else x
-            paced_in = x < pace_share[c]
-            above_floor = b >= floor
-            affordable = np.int64(b * T.MICROS_PER_CPM + 0.5) <= max_bid_micros[c]  # = cpm_to_micros
-            capped = counts[u, c] >= calendar_limit[c]
-            if cap_kind[c] == T.CAP_ROLLING:  # the same for every request: predictable
-                capped = _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
-            ok = has_bid & targeted & paced_in & above_floor & affordable & (not capped)
-            outcome = SKIP if ok else T.LOSS_FREQUENCY_CAPPED
-            outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
-            outcome = T.LOSS_BELOW_FLOOR if not above_floor else outcome
-            outcome = T.OUTCOME_PACED if not paced_in else outcome
-            outcome = T.OUTCOME_NOT_TARGETED if not targeted else outcome
-            early[c, outcome if has_bid else SKIP] += 1
-            candidates[k] = c
-            k += ok
-            v = b if ok else -1.0
-            take = (v > best) | (ok & (v == best) & (leader == T.MARKET))
-            second = best if take else max(second, v)
-            best = v if take else best
-            leader = c if take else leader
+        # Visit only the campaigns that target the slot and the user (set bits, in
+        # increasing index order). Their tests' results are unpredictable, so they
+        # are computed together and combined with selects, not branches.
+        for w in range(n_words):
+            word = slot_words[slot[i], w] & user_words[u, w]
+            while word != 0:
+                c = w * 64 + _lowest_bit_nb(word)
+                word &= word - np.uint64(1)
+                b = bids[c, i]
+                has_bid = b >= 0.0  # NaN compares false
+                b = min(b, T.MAX_BID_CPM) if has_bid else 0.0
+                in_flight = (t >= flight_start_s[c]) & (t < flight_end_s[c])
+                x = u_pace[i] + pace_offset[c]
+                x = x - 1.0 if x >= 1.0 else x
+                paced_in = x < pace_share[c]
+                above_floor = b >= floor
+                affordable = np.int64(b * T.MICROS_PER_CPM + 0.5) <= max_bid_micros[c]  # = cpm_to_micros
+                capped = counts[u, c] >= calendar_limit[c]
+                if cap_kind[c] == T.CAP_ROLLING:
+                    capped = _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
+                ok = has_bid & in_flight & paced_in & above_floor & affordable & (not capped)
+                outcome = TOOK_PART if ok else T.LOSS_FREQUENCY_CAPPED
+                outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
+                outcome = T.LOSS_BELOW_FLOOR if not above_floor else outcome
+                outcome = T.OUTCOME_PACED if not paced_in else outcome
+                outcome = T.OUTCOME_NOT_TARGETED if not in_flight else outcome
+                early[c, outcome if has_bid else NO_BID] += 1
+                candidates[k] = c
+                k += ok
+                v = b if ok else -1.0
+                take = (v > best) | (ok & (v == best) & (leader == T.MARKET))
+                second = best if take else max(second, v)
+                best = v if take else best
+                leader = c if take else leader
 
         if leader == T.UNSOLD:
             winner[i] = T.UNSOLD
@@ -424,4 +446,11 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
         last_touch[u, advertiser[c]] = encode_touch(t, c)
-    outcomes[:, :SKIP] += early[:, :SKIP]
+    outcomes[:, :TOOK_PART] += early[:, :TOOK_PART]
+    # Bids on requests the campaign does not target were never visited: count them.
+    for c in range(nc):
+        bids_made = 0
+        for i in range(n):
+            bids_made += bids[c, i] >= 0.0
+        visited = early[c, :NO_BID].sum()
+        outcomes[c, T.OUTCOME_NOT_TARGETED] += bids_made - visited

@@ -19,6 +19,8 @@ from rtb.scenario import load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rtbsim: a programmatic ad-buying simulator.")
+MAX_BUDGET_SCALE = 1000.0  # keeps scaled budgets within int64 micros
+
 # Piped output is not squeezed to 80 columns: a wide table stays readable in files.
 out_console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
@@ -118,8 +120,9 @@ def run(
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     with input_errors():
-        if not budget_scale > 0:
-            raise InputError.single("command line", "--budget-scale", "must be a positive number")
+        if not 0 < budget_scale <= MAX_BUDGET_SCALE:
+            raise InputError.single("command line", "--budget-scale",
+                                    f"must be a number in (0, {MAX_BUDGET_SCALE:g}]")
         if seed is not None and seed < 0:
             raise InputError.single("command line", "--seed", "must be >= 0")
         check_output_path(out, "--out")

@@ -96,14 +96,15 @@ class Exchange:
         table = world.campaigns
         self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
                                    table.flight_end_s, self.pace_share, table.stream_offset)
-        self._bids = np.empty((0, len(world.campaigns.ids)))
+        self._bids = np.empty(0)
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
     def _bid_buffer(self, n: int) -> np.ndarray:
-        """A reused f8[n, nc] buffer: a fresh multi-megabyte array every tick costs page faults."""
-        if self._bids.shape[0] < n:
-            self._bids = np.empty((int(n * 1.25) + 1024, self._bids.shape[1]))
-        return self._bids[:n]
+        """A reused f8[nc, n] buffer: a fresh multi-megabyte array every tick costs page faults."""
+        nc = len(self.world.campaigns.ids)
+        if self._bids.size < nc * n:
+            self._bids = np.empty(nc * (int(n * 1.25) + 1024))
+        return self._bids[:nc * n].reshape(nc, n)
 
     def run_tick(self, t0: float, t1: float) -> int:
         """Simulate requests arriving in [t0, t1); returns how many there were."""
@@ -164,7 +165,7 @@ class Exchange:
 
         if self.log is not None and won.size:
             self.log.write(req.time_s[won], user[won], slot[won], camp, floor_cpm[won],
-                           bids[won, camp], price_cpm[won], out.clicked, conv)
+                           bids[camp, won], price_cpm[won], out.clicked, conv)
         self._organic(t0, t1)
         return n
 
