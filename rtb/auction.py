@@ -156,9 +156,10 @@ class TickRequests(NamedTuple):
     time_s: np.ndarray  # f8: seconds since the simulation start
     user: np.ndarray  # i8
     slot: np.ndarray  # i8
-    floor_cpm: np.ndarray  # f8
+    floor_cpm: np.ndarray  # f8: the open auction's floor
     market_cpm: np.ndarray  # f8: the rest of the market's best bid, NaN = none
     u_pace: np.ndarray  # f8: uniform for pacing throttles
+    deal: np.ndarray  # i4: private-marketplace deal on offer, -1 = none
 
 
 class Targeting(NamedTuple):
@@ -168,7 +169,7 @@ class Targeting(NamedTuple):
     operations per request instead of several lookups per (request, campaign).
     """
 
-    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, publisher category
+    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, category, brand safety
     user_words: np.ndarray  # u8[n_users, n_words]: geo and segments (matched, consented)
     flight_start_s: np.ndarray  # f8[nc]
     flight_end_s: np.ndarray  # f8[nc]
@@ -183,6 +184,27 @@ def campaign_words(ok: np.ndarray) -> np.ndarray:
     for c in range(nc):
         words[:, c // 64] |= ok[:, c].astype(np.uint64) << np.uint64(c % 64)
     return words
+
+
+class Deals(NamedTuple):
+    """Private-marketplace deals (index = deal id in TickRequests.deal).
+
+    A deal bid is a bid by an allowed campaign at or above the deal's floor (for a
+    fixed-price deal, the fixed price). Deal bids are cleared first, among themselves;
+    the winner pays the fixed price, or in second price max(second deal bid, deal
+    floor). A private deal admits only deal bids; an open one falls back to the open
+    auction (other campaigns and the market) when no deal bid comes.
+    """
+
+    floor_cpm: np.ndarray  # f8[nd]: deal floor, or the fixed price
+    fixed: np.ndarray  # bool[nd]: the winner pays floor_cpm exactly
+    private: np.ndarray  # bool[nd]
+    allowed: np.ndarray  # bool[nd, nc]: campaigns (their DSPs/advertisers) admitted
+
+
+def no_deals(nc: int) -> Deals:
+    return Deals(np.zeros(1), np.zeros(1, np.bool_), np.zeros(1, np.bool_),
+                 np.zeros((1, nc), np.bool_))
 
 
 class CampaignBook(NamedTuple):
@@ -203,12 +225,13 @@ class CampaignBook(NamedTuple):
 
 
 class CapBook(NamedTuple):
-    """Frequency-cap state. Calendar caps count per window; rolling caps keep times.
+    """Frequency caps per (user, campaign) and per (user, advertiser).
 
-    `counts` has a column for every campaign, so one user's counters share a cache
-    line and a request's cap checks cost one miss, not one per campaign. Calendar
-    windows are aligned to UTC epoch time: campaigns with the same window length share
-    boundaries and are cleared together in one pass over the array.
+    Calendar caps count impressions per window in u1 counters, one row per user (one
+    byte per pair: 10 million users x 100 campaigns is 1 GB), so a request's checks
+    touch one row. Windows are aligned to UTC epoch time: caps with the same window
+    length share boundaries and are cleared together in one pass. Rolling caps keep
+    each pair's last `limit` impression times.
     """
 
     kind: np.ndarray  # i1[nc]: CAP_NONE / CAP_CALENDAR / CAP_ROLLING
@@ -217,8 +240,14 @@ class CapBook(NamedTuple):
     calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
     window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
     ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
+    rolling: np.ndarray  # i4[n_rolling]: the campaigns with rolling caps
     counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
     times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
+    adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
+    adv_limit: np.ndarray  # i4[n_adv]: 256 where none
+    adv_window_s: np.ndarray  # f8[n_adv]
+    adv_window_end_s: np.ndarray  # f8[n_adv]; inf if none
+    adv_counts: np.ndarray  # u1[n_users, n_adv]
 
 
 class UserBook(NamedTuple):
@@ -242,6 +271,7 @@ class TickResult(NamedTuple):
     winner: np.ndarray  # i4[n]: campaign index, MARKET or UNSOLD
     price_cpm: np.ndarray  # f8[n]: 0 when unsold
     prior_exposures: np.ndarray  # u1[n]: for campaign wins, the user's earlier exposures
+    deal_won: np.ndarray  # bool[n]: the impression went through its deal
 
 
 @intrinsic
@@ -262,12 +292,12 @@ def _lowest_bit_nb(word):
 
 
 @njit(cache=True)
-def _next_calendar_window_nb(caps_kind, window_s, window_end_s, counts, c, t):
+def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
     """Start the window containing t for every calendar cap with c's window length."""
     end = window_end_s[c]
     while t >= end:
         end += window_s[c]
-    members = np.flatnonzero((caps_kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
+    members = np.flatnonzero((kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
     for u in range(counts.shape[0]):
         for col in members:
             counts[u, col] = 0
@@ -294,40 +324,61 @@ def _record_rolling_nb(times, first, limit, u, t):
 
 
 @njit(cache=True)
-def _max_bid_micros_nb(remaining_total, remaining_daily, fee_ppm, data_micros):
-    """The largest bid (micros per impression) whose worst-case cost the budgets cover.
+def _budget_threshold_nb(remaining_total, remaining_daily, fee_ppm, data_micros):
+    """One more than the largest bid (micros) whose worst-case cost the budgets cover.
 
-    cost(x) = x + x * fee // PPM + data is increasing in x, so "can pay the whole bid"
-    is bid <= this threshold; recomputed only when the budgets change.
+    cost(x) = x + x * fee // PPM + data grows with x, so "the campaign can pay its
+    whole bid" is micros(bid) < threshold. It is compared as a float with the same
+    operations that round a bid to micros, so the test is exact.
     """
     budget = min(remaining_total, remaining_daily, np.int64(1) << 40) - data_micros
     if budget < 0:
-        return np.int64(-1)
+        return 0.0
     x = np.int64(budget / (1.0 + fee_ppm / T.PPM))
     while x + 1 + (x + 1) * fee_ppm // T.PPM <= budget:
         x += 1
     while x >= 0 and x + x * fee_ppm // T.PPM > budget:
         x -= 1
-    return x
+    return float(x + 1)
+
+
+@njit(cache=True, inline="always")
+def _top_two_nb(values, count, best, second, leader, market_leads):
+    """Fold the first `count` (candidate, value) pairs into a running top two.
+
+    Ties: the earlier candidate (lower campaign index) keeps the lead, except over
+    the market, which any campaign bid equal to it displaces.
+    """
+    for j in range(count):
+        v = values[j]
+        take = (v > best) | ((v == best) & market_leads)
+        second = best if take else max(second, v)
+        best = v if take else best
+        market_leads = market_leads & (not take)
+        leader = j if take else leader
+    return best, second, leader, market_leads
 
 
 @njit(cache=True)
-def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
+def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, result):
     """Clear n requests in time order against nc campaigns and the rest of the market.
 
     bids f8[nc, n]: each campaign's strategy's bid per request (NaN = none), one row
-    per campaign (strategies write whole rows; the scan reads nc sequential streams). A bid takes part if
-    the campaign targets the request (slot, geo, segments, flight), pacing lets it
-    through, it is >= the floor, the campaign can pay its whole bid plus fees and data
-    from both its total and daily budget, and the user is not capped; the first test
-    that fails is counted as the bid's outcome. Ties: campaigns beat the market (as in
-    the iPinYou replay protocol, where bid >= market price wins); among campaigns the
-    lowest index wins.
+    per campaign. A bid takes part if the campaign targets the request (slot, user,
+    flight; deals may restrict it), pacing lets it through, it meets the floor (the
+    deal floor for a deal bid), the campaign can pay its whole bid plus fees and data
+    from both its total and daily budget, and neither the campaign's nor the
+    advertiser's cap is reached; the first test that fails is the bid's outcome.
+    Deal bids clear first (see Deals). Ties: campaigns beat the market on equal bids
+    (as in the iPinYou protocol, where bid >= market price wins); among campaigns the
+    lowest index wins. Budgets reset at UTC midnight and calendar caps at their
+    window boundary at the exact request time, even inside a tick.
     """
     # Unpack once: an array read out of a tuple inside the loop may cost a
     # reference-count update each time.
-    time_s, user, slot, floor_cpm, market_cpm, u_pace = req
+    time_s, user, slot, floor_cpm, market_cpm, u_pace, deal = req
     slot_words, user_words, flight_start_s, flight_end_s, pace_share, pace_offset = targeting
+    deal_floor, deal_fixed, deal_private, deal_allowed = deals
     remaining_total, remaining_daily = book.remaining_total, book.remaining_daily
     daily_budget, day_end_s = book.daily_budget, book.day_end_s
     fee_ppm, data_micros, outcomes = book.dsp_fee_ppm, book.data_micros, book.outcomes
@@ -335,19 +386,28 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
     calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
-    counts, times = caps.counts, caps.times
+    rolling, counts, times = caps.rolling, caps.counts, caps.times
+    adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
+    adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
     exposures, last_touch = users.exposures, users.last_touch
-    winner, price_cpm, prior_exposures = result
+    winner, price_cpm, prior_exposures, deal_won = result
 
     nc, n = bids.shape
+    n_adv = adv_limit.size
     n_words = slot_words.shape[1]
-    candidates = np.empty(nc, np.int32)
-    max_bid_micros = np.empty(nc, np.int64)
+    threshold = np.empty(nc)
     for c in range(nc):
-        max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
-                                               data_micros[c])
-    # Outcomes decided during the scan are counted here, with spare columns for
-    # "took part" and "no bid", so that every visited pair adds without a branch.
+        threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
+                                            data_micros[c])
+    capped_extra = np.zeros(nc, np.bool_)  # rolling and advertiser caps, per request
+    adv_capped = np.zeros(n_adv, np.bool_)
+    # Per-request candidate lists: open-auction and deal candidates, values in index order.
+    open_c = np.empty(nc, np.int64)
+    open_v = np.empty(nc)
+    deal_c = np.empty(nc, np.int64)
+    deal_v = np.empty(nc)
+    # Outcomes decided during the scan, counted with spare columns for "took part"
+    # and "no bid" so that every visited pair adds without a branch.
     TOOK_PART = T.LOSS_FREQUENCY_CAPPED + 1
     NO_BID = TOOK_PART + 1
     early = np.zeros((nc, NO_BID + 1), np.int64)
@@ -355,27 +415,37 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
     for i in range(n):
         u = user[i]
         t = time_s[i]
-        floor = floor_cpm[i]
         if t >= next_boundary_s:
-            # A new UTC day restores daily budgets, a new calendar window clears its
+            # A new UTC day restores daily budgets; a new calendar window clears its
             # caps: exactly at the boundary, even inside a tick.
             for c in range(nc):
                 if t >= day_end_s[c]:
                     remaining_daily[c] = daily_budget[c]
                     while t >= day_end_s[c]:
                         day_end_s[c] += T.SECONDS_PER_DAY
-                    max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c],
-                                                           fee_ppm[c], data_micros[c])
+                    threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c],
+                                                        fee_ppm[c], data_micros[c])
                 if t >= window_end_s[c]:
                     _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
+            for a in range(n_adv):
+                if t >= adv_window_end_s[a]:
+                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts, a, t)
             next_boundary_s = min(day_end_s.min(), window_end_s.min())
-        best = -1.0
-        second = -1.0
-        leader = T.UNSOLD
-        if market_cpm[i] >= floor:  # NaN compares false: no market bid
-            best = market_cpm[i]
-            leader = T.MARKET
-        k = 0
+            if n_adv:
+                next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+        for r in rolling:
+            capped_extra[r] = _rolling_capped_nb(times, ring_start[r], cap_limit[r], cap_window_s[r], u, t)
+        for a in range(n_adv):
+            adv_capped[a] = adv_counts[u, a] >= adv_limit[a]
+
+        floor = floor_cpm[i]
+        d = deal[i]
+        has_deal = d >= 0
+        dd = d if has_deal else 0
+        private = has_deal and deal_private[dd]
+        dfloor = deal_floor[dd] if has_deal else np.inf
+        n_open = 0
+        n_deal = 0
         # Visit only the campaigns that target the slot and the user (set bits, in
         # increasing index order). Their tests' results are unpredictable, so they
         # are computed together and combined with selects, not branches.
@@ -387,40 +457,68 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
                 b = bids[c, i]
                 has_bid = b >= 0.0  # NaN compares false
                 b = min(b, T.MAX_BID_CPM) if has_bid else 0.0
-                in_flight = (t >= flight_start_s[c]) & (t < flight_end_s[c])
+                allowed = has_deal & deal_allowed[dd, c]
+                targeted = (t >= flight_start_s[c]) & (t < flight_end_s[c]) & (allowed | (not private))
                 x = u_pace[i] + pace_offset[c]
                 x = x - 1.0 if x >= 1.0 else x
                 paced_in = x < pace_share[c]
-                above_floor = b >= floor
-                affordable = np.int64(b * T.MICROS_PER_CPM + 0.5) <= max_bid_micros[c]  # = cpm_to_micros
-                capped = counts[u, c] >= calendar_limit[c]
-                if cap_kind[c] == T.CAP_ROLLING:
-                    capped = _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
-                ok = has_bid & in_flight & paced_in & above_floor & affordable & (not capped)
+                in_deal = allowed & (b >= dfloor)
+                above_floor = in_deal | ((not private) & (b >= floor))
+                affordable = b * T.MICROS_PER_CPM + 0.5 < threshold[c]  # = cpm_to_micros(b) < ...
+                capped = (counts[u, c] >= calendar_limit[c]) | capped_extra[c] | adv_capped[advertiser[c]]
+                ok = has_bid & targeted & paced_in & above_floor & affordable & (not capped)
                 outcome = TOOK_PART if ok else T.LOSS_FREQUENCY_CAPPED
                 outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
-                outcome = T.LOSS_BELOW_FLOOR if not above_floor else outcome
+                below = T.LOSS_BELOW_DEAL_FLOOR if private else T.LOSS_BELOW_FLOOR
+                outcome = below if not above_floor else outcome
                 outcome = T.OUTCOME_PACED if not paced_in else outcome
-                outcome = T.OUTCOME_NOT_TARGETED if not in_flight else outcome
+                outcome = T.OUTCOME_NOT_TARGETED if not targeted else outcome
                 early[c, outcome if has_bid else NO_BID] += 1
-                candidates[k] = c
-                k += ok
-                v = b if ok else -1.0
-                take = (v > best) | (ok & (v == best) & (leader == T.MARKET))
-                second = best if take else max(second, v)
-                best = v if take else best
-                leader = c if take else leader
+                open_c[n_open] = c
+                open_v[n_open] = b
+                n_open += ok & (not in_deal)
+                deal_c[n_deal] = c
+                deal_v[n_deal] = b
+                n_deal += ok & in_deal
 
-        if leader == T.UNSOLD:
+        deal_won[i] = False
+        if n_deal > 0:
+            best, second, j, _ = _top_two_nb(deal_v, n_deal, -1.0, -1.0, -1, False)
+            leader = deal_c[j]
+            if deal_fixed[dd]:
+                price = dfloor
+            elif mechanism == T.MECHANISM_FIRST:
+                price = best
+            else:
+                price = max(second, dfloor)
+            deal_won[i] = True
+            lost = T.LOSS_LOST_TO_BID
+        elif private:
+            leader = T.UNSOLD
+        else:
+            market = market_cpm[i]
+            market_leads = market >= floor  # NaN compares false: no market bid
+            best = market if market_leads else -1.0
+            best, second, j, market_leads = _top_two_nb(open_v, n_open, best, -1.0, -1, market_leads)
+            if market_leads:
+                leader = T.MARKET
+            elif j >= 0:
+                leader = open_c[j]
+            else:
+                leader = T.UNSOLD
+            price = best if mechanism == T.MECHANISM_FIRST else max(second, floor)
+            lost = T.LOSS_LOST_TO_MARKET if market_leads else T.LOSS_LOST_TO_BID
+
+        if leader == T.UNSOLD:  # then there were no candidates
             winner[i] = T.UNSOLD
             price_cpm[i] = 0.0
             continue
-        price = best if mechanism == T.MECHANISM_FIRST else max(second, floor)
         winner[i] = leader
         price_cpm[i] = price
-        lost = T.LOSS_LOST_TO_MARKET if leader == T.MARKET else T.LOSS_LOST_TO_BID
-        for j in range(k):
-            outcomes[candidates[j], lost] += 1
+        for j in range(n_open):
+            outcomes[open_c[j], lost] += 1
+        for j in range(n_deal):
+            outcomes[deal_c[j], T.LOSS_LOST_TO_BID] += 1
         if leader == T.MARKET:
             continue
 
@@ -432,8 +530,8 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
         cost = media + fee + data_micros[c]
         remaining_total[c] -= cost
         remaining_daily[c] -= cost
-        max_bid_micros[c] = _max_bid_micros_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
-                                               data_micros[c])
+        threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
+                                            data_micros[c])
         media_micros[c] += media
         fee_micros[c] += fee
         data_cost_micros[c] += data_micros[c]
@@ -441,16 +539,19 @@ def clear_tick_nb(req, bids, mechanism, targeting, book, caps, users, result):
             counts[u, c] += 1
         elif cap_kind[c] == T.CAP_ROLLING:
             _record_rolling_nb(times, ring_start[c], cap_limit[c], u, t)
+        a = advertiser[c]
+        if adv_kind[a] == T.CAP_CALENDAR:
+            adv_counts[u, a] += 1
         seen = exposures[u, c]
         prior_exposures[i] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        last_touch[u, advertiser[c]] = encode_touch(t, c)
+        last_touch[u, a] = encode_touch(t, c)
+
     outcomes[:, :TOOK_PART] += early[:, :TOOK_PART]
     # Bids on requests the campaign does not target were never visited: count them.
     for c in range(nc):
         bids_made = 0
         for i in range(n):
             bids_made += bids[c, i] >= 0.0
-        visited = early[c, :NO_BID].sum()
-        outcomes[c, T.OUTCOME_NOT_TARGETED] += bids_made - visited
+        outcomes[c, T.OUTCOME_NOT_TARGETED] += bids_made - early[c, :NO_BID].sum()

@@ -10,7 +10,8 @@ from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
 from dsp.bidding import bid_matrix
 from dsp.strategies import Feedback
-from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
+from rtb.auction import (TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb,
+                         no_deals)
 from rtb.ledger import Ledger
 from rtb.seeding import stream
 from rtb.types import MARKET, cpm_to_micros
@@ -94,6 +95,7 @@ class Exchange:
         self.pending = PendingConversions()
         self.pace_share = np.ones(len(world.campaigns.ids))
         table = world.campaigns
+        self.deals = no_deals(len(table.ids))
         self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
                                    table.flight_end_s, self.pace_share, table.stream_offset)
         self._bids = np.empty(0)
@@ -128,10 +130,12 @@ class Exchange:
         bids = bid_matrix(table, active, w.user_factor, w.behaviour.ctr_by_format[fmt],
                           w.behaviour.cvr_by_format[fmt], user, floor_cpm, u_strategy,
                           self._bid_buffer(n))
-        result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8))
-        clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace),
-                      bids, w.mechanism, self.targeting, w.book, w.caps, w.users, result)
-        winner, price_cpm, prior = result
+        result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
+                             np.zeros(n, dtype=np.bool_))
+        deal = np.full(n, -1, dtype=np.int32)
+        clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace, deal),
+                      bids, w.mechanism, self.targeting, self.deals, w.book, w.caps, w.users, result)
+        winner, price_cpm, prior, _ = result
 
         # Outcomes of the campaigns' impressions.
         won = np.flatnonzero(winner >= 0)

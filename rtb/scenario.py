@@ -170,12 +170,26 @@ class DspSpec(Spec):
         0.4, description="lognormal sigma of the DSP's pCTR error per user")
 
 
+class FrequencyCapSpec(Spec):
+    impressions: Annotated[int, Field(ge=1, le=250)]
+    window: Seconds
+    kind: Literal["calendar", "rolling"] = "calendar"
+
+
 class AdvertiserSpec(Spec):
     id: Id
     domain: str = ""
     category: str = "general"
     value_per_conversion: Money = Field(description="revenue per conversion")
     margin: Share = Field(1.0, description="gross margin on revenue, for ROMI")
+    frequency_cap: FrequencyCapSpec | None = Field(
+        None, description="across all the advertiser's campaigns; calendar windows only")
+
+    @model_validator(mode="after")
+    def _calendar_only(self) -> "AdvertiserSpec":
+        if self.frequency_cap is not None and self.frequency_cap.kind != "calendar":
+            raise ValueError("an advertiser's frequency cap must be of kind 'calendar'")
+        return self
 
 
 class FixedBidSpec(Spec):
@@ -228,12 +242,6 @@ class TargetingSpec(Spec):
     formats: list[Format] = []
     categories: list[str] = Field([], description="publisher content categories")
     geos: list[str] = []
-
-
-class FrequencyCapSpec(Spec):
-    impressions: Annotated[int, Field(ge=1, le=250)]
-    window: Seconds
-    kind: Literal["calendar", "rolling"] = "calendar"
 
 
 class CampaignSpec(Spec):

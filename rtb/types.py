@@ -38,19 +38,21 @@ CAP_KINDS = {"calendar": CAP_CALENDAR, "rolling": CAP_ROLLING}
 # What became of each (request, campaign) for which the campaign's strategy had a bid;
 # OpenRTB's loss-reason vocabulary where it has a word. The first test that fails is
 # the reason; bids that pass every test are won or lost to a higher bid.
-OUTCOME_NOT_TARGETED = 0  # targeting or flight excludes the request
+OUTCOME_NOT_TARGETED = 0  # targeting, flight, a brand-safety block or a private deal excludes it
 OUTCOME_PACED = 1  # pacing skipped it to spread the budget
 LOSS_BELOW_FLOOR = 2
-LOSS_OUT_OF_BUDGET = 3
-LOSS_FREQUENCY_CAPPED = 4
-LOSS_LOST_TO_BID = 5
-LOSS_LOST_TO_MARKET = 6
-WON = 7
-N_OUTCOMES = 8
+LOSS_BELOW_DEAL_FLOOR = 3  # a private deal's floor (or fixed price) was not met
+LOSS_OUT_OF_BUDGET = 4
+LOSS_FREQUENCY_CAPPED = 5
+LOSS_LOST_TO_BID = 6
+LOSS_LOST_TO_MARKET = 7
+WON = 8
+N_OUTCOMES = 9
 OUTCOME_NAMES = (
     "not_targeted",
     "paced",
     "below_floor",
+    "below_deal_floor",
     "out_of_budget",
     "frequency_capped",
     "lost_to_higher_bid",

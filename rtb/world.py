@@ -13,7 +13,7 @@ from dsp.campaigns import CampaignTable, build_campaigns
 from rtb.auction import CampaignBook, CapBook, UserBook
 from rtb.scenario import Scenario
 from rtb.seeding import stream
-from rtb.types import (CAP_CALENDAR, CAP_ROLLING, MECHANISMS, N_OUTCOMES, PPM,
+from rtb.types import (CAP_CALENDAR, CAP_NONE, CAP_ROLLING, MECHANISMS, N_OUTCOMES, PPM,
                        SECONDS_PER_DAY)
 from ssp.inventory import Inventory, build_inventory
 from ssp.market import BackgroundMarket
@@ -63,26 +63,38 @@ def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
     return factor
 
 
-def _cap_book(table: CampaignTable, start: datetime, n_users: int) -> CapBook:
+def _cap_book(s: Scenario, table: CampaignTable, start: datetime, n_users: int) -> CapBook:
     calendar = table.cap_kind == CAP_CALENDAR
     rolling = np.flatnonzero(table.cap_kind == CAP_ROLLING)
     ring_start = np.zeros(table.cap_kind.size, dtype=np.int32)
     ring_bounds = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
     ring_start[rolling] = ring_bounds[:-1]
-    window_end = [_seconds_to_next_boundary(start, w) if cal else np.inf
-                  for w, cal in zip(table.cap_window_s, calendar)]
+    caps = [a.frequency_cap for a in s.advertisers]
+    adv_window = np.array([cap.window if cap else 1.0 for cap in caps])
     return CapBook(
         kind=table.cap_kind,
         limit=table.cap_limit,
         window_s=table.cap_window_s,
         # A u1 count never reaches 256: campaigns without a calendar cap are never capped by it.
         calendar_limit=np.where(calendar, table.cap_limit, 256).astype(np.int32),
-        window_end_s=np.array(window_end),
+        window_end_s=_window_ends(start, table.cap_window_s, calendar),
         ring_start=ring_start,
+        rolling=rolling.astype(np.int32),
         counts=np.zeros((n_users, table.cap_kind.size), dtype=np.uint8),
         # -inf: "never shown", older than any window.
         times=np.full((n_users, int(ring_bounds[-1])), -np.inf),
+        adv_kind=np.array([CAP_CALENDAR if cap else CAP_NONE for cap in caps], dtype=np.int8),
+        adv_limit=np.array([cap.impressions if cap else 256 for cap in caps], dtype=np.int32),
+        adv_window_s=adv_window,
+        adv_window_end_s=_window_ends(start, adv_window, np.array([cap is not None for cap in caps])),
+        adv_counts=np.zeros((n_users, len(caps)), dtype=np.uint8),
     )
+
+
+def _window_ends(start: datetime, window_s: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """End of the first UTC-aligned calendar window of each cap; inf where unused."""
+    return np.array([_seconds_to_next_boundary(start, w) if on else np.inf
+                     for w, on in zip(window_s, used)])
 
 
 def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0) -> World:
@@ -128,6 +140,6 @@ def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0)
         advertiser_value=np.array([a.value_per_conversion for a in s.advertisers]),
         advertiser_margin=np.array([a.margin for a in s.advertisers]),
         book=book,
-        caps=_cap_book(table, start, n_users),
+        caps=_cap_book(s, table, start, n_users),
         users=users,
     )
