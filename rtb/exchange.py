@@ -10,12 +10,12 @@ from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
 from dsp.bidding import bid_matrix
 from dsp.strategies import Feedback
-from rtb.auction import (TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb,
-                         no_deals)
+from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
 from rtb.seeding import stream
 from rtb.types import MARKET, cpm_to_micros
 from rtb.world import World
+from ssp.deals import assign_deals
 from ssp.inventory import generate_requests
 
 
@@ -30,6 +30,7 @@ class Tally:
     attributed_conversions: np.ndarray = None  # i8[nc]: last touch within the window
     pub_requests: np.ndarray = None  # i8[np]
     pub_impressions: np.ndarray = None  # i8[np]
+    pub_deal_impressions: np.ndarray = None  # i8[np]: sold through a deal
     pub_revenue_micros: np.ndarray = None  # i8[np]
     pub_floor_sum: np.ndarray = None  # f8[np]: sum of floors over requests
     pub_price_sum: np.ndarray = None  # f8[np]: sum of clearing prices over impressions
@@ -42,7 +43,7 @@ class Tally:
     def __post_init__(self) -> None:
         for name in ("clicks", "ad_conversions", "attributed_conversions"):
             setattr(self, name, np.zeros(self.n_campaigns, dtype=np.int64))
-        for name in ("pub_requests", "pub_impressions", "pub_revenue_micros"):
+        for name in ("pub_requests", "pub_impressions", "pub_deal_impressions", "pub_revenue_micros"):
             setattr(self, name, np.zeros(self.n_publishers, dtype=np.int64))
         self.pub_floor_sum = np.zeros(self.n_publishers)
         self.pub_price_sum = np.zeros(self.n_publishers)
@@ -95,7 +96,8 @@ class Exchange:
         self.pending = PendingConversions()
         self.pace_share = np.ones(len(world.campaigns.ids))
         table = world.campaigns
-        self.deals = no_deals(len(table.ids))
+        self.deals = world.deals.deals
+        self.rng_deals = stream(seed, "ssp/deals")
         self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
                                    table.flight_end_s, self.pace_share, table.stream_offset)
         self._bids = np.empty(0)
@@ -132,10 +134,11 @@ class Exchange:
                           self._bid_buffer(n))
         result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                              np.zeros(n, dtype=np.bool_))
-        deal = np.full(n, -1, dtype=np.int32)
+        deal = (assign_deals(w.deals, slot, self.rng_deals) if w.deals.ids
+                else np.full(n, -1, dtype=np.int32))
         clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace, deal),
                       bids, w.mechanism, self.targeting, self.deals, w.book, w.caps, w.users, result)
-        winner, price_cpm, prior, _ = result
+        winner, price_cpm, prior, deal_won = result
 
         # Outcomes of the campaigns' impressions.
         won = np.flatnonzero(winner >= 0)
@@ -163,6 +166,7 @@ class Exchange:
         tally.impressions_to_market += int(np.count_nonzero(winner == MARKET))
         tally.pub_requests += _count(pub, n_pub)
         tally.pub_impressions += _count(pub[sold], n_pub)
+        tally.pub_deal_impressions += _count(pub[deal_won], n_pub)
         tally.pub_revenue_micros += _int_sum(pub[sold], pub_revenue, n_pub)
         tally.pub_floor_sum += _count(pub, n_pub, floor_cpm)
         tally.pub_price_sum += _count(pub[sold], n_pub, price_cpm[sold])

@@ -165,6 +165,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
             "revenue": _money(tally.pub_revenue_micros[p]),
             "avg_floor_cpm": _ratio(tally.pub_floor_sum[p], requests),
             "avg_price_cpm": _ratio(tally.pub_price_sum[p], imps),
+            "deal_share": _ratio(tally.pub_deal_impressions[p], imps),
         })
 
     sold = tally.impressions_to_campaigns + tally.impressions_to_market

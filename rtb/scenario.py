@@ -140,6 +140,26 @@ class SlotSpec(Spec):
     floor_cpm: Cpm = 0.0
 
 
+class DealSpec(Spec):
+    """A private-marketplace deal offered on a share of a publisher's requests."""
+
+    id: Id
+    floor_cpm: Cpm = Field(description="deal floor; with fixed_price, the price itself")
+    fixed_price: bool = Field(False, description="the winner pays floor_cpm exactly")
+    private: bool = Field(True, description="only deal bids may win (else open: deal bids win first)")
+    share: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="share of the slots' requests that carry the deal")
+    slots: list[Id] = Field([], description="the publisher's slots it covers; empty: all")
+    dsps: list[Id] = Field([], description="allowed buyers: campaigns of these DSPs ...")
+    advertisers: list[Id] = Field([], description="... or of these advertisers")
+
+    @model_validator(mode="after")
+    def _has_buyers(self) -> "DealSpec":
+        if not self.dsps and not self.advertisers:
+            raise ValueError("a deal needs allowed buyers: dsps or advertisers")
+        return self
+
+
 class PublisherSpec(Spec):
     id: Id
     ssp: Id
@@ -151,6 +171,7 @@ class PublisherSpec(Spec):
     weekly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, min_length=7, max_length=7, description="relative traffic Monday..Sunday")
     slots: list[SlotSpec] = Field(min_length=1)
+    deals: list[DealSpec] = []
 
     @model_validator(mode="after")
     def _shapes_not_all_zero(self) -> "PublisherSpec":
@@ -360,6 +381,31 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             if s.dmp.devices.get(slot.device, 0.0) <= 0:
                 problems.append((f"publishers[{i}].slots[{j}].device",
                                  f"no {slot.device} users: dmp.devices gives {slot.device} no share"))
+
+    deal_ids: set[str] = set()
+    for i, pub in enumerate(s.publishers):
+        offered = {slot.id: 0.0 for slot in pub.slots}
+        for j, deal in enumerate(pub.deals):
+            at = f"publishers[{i}].deals[{j}]"
+            if deal.id in deal_ids:
+                problems.append((f"{at}.id", f"duplicate deal id {deal.id!r}"))
+            deal_ids.add(deal.id)
+            for k, slot in enumerate(deal.slots):
+                if slot not in offered:
+                    problems.append((f"{at}.slots[{k}]", f"publisher {pub.id!r} has no slot {slot!r}"))
+            for slot in deal.slots or offered:
+                if slot in offered:
+                    offered[slot] += deal.share
+            for k, dsp in enumerate(deal.dsps):
+                if dsp not in dsps:
+                    problems.append((f"{at}.dsps[{k}]", f"unknown DSP {dsp!r}"))
+            for k, adv in enumerate(deal.advertisers):
+                if adv not in advertisers:
+                    problems.append((f"{at}.advertisers[{k}]", f"unknown advertiser {adv!r}"))
+        for slot, share in offered.items():
+            if share > 1.0 + 1e-9:
+                problems.append((f"publishers[{i}].deals",
+                                 f"deals offer {share:.0%} of slot {slot!r}'s requests (at most 100 %)"))
 
     for i, seg in enumerate(s.dmp.segments):
         for j, adv in enumerate(seg.advertisers):
