@@ -19,7 +19,7 @@ from rtb.scenario import load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rtbsim: a programmatic ad-buying simulator.")
-MAX_BUDGET_SCALE = 1000.0  # keeps scaled budgets within int64 micros
+MAX_BUDGET_SCALE = 100.0  # with scenario.MAX_MONEY, keeps budgets (and their sums) in int64 micros
 
 # Piped output is not squeezed to 80 columns: a wide table stays readable in files.
 out_console = Console(width=None if sys.stdout.isatty() else 200)

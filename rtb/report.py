@@ -39,6 +39,11 @@ def _money(micros: int | np.integer) -> float:
     return int(micros) / 1e6
 
 
+def _total(micros: np.ndarray) -> int:
+    """Exact sum of int64 micros as a Python int (numpy's int64 sum could wrap)."""
+    return sum(map(int, micros))
+
+
 def campaign_metrics(*, impressions: int, reach: int, clicks: int, conversions: int,
                      incremental_conversions: int, spend_micros: int, media_micros: int,
                      value: float, margin: float) -> dict:
@@ -92,8 +97,7 @@ def _frequency_cap(table, c: int) -> dict | None:
 def build_report(world, tally, budget_scale: float) -> Report:
     s, table, book = world.scenario, world.campaigns, world.book
     ledger = tally.ledger
-    ledger.close(int(book.media_micros.sum()), int(book.fee_micros.sum()),
-                 int(book.data_cost_micros.sum()))
+    ledger.close(_total(book.media_micros), _total(book.fee_micros), _total(book.data_cost_micros))
     campaigns = []
     for c, cid in enumerate(table.ids):
         a = int(table.advertiser[c])
@@ -124,24 +128,24 @@ def build_report(world, tally, budget_scale: float) -> Report:
 
     value = world.advertiser_value[table.advertiser]
     margin = world.advertiser_margin[table.advertiser]
-    spend_total = int((book.media_micros + book.fee_micros + book.data_cost_micros).sum())
+    spend_total = _total(book.media_micros) + _total(book.fee_micros) + _total(book.data_cost_micros)
     revenue = float((tally.attributed_conversions * value).sum())
     gross = float((tally.attributed_conversions * value * margin).sum())
     inc_revenue = float((tally.ad_conversions * value).sum())
     inc_gross = float((tally.ad_conversions * value * margin).sum())
     total_spend = _money(spend_total)
     total = {
-        "budget": _money(table.budget_micros.sum()),
+        "budget": _money(_total(table.budget_micros)),
         "spend": total_spend,
-        "media_cost": _money(book.media_micros.sum()),
-        "data_cost": _money(book.data_cost_micros.sum()),
-        "fees": _money(book.fee_micros.sum()),
+        "media_cost": _money(_total(book.media_micros)),
+        "data_cost": _money(_total(book.data_cost_micros)),
+        "fees": _money(_total(book.fee_micros)),
         **campaign_metrics(
             impressions=int(book.outcomes[:, WON].sum()),
             reach=int(np.count_nonzero(world.users.exposures.any(axis=1))),
             clicks=int(tally.clicks.sum()), conversions=int(tally.attributed_conversions.sum()),
             incremental_conversions=int(tally.ad_conversions.sum()), spend_micros=spend_total,
-            media_micros=int(book.media_micros.sum()), value=0.0, margin=0.0),
+            media_micros=_total(book.media_micros), value=0.0, margin=0.0),
     }
     # Advertisers differ in value and margin: totals sum each campaign's own.
     total.update({

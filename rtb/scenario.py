@@ -55,7 +55,7 @@ UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 Share = Annotated[float, Field(ge=0, le=1)]
 FeeRate = Annotated[float, Field(ge=0, lt=1)]
 # Bounds that keep every amount within int64 micros with room for sums.
-MAX_MONEY = 1e12
+MAX_MONEY = 1e9
 MAX_CPM = 1e6
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
