@@ -399,8 +399,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     for c in range(nc):
         threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
                                             data_micros[c])
-    capped_extra = np.zeros(nc, np.bool_)  # rolling and advertiser caps, per request
-    adv_capped = np.zeros(n_adv, np.bool_)
     # Per-request candidate lists: open-auction and deal candidates, values in index order.
     open_c = np.empty(nc, np.int64)
     open_v = np.empty(nc)
@@ -433,10 +431,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             next_boundary_s = min(day_end_s.min(), window_end_s.min())
             if n_adv:
                 next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
-        for r in rolling:
-            capped_extra[r] = _rolling_capped_nb(times, ring_start[r], cap_limit[r], cap_window_s[r], u, t)
-        for a in range(n_adv):
-            adv_capped[a] = adv_counts[u, a] >= adv_limit[a]
 
         floor = floor_cpm[i]
         d = deal[i]
@@ -465,7 +459,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 in_deal = allowed & (b >= dfloor)
                 above_floor = in_deal | ((not private) & (b >= floor))
                 affordable = b * T.MICROS_PER_CPM + 0.5 < threshold[c]  # = cpm_to_micros(b) < ...
-                capped = (counts[u, c] >= calendar_limit[c]) | capped_extra[c] | adv_capped[advertiser[c]]
+                a = advertiser[c]
+                capped = (counts[u, c] >= calendar_limit[c]) | (adv_counts[u, a] >= adv_limit[a])
+                if cap_kind[c] == T.CAP_ROLLING:  # the same for every request: predictable
+                    capped |= _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
                 ok = has_bid & targeted & paced_in & above_floor & affordable & (not capped)
                 outcome = TOOK_PART if ok else T.LOSS_FREQUENCY_CAPPED
                 outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
