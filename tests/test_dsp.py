@@ -1,0 +1,169 @@
+"""Demand side: the strategies' bid formulas, campaigns as arrays, and even pacing.
+
+Pacing is checked end to end: over one day an even-paced campaign that could spend its
+budget by noon spends nearly all of it, never more, and keeps buying until the evening,
+while the same campaign paced "asap" runs dry early.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from dsp.campaigns import NO_LIMIT_MICROS, strategy_from_spec
+from dsp.strategies import (BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid,
+                            ValueBid, capped)
+from rtb import simulate
+from rtb.scenario import parse_scenario
+from rtb.seeding import unit_fraction
+from rtb.world import build_world
+
+
+def view(n=5, seed=0) -> BidView:
+    rng = np.random.default_rng(seed)
+    return BidView(pctr=rng.uniform(0.0005, 0.01, n), pcvr=rng.uniform(0.01, 0.1, n),
+                   floor_cpm=rng.uniform(0, 2, n), uniform=rng.random(n))
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+def test_constant_bid():
+    v = view()
+    np.testing.assert_array_equal(ConstantBid(2.5).bid(v), np.full(5, 2.5))
+
+
+def test_linear_bid():
+    v = view()
+    np.testing.assert_allclose(LinearBid(3.0, 0.002).bid(v), 3.0 * v.pctr / 0.002)
+    # At the average CTR the bid is the base bid.
+    at_avg = v._replace(pctr=np.full(5, 0.002))
+    np.testing.assert_allclose(LinearBid(3.0, 0.002).bid(at_avg), 3.0)
+
+
+def test_mcpc_bid_is_expected_cost_per_mille_at_target_cpc():
+    v = view()
+    np.testing.assert_allclose(McpcBid(0.8).bid(v), 0.8 * v.pctr * 1000)
+
+
+def test_value_bid():
+    v = view()
+    np.testing.assert_allclose(ValueBid(90.0, 0.8).bid(v), 0.8 * v.pctr * v.pcvr * 90.0 * 1000)
+
+
+def test_ortb_bid_concave_formula():
+    v = view()
+    c, lam = 50.0, 1e-4
+    expected = [math.sqrt(c / lam * p + c * c) - c for p in v.pctr]
+    bid = OrtbBid(c, lam).bid(v)
+    np.testing.assert_allclose(bid, expected)
+    order = np.argsort(v.pctr)
+    assert (np.diff(bid[order]) >= 0).all()  # monotone in pCTR
+    assert (bid <= c / lam * v.pctr / (2 * c) + 1e-12).all()  # concave: below its tangent at 0
+
+
+def test_random_bid_uniform_below_max():
+    rng = np.random.default_rng(3)
+    n = 100_000
+    v = BidView(np.zeros(n), np.zeros(n), np.zeros(n), rng.random(n))
+    bid = RandomBid(4.0).bid(v)
+    assert bid.min() >= 0 and bid.max() < 4.0
+    assert bid.mean() == pytest.approx(2.0, abs=5 * 4 / math.sqrt(12 * n))
+
+
+def test_capped_clips_and_keeps_nan():
+    bids = np.array([1.0, 5.0, np.nan, 3.0])
+    out = capped(bids, 3.0)
+    assert out[[0, 1, 3]].tolist() == [1.0, 3.0, 3.0] and math.isnan(out[2])
+    assert capped(bids, None) is bids
+
+
+# ---- campaigns as arrays ---------------------------------------------------------------------
+
+SCENARIO = {
+    "name": "pacing",
+    "simulation": {"seed": 5, "start": "2026-03-02T00:00:00Z", "duration": "1d", "tick": "120s"},
+    "exchange": {"auction": "second", "fee": 0.1,
+                 "market": {"kind": "lognormal", "median_cpm": 1.0, "sigma": 0.5,
+                            "participation": 0.6}},
+    "ssps": [{"id": "ssp", "fee": 0.1}],
+    "publishers": [{"id": "pub", "ssp": "ssp", "category": "news",
+                    "slots": [{"id": "slot", "format": "banner", "device": "mobile",
+                               "daily_requests": 60_000, "floor_cpm": 0.3}]}],
+    "dsps": [{"id": "dsp", "fee": 0.1}],
+    "advertisers": [{"id": "adv", "value_per_conversion": 50.0}],
+    "campaigns": [
+        {"id": "even", "advertiser": "adv", "dsp": "dsp", "budget": 12.0, "pacing": "even",
+         "strategy": {"kind": "fixed", "bid_cpm": 2.0}},
+        {"id": "asap", "advertiser": "adv", "dsp": "dsp", "budget": 12.0, "pacing": "asap",
+         "strategy": {"kind": "fixed", "bid_cpm": 2.0}},
+    ],
+    "dmp": {"users": 5_000, "devices": {"desktop": 0.5, "mobile": 0.5},
+            "segments": [{"id": "s1", "share": 0.5, "data_cpm": 0.25},
+                         {"id": "s2", "share": 0.5, "data_cpm": 0.4}]},
+}
+
+
+def test_strategies_from_specs():
+    data = SCENARIO
+    spec = parse_scenario(data, "dsp.toml")
+    table = build_world(spec).campaigns
+    kinds = [type(s) for s in table.strategies]
+    assert kinds == [ConstantBid, ConstantBid]
+    value = strategy_from_spec(
+        parse_scenario({**data, "campaigns": [{**data["campaigns"][0],
+                                               "strategy": {"kind": "value", "shading": 0.5}}]},
+                       "v.toml").campaigns[0].strategy, 40.0)
+    assert isinstance(value, ValueBid) and value.value_per_conversion == 40.0
+
+
+def test_campaign_money_arrays():
+    data = {**SCENARIO, "campaigns": [
+        {**SCENARIO["campaigns"][0], "daily_budget": 3.5, "targeting": {"segments": ["s1", "s2"]},
+         "start": "2026-03-02T06:00:00Z", "end": "2026-03-02T18:30:00Z"},
+        SCENARIO["campaigns"][1]]}
+    table = build_world(parse_scenario(data, "t.toml"), budget_scale=1.5).campaigns
+    assert table.ids == ("even", "asap")
+    assert table.budget_micros.tolist() == [18_000_000, 18_000_000]
+    assert table.daily_budget_micros.tolist() == [5_250_000, NO_LIMIT_MICROS]
+    assert table.data_micros.tolist() == [650, 0]  # both segments' data CPMs, per impression
+    assert table.dsp_fee_ppm.tolist() == [100_000, 100_000]
+    assert table.flight_start_s.tolist() == [6 * 3600.0, 0.0]
+    assert table.flight_end_s.tolist() == [18.5 * 3600.0, 86_400.0]
+    assert table.even_pacing.tolist() == [True, False]
+
+
+def test_stream_offsets_depend_on_campaign_id_only():
+    table = build_world(parse_scenario(SCENARIO, "t.toml")).campaigns
+    more = {**SCENARIO, "campaigns": [{**SCENARIO["campaigns"][0], "id": "new"},
+                                      *SCENARIO["campaigns"]]}
+    bigger = build_world(parse_scenario(more, "t.toml")).campaigns
+    assert bigger.stream_offset[1:].tolist() == table.stream_offset.tolist()
+    assert table.stream_offset.tolist() == [unit_fraction("campaign/even"),
+                                            unit_fraction("campaign/asap")]
+    assert len(set(bigger.stream_offset.tolist())) == 3
+
+
+# ---- pacing --------------------------------------------------------------------------------
+
+def test_even_pacing_spreads_budget_over_the_day(tmp_path):
+    log_path = tmp_path / "log.csv"
+    report = simulate(parse_scenario(SCENARIO, "pacing.toml"), log_path=log_path).to_dict()
+    with open(log_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    times = {cid: np.array([float(r["time_s"]) for r in rows if r["campaign_id"] == cid])
+             for cid in ("even", "asap")}
+    camps = {c["id"]: c for c in report["campaigns"]}
+    budget = 12_000_000
+    for cid in ("even", "asap"):
+        assert round(camps[cid]["spend"] * 1e6) <= budget
+    # asap: the budget is gone well before the evening, so pacing has something to do.
+    assert round(camps["asap"]["spend"] * 1e6) > 0.99 * budget
+    assert times["asap"].max() < 0.7 * 86_400
+    # even: nearly all of the budget, and still buying in the last two hours.
+    assert round(camps["even"]["spend"] * 1e6) >= 0.9 * budget
+    assert (times["even"] > 22 * 3600).sum() > 0
+    hours = np.bincount((times["even"] // 3600).astype(int), minlength=24)
+    assert hours[:12].sum() < 0.75 * hours.sum()  # not front-loaded like asap
