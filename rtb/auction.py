@@ -331,7 +331,9 @@ def _budget_threshold_nb(remaining_total, remaining_daily, fee_ppm, data_micros)
     whole bid" is micros(bid) < threshold. It is compared as a float with the same
     operations that round a bid to micros, so the test is exact.
     """
-    budget = min(remaining_total, remaining_daily, np.int64(1) << 50) - data_micros
+    # 2**43 micros is more than any bid can cost (MAX_BID_CPM is 1e12 micros) and keeps
+    # x * fee_ppm below 2**63.
+    budget = min(remaining_total, remaining_daily, np.int64(1) << 43) - data_micros
     if budget < 0:
         return 0.0
     x = np.int64(budget / (1.0 + fee_ppm / T.PPM))

@@ -274,9 +274,6 @@ def test_run_device_without_users_exits_2(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="hangs: rtb.auction._budget_threshold_nb overflows "
-                   "int64 (x * fee_ppm) for budgets above ~9.2e18 / fee_ppm micros and loops "
-                   "forever; see test_tick_kernel.test_large_budget_clears_without_hanging")
 def test_run_largest_budget_at_largest_scale(tmp_path):
     """The largest budget a scenario accepts at the largest --budget-scale: a clean run,
     two simulated minutes, so well under a minute even on a busy machine."""

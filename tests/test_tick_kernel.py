@@ -699,9 +699,6 @@ print(int(result.winner[0]), int(state.book.remaining_total[0]))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="_budget_threshold_nb overflows int64 in x * fee_ppm "
-                   "for budgets above ~9.2e18 / fee_ppm micros (about 92 million units at a 10 % "
-                   "DSP fee, 1e9 is accepted): its while loop never ends and the run hangs")
 def test_large_budget_clears_without_hanging():
     """A budget the scenario accepts (up to 1e9 units = 1e15 micros) must clear a request.
 
