@@ -45,7 +45,8 @@ class CampaignTable(NamedTuple):
     daily_budget_micros: np.ndarray  # i8[nc]; NO_LIMIT_MICROS when none
     flight_start_s: np.ndarray  # f8[nc], seconds since the simulation start
     flight_end_s: np.ndarray  # f8[nc]
-    slot_words: np.ndarray  # u8[n_slot, n_words]: campaigns targeting the slot (format, device, category)
+    slot_words: np.ndarray  # u8[n_slot, n_words]: campaigns that target the slot (format, device,
+    # category) and that brand safety lets buy it
     user_words: np.ndarray  # u8[n_users, n_words]: campaigns targeting the user (geo, segments)
     data_micros: np.ndarray  # i8[nc]: data cost of one impression
     dsp_fee_ppm: np.ndarray  # i8[nc]
@@ -58,6 +59,30 @@ class CampaignTable(NamedTuple):
     cap_window_s: np.ndarray  # f8[nc]
     stream_offset: np.ndarray  # f8[nc]: fixed per campaign id, decorrelates shared uniforms
     strategies: tuple[Strategy, ...]
+    slot_blocked: np.ndarray  # bool[n_slot, nc]: the campaign targets the slot (format, device,
+    # category) but brand safety forbids the pair (brand_safety_blocks); its bit is clear in slot_words
+
+
+def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
+    """bool[n_slot, nc]: (slot, campaign) pairs that must never transact.
+
+    A pair is blocked when the slot's publisher, or its SSP, blocks the campaign's
+    advertiser's category or domain (domains compare case-insensitively), or when the
+    campaign excludes the publisher's content category. Blocks hold inside deals too.
+    """
+    ssps = {ssp.id: ssp for ssp in s.ssps}
+    advertisers = {a.id: a for a in s.advertisers}
+    camp_category = [advertisers[c.advertiser].category for c in s.campaigns]
+    camp_domain = [advertisers[c.advertiser].domain.lower() for c in s.campaigns]
+    blocked = np.zeros((len(s.publishers), len(s.campaigns)), dtype=np.bool_)
+    for p, pub in enumerate(s.publishers):
+        ssp = ssps[pub.ssp]
+        categories = set(pub.blocked_categories) | set(ssp.blocked_categories)
+        domains = {d.lower() for d in [*pub.blocked_domains, *ssp.blocked_domains]}
+        for c, camp in enumerate(s.campaigns):
+            blocked[p, c] = (camp_category[c] in categories or camp_domain[c] in domains
+                             or pub.category in camp.targeting.exclude_categories)
+    return blocked[inventory.slot_publisher]
 
 
 def _seconds_since(start: datetime, when: datetime | None, default: float) -> float:
@@ -101,6 +126,10 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
             cap_limit[c] = camp.frequency_cap.impressions
             cap_window[c] = camp.frequency_cap.window
 
+    # Brand safety clears the pair's bit: the kernel never visits a blocked pair.
+    slot_blocked = slot_ok & brand_safety_blocks(s, inventory)
+    slot_ok &= ~slot_blocked
+
     # A user is targetable by a campaign if in its geos and, when it buys data, in one
     # of its segments as DSPs see them (matched and consented).
     user_ok = geo_ok[audience.geo]
@@ -135,4 +164,5 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
         stream_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
         strategies=tuple(strategy_from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion)
                          for c in camps),
+        slot_blocked=slot_blocked,
     )

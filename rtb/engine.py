@@ -1,4 +1,4 @@
-"""SimPy drives the run: a tick process, pacing updates and delayed conversions."""
+"""SimPy drives the run: a tick process, pacing updates, dynamic floors and delayed conversions."""
 
 from __future__ import annotations
 
@@ -72,8 +72,23 @@ def _run(world, exchange: Exchange, progress) -> None:
             pacer.update(world.book, env.now - tick / 2)
             yield env.timeout(every)
 
+    # Dynamic floors: each dynamic floors table updates its slots' floors every
+    # `interval`, rounded to whole ticks. Half a tick before the boundary: the update
+    # sees exactly the requests of [t - every, t) (a tick runs at its start time) and
+    # the new floors hold from request time t on.
+    def floor_updates(group: int, interval_s: float):
+        every = max(1, round(interval_s / tick)) * tick
+        yield env.timeout(every - tick / 2)
+        while True:
+            dynamic.update(group)
+            yield env.timeout(every)
+
     env.process(ticks())
     env.process(conversions())
     env.process(pacing())
+    dynamic = world.floors.dynamic
+    if dynamic is not None:
+        for group, spec in enumerate(dynamic.groups):
+            env.process(floor_updates(group, spec.interval))
     env.run(until=duration)
     exchange.settle_conversions(duration)

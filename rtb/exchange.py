@@ -13,9 +13,10 @@ from dsp.strategies import Feedback
 from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
 from rtb.seeding import stream
-from rtb.types import MARKET, cpm_to_micros
+from rtb.types import MARKET, MECHANISM_SECOND, UNSOLD, cpm_to_micros
 from rtb.world import World
 from ssp.deals import assign_deals
+from ssp.floors import count_floor_hits_nb
 from ssp.inventory import generate_requests
 
 
@@ -34,6 +35,8 @@ class Tally:
     pub_revenue_micros: np.ndarray = None  # i8[np]
     pub_floor_sum: np.ndarray = None  # f8[np]: sum of floors over requests
     pub_price_sum: np.ndarray = None  # f8[np]: sum of clearing prices over impressions
+    pub_floor_hits: np.ndarray = None  # i8[np]: requests the open-auction floor acted on
+    blocked_bids: np.ndarray = None  # i8[nc]: bids targeting let through but brand safety blocked
     requests: int = 0
     impressions_to_campaigns: int = 0
     impressions_to_market: int = 0
@@ -41,9 +44,10 @@ class Tally:
     ledger: Ledger = field(default_factory=Ledger)
 
     def __post_init__(self) -> None:
-        for name in ("clicks", "ad_conversions", "attributed_conversions"):
+        for name in ("clicks", "ad_conversions", "attributed_conversions", "blocked_bids"):
             setattr(self, name, np.zeros(self.n_campaigns, dtype=np.int64))
-        for name in ("pub_requests", "pub_impressions", "pub_deal_impressions", "pub_revenue_micros"):
+        for name in ("pub_requests", "pub_impressions", "pub_deal_impressions", "pub_revenue_micros",
+                     "pub_floor_hits"):
             setattr(self, name, np.zeros(self.n_publishers, dtype=np.int64))
         self.pub_floor_sum = np.zeros(self.n_publishers)
         self.pub_price_sum = np.zeros(self.n_publishers)
@@ -100,6 +104,10 @@ class Exchange:
         self.rng_deals = stream(seed, "ssp/deals")
         self.targeting = Targeting(table.slot_words, table.user_words, table.flight_start_s,
                                    table.flight_end_s, self.pace_share, table.stream_offset)
+        # The campaigns with brand-safety blocks, and their columns of slot_blocked.
+        self._blocked_camps = np.flatnonzero(table.slot_blocked.any(axis=0))
+        self._blocked_slots = np.ascontiguousarray(table.slot_blocked[:, self._blocked_camps])
+        self._slot_blocks_any = self._blocked_slots.any(axis=1)
         self._bids = np.empty(0)
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
@@ -117,7 +125,8 @@ class Exchange:
         n = req.time_s.size
         slot = req.slot
         user = draw_users(w.audience, inv.slot_device[slot], self.rng_users)
-        floor_cpm = inv.slot_floor_cpm[slot]
+        geo = w.audience.geo[user]
+        floor_cpm = w.floors.floor_cpm(slot, geo)
         market_cpm = w.market.draw(n, self.rng_market)
         # Every request gets its outcome and DSP uniforms whatever happens to it, so
         # the streams stay aligned across strategies (common random numbers).
@@ -139,6 +148,8 @@ class Exchange:
         clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace, deal),
                       bids, w.mechanism, self.targeting, self.deals, w.book, w.caps, w.users, result)
         winner, price_cpm, prior, deal_won = result
+        self._supply_side(req.time_s, slot, user, geo, bids, floor_cpm, market_cpm, deal, winner,
+                          price_cpm, deal_won)
 
         # Outcomes of the campaigns' impressions.
         won = np.flatnonzero(winner >= 0)
@@ -176,6 +187,48 @@ class Exchange:
                            bids[camp, won], price_cpm[won], out.clicked, conv)
         self._organic(t0, t1)
         return n
+
+    def _count_blocked(self, time_s, slot, user, bids, deal) -> None:
+        """Count bids that targeting lets through but brand safety blocks.
+
+        The kernel never visits a blocked pair, so it counts such a bid as not targeted;
+        the report moves these counts to `blocked`. A bid counts here if the campaign
+        targets the request in every other way: slot (format, device, category), user
+        (geo, segments), flight, and a private deal admits it.
+        """
+        table, deals, camps = self.world.campaigns, self.deals, self._blocked_camps
+        rows = np.flatnonzero(self._slot_blocks_any[slot])
+        if rows.size == 0:
+            return
+        blocked = self._blocked_slots[slot[rows]].T  # bool[k, m]
+        user_bits = np.unpackbits(table.user_words[user[rows]].astype("<u8").view(np.uint8),
+                                  axis=1, bitorder="little")[:, camps].T  # u1[k, m]
+        t = time_s[rows]
+        counted = (blocked & (bids[camps][:, rows] >= 0.0) & (user_bits != 0)
+                   & (t >= table.flight_start_s[camps, None]) & (t < table.flight_end_s[camps, None]))
+        d = deal[rows]
+        dd = np.maximum(d, 0)
+        private = (d >= 0) & deals.private[dd]
+        if private.any():
+            counted &= ~private | deals.allowed[dd][:, camps].T
+        self.tally.blocked_bids[camps] += counted.sum(axis=1)
+
+    def _supply_side(self, time_s, slot, user, geo, bids, floor_cpm, market_cpm, deal, winner,
+                     price_cpm, deal_won) -> None:
+        """Brand-safety blocked bids, floor hits, and the prices dynamic floors learn from."""
+        w, table = self.world, self.world.campaigns
+        if self._blocked_camps.size:
+            self._count_blocked(time_s, slot, user, bids, deal)
+        count_floor_hits_nb(w.mechanism == MECHANISM_SECOND, winner, price_cpm, floor_cpm, market_cpm,
+                            deal, self.deals.private, deal_won, bids, slot, user, time_s,
+                            table.slot_words, table.user_words, table.flight_start_s,
+                            table.flight_end_s, w.inventory.slot_publisher, self.tally.pub_floor_hits)
+        if w.floors.dynamic is not None:
+            # The open-auction floor is in play unless the request carries a private
+            # deal or was sold through its deal.
+            private = (deal >= 0) & self.deals.private[np.maximum(deal, 0)]
+            w.floors.dynamic.observe(slot, geo, np.where(winner != UNSOLD, price_cpm, 0.0),
+                                     ~private & ~deal_won)
 
     def _feedback(self, active: np.ndarray, camp: np.ndarray, price_cpm: np.ndarray,
                   clicked: np.ndarray) -> None:

@@ -94,6 +94,20 @@ def _frequency_cap(table, c: int) -> dict | None:
             "kind": "calendar" if kind == CAP_CALENDAR else "rolling"}
 
 
+def _bid_outcomes(outcomes: np.ndarray, blocked: int) -> dict:
+    """The kernel's outcome counts, with brand-safety blocks split out of not_targeted.
+
+    The kernel never visits a blocked (slot, campaign) pair, so it counts those bids as
+    not targeted; `blocked` (exact, counted by the exchange) is the part of them that
+    targeting let through: brand safety is the test right after targeting.
+    """
+    counts = {name: int(outcomes[k]) for k, name in enumerate(OUTCOME_NAMES)}
+    counts["not_targeted"] -= blocked
+    out = {"not_targeted": counts.pop("not_targeted"), "blocked": blocked}
+    out.update(counts)
+    return out
+
+
 def build_report(world, tally, budget_scale: float) -> Report:
     s, table, book = world.scenario, world.campaigns, world.book
     ledger = tally.ledger
@@ -123,7 +137,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
             "wins": wins,
             "win_rate": _ratio(wins, bids),
             "frequency_cap": _frequency_cap(table, c),
-            "bid_outcomes": {name: int(book.outcomes[c, k]) for k, name in enumerate(OUTCOME_NAMES)},
+            "bid_outcomes": _bid_outcomes(book.outcomes[c], int(tally.blocked_bids[c])),
         })
 
     value = world.advertiser_value[table.advertiser]
@@ -170,6 +184,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
             "avg_floor_cpm": _ratio(tally.pub_floor_sum[p], requests),
             "avg_price_cpm": _ratio(tally.pub_price_sum[p], imps),
             "deal_share": _ratio(tally.pub_deal_impressions[p], imps),
+            "floor_hits": int(tally.pub_floor_hits[p]),
         })
 
     sold = tally.impressions_to_campaigns + tally.impressions_to_market

@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Callable, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -127,9 +127,60 @@ class ExchangeSpec(Spec):
 
 # ---- supply ----------------------------------------------------------------------
 
+WILDCARD = "*"
+Domain = Annotated[str, Field(min_length=1, max_length=253)]
+# Rule fields: a value or the wildcard, as one type so an error reads as one message.
+IdOrAny = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[A-Za-z0-9_.:\-]+)$")]
+FormatOrAny = Literal["banner", "video", "native", "*"]
+DeviceOrAny = Literal["desktop", "mobile", "*"]
+
+
+class FloorRuleSpec(Spec):
+    """One floor rule in the style of Prebid's price floors: "*" (the default) matches anything.
+
+    Of the rules that match a request, the one with the most fields that are not "*"
+    wins; among equally specific ones, the first in the file.
+    """
+
+    domain: Domain = Field(WILDCARD, description="the publisher's domain")
+    slot: IdOrAny = Field(WILDCARD, description="the slot's id")
+    format: FormatOrAny = WILDCARD
+    device: DeviceOrAny = WILDCARD
+    country: Annotated[str, Field(min_length=1)] = Field(
+        WILDCARD, description="the user's geo, a key of dmp.geos")
+    floor_cpm: Cpm
+
+
+class DynamicFloorSpec(Spec):
+    """Floors that follow the prices their requests fetched (deterministic, no randomness).
+
+    Every `interval` (rounded to whole ticks), each (slot, country) floor with at least
+    `min_requests` open-auction requests since the last update moves a share `rate` of
+    the way toward the `quantile` of the prices those requests fetched, an unsold
+    request counting as 0; never below the table's floor_min.
+    """
+
+    interval: Annotated[Seconds, Field(le=MAX_DURATION_S)] = 3600.0
+    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+
+
+class FloorsSpec(Spec):
+    """Rule-based floors of a publisher (or, for publishers without their own, of an SSP)."""
+
+    rules: list[FloorRuleSpec] = Field([], max_length=10_000)
+    default: Cpm = Field(0.0, description="floor when no rule matches and the slot sets no floor_cpm")
+    floor_min: Cpm = Field(0.0, description="no floor of the table is below this")
+    dynamic: DynamicFloorSpec | None = None
+
+
 class SspSpec(Spec):
     id: Id
     fee: FeeRate = Field(0.0, description="share of the exchange's payout the SSP keeps")
+    floors: FloorsSpec | None = Field(None, description="for its publishers without their own")
+    blocked_categories: list[str] = Field([], description="advertiser categories none of its publishers sells to")
+    blocked_domains: list[Domain] = Field([], description="advertiser domains none of its publishers sells to")
 
 
 class SlotSpec(Spec):
@@ -172,6 +223,9 @@ class PublisherSpec(Spec):
         None, min_length=7, max_length=7, description="relative traffic Monday..Sunday")
     slots: list[SlotSpec] = Field(min_length=1)
     deals: list[DealSpec] = []
+    floors: FloorsSpec | None = Field(None, description="replaces the SSP's floors table, if any")
+    blocked_categories: list[str] = Field([], description="advertiser categories it never sells to")
+    blocked_domains: list[Domain] = Field([], description="advertiser domains it never sells to")
 
     @model_validator(mode="after")
     def _shapes_not_all_zero(self) -> "PublisherSpec":
@@ -262,6 +316,8 @@ class TargetingSpec(Spec):
     devices: list[Device] = []
     formats: list[Format] = []
     categories: list[str] = Field([], description="publisher content categories")
+    exclude_categories: list[str] = Field(
+        [], description="publisher content categories never bought (brand safety)")
     geos: list[str] = []
 
 
@@ -407,6 +463,8 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"publishers[{i}].deals",
                                  f"deals offer {share:.0%} of slot {slot!r}'s requests (at most 100 %)"))
 
+    problems += _supply_rule_problems(s)
+
     for i, seg in enumerate(s.dmp.segments):
         for j, adv in enumerate(seg.advertisers):
             if adv not in advertisers:
@@ -426,6 +484,13 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             if cat not in categories:
                 problems.append((f"{at}.targeting.categories[{j}]",
                                  f"no publisher has category {cat!r}"))
+        for j, cat in enumerate(c.targeting.exclude_categories):
+            if cat not in categories:
+                problems.append((f"{at}.targeting.exclude_categories[{j}]",
+                                 f"no publisher has category {cat!r}"))
+            elif cat in c.targeting.categories:
+                problems.append((f"{at}.targeting.exclude_categories[{j}]",
+                                 f"category {cat!r} is both targeted and excluded"))
         for j, geo in enumerate(c.targeting.geos):
             if geo not in geos:
                 problems.append((f"{at}.targeting.geos[{j}]", f"geo {geo!r} is not in dmp.geos"))
@@ -435,6 +500,55 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             problems.append((f"{at}.end", "flight end is outside the simulation"))
         if c.daily_budget is not None and c.daily_budget > c.budget:
             problems.append((f"{at}.daily_budget", "daily budget exceeds the total budget"))
+    return problems
+
+
+def _supply_rule_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Floor rules and block lists must name things the scenario has: a typo would match nothing."""
+    problems: list[tuple[str, str]] = []
+    geos = set(s.dmp.geos)
+    adv_categories = {a.category for a in s.advertisers}
+    adv_domains = {a.domain.lower() for a in s.advertisers if a.domain}
+
+    def floors(spec: FloorsSpec | None, at: str, domains: set[str], slots: set[str],
+               no_slot: Callable[[str], str], no_domain: Callable[[str], str]) -> None:
+        if spec is None:
+            return
+        seen: dict[tuple, int] = {}
+        for j, rule in enumerate(spec.rules):
+            where = f"{at}.floors.rules[{j}]"
+            if rule.domain != WILDCARD and rule.domain.lower() not in domains:
+                problems.append((f"{where}.domain", no_domain(rule.domain)))
+            if rule.slot != WILDCARD and rule.slot not in slots:
+                problems.append((f"{where}.slot", no_slot(rule.slot)))
+            if rule.country != WILDCARD and rule.country not in geos:
+                problems.append((f"{where}.country", f"country {rule.country!r} is not in dmp.geos"))
+            key = (rule.domain.lower(), rule.slot, rule.format, rule.device, rule.country)
+            if key in seen:
+                problems.append((where, f"matches exactly what rules[{seen[key]}] matches, "
+                                        "which comes first and always wins"))
+            seen.setdefault(key, j)
+
+    def blocks(item, at: str) -> None:
+        for j, cat in enumerate(item.blocked_categories):
+            if cat not in adv_categories:
+                problems.append((f"{at}.blocked_categories[{j}]", f"no advertiser has category {cat!r}"))
+        for j, domain in enumerate(item.blocked_domains):
+            if domain.lower() not in adv_domains:
+                problems.append((f"{at}.blocked_domains[{j}]", f"no advertiser has domain {domain!r}"))
+
+    for i, ssp in enumerate(s.ssps):
+        mine = [pub for pub in s.publishers if pub.ssp == ssp.id]
+        floors(ssp.floors, f"ssps[{i}]", {pub.domain.lower() for pub in mine if pub.domain},
+               {slot.id for pub in mine for slot in pub.slots},
+               lambda x: f"no publisher of SSP {ssp.id!r} has a slot {x!r}",
+               lambda x: f"no publisher of SSP {ssp.id!r} has domain {x!r}")
+        blocks(ssp, f"ssps[{i}]")
+    for i, pub in enumerate(s.publishers):
+        floors(pub.floors, f"publishers[{i}]", {pub.domain.lower()} if pub.domain else set(),
+               {slot.id for slot in pub.slots}, lambda x: f"publisher {pub.id!r} has no slot {x!r}",
+               lambda x: f"publisher {pub.id!r} has domain {pub.domain!r}, not {x!r}")
+        blocks(pub, f"publishers[{i}]")
     return problems
 
 

@@ -16,6 +16,7 @@ from rtb.seeding import stream
 from rtb.types import (CAP_CALENDAR, CAP_NONE, CAP_ROLLING, MECHANISMS, N_OUTCOMES, PPM,
                        SECONDS_PER_DAY)
 from ssp.deals import DealBook, build_deals
+from ssp.floors import FloorBook, build_floors
 from ssp.inventory import Inventory, build_inventory
 from ssp.market import BackgroundMarket
 
@@ -37,6 +38,7 @@ class World:
     behaviour: Behaviour
     campaigns: CampaignTable
     deals: DealBook
+    floors: FloorBook  # open-auction floor by (slot, user geo); dynamic floors update it in place
     user_factor: np.ndarray  # f4[n_users, n_dsp]: each DSP's estimate of click propensity
     advertiser_value: np.ndarray  # f8[n_adv]: revenue per conversion
     advertiser_margin: np.ndarray  # f8[n_adv]
@@ -139,6 +141,7 @@ def build_world(s: Scenario, seed: int | None = None, budget_scale: float = 1.0)
         behaviour=build_behaviour(s),
         campaigns=table,
         deals=build_deals(s),
+        floors=build_floors(s, audience.geo_names),
         user_factor=_dsp_user_factor(s, audience, seed),
         advertiser_value=np.array([a.value_per_conversion for a in s.advertisers]),
         advertiser_margin=np.array([a.margin for a in s.advertisers]),

@@ -22,7 +22,7 @@ class Inventory(NamedTuple):
     slot_publisher: np.ndarray  # i4[ns]
     slot_format: np.ndarray  # u1[ns]
     slot_device: np.ndarray  # u1[ns]
-    slot_floor_cpm: np.ndarray  # f8[ns]
+    slot_floor_cpm: np.ndarray  # f8[ns]: the slot's own floor_cpm (requests' floors: ssp/floors.py)
     slot_rate: np.ndarray  # f8[ns]: average requests per second
     hourly: np.ndarray  # f8[np, 24]: traffic multiplier by UTC hour, mean 1
     weekly: np.ndarray  # f8[np, 7]: multiplier Monday..Sunday, mean 1
