@@ -111,10 +111,3 @@ class ValueBid(_Stateless):
 
     def bid(self, view: BidView) -> np.ndarray:
         return view.pctr * view.pcvr * (self.value_per_conversion * self.shading * 1000.0)
-
-
-def capped(strategy_bids: np.ndarray, max_bid_cpm: float | None) -> np.ndarray:
-    """Clip bids at a campaign's maximum CPM (NaN stays NaN)."""
-    if max_bid_cpm is None:
-        return strategy_bids
-    return np.minimum(strategy_bids, max_bid_cpm)

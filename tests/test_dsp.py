@@ -15,7 +15,7 @@ import pytest
 
 from dsp.campaigns import NO_LIMIT_MICROS, strategy_from_spec
 from dsp.strategies import (BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid,
-                            ValueBid, capped)
+                            ValueBid)
 from rtb import simulate
 from rtb.scenario import parse_scenario
 from rtb.seeding import unit_fraction
@@ -71,13 +71,6 @@ def test_random_bid_uniform_below_max():
     bid = RandomBid(4.0).bid(v)
     assert bid.min() >= 0 and bid.max() < 4.0
     assert bid.mean() == pytest.approx(2.0, abs=5 * 4 / math.sqrt(12 * n))
-
-
-def test_capped_clips_and_keeps_nan():
-    bids = np.array([1.0, 5.0, np.nan, 3.0])
-    out = capped(bids, 3.0)
-    assert out[[0, 1, 3]].tolist() == [1.0, 3.0, 3.0] and math.isnan(out[2])
-    assert capped(bids, None) is bids
 
 
 # ---- campaigns as arrays ---------------------------------------------------------------------
