@@ -240,7 +240,6 @@ class CapBook(NamedTuple):
     calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
     window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
     ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
-    rolling: np.ndarray  # i4[n_rolling]: the campaigns with rolling caps
     counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
     times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
     adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
@@ -388,7 +387,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
     calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
-    rolling, counts, times = caps.rolling, caps.counts, caps.times
+    counts, times = caps.counts, caps.times
     adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
     adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
     exposures, last_touch = users.exposures, users.last_touch

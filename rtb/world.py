@@ -83,7 +83,6 @@ def _cap_book(s: Scenario, table: CampaignTable, start: datetime, n_users: int) 
         calendar_limit=np.where(calendar, table.cap_limit, 256).astype(np.int32),
         window_end_s=_window_ends(start, table.cap_window_s, calendar),
         ring_start=ring_start,
-        rolling=rolling.astype(np.int32),
         counts=np.zeros((n_users, table.cap_kind.size), dtype=np.uint8),
         # -inf: "never shown", older than any window.
         times=np.full((n_users, int(ring_bounds[-1])), -np.inf),

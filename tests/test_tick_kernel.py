@@ -289,7 +289,7 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
     caps = CapBook(kind=kind, limit=limit, window_s=window_s,
                    calendar_limit=np.where(kind == T.CAP_CALENDAR, limit, 256).astype(np.int32),
                    window_end_s=_calendar_ends(kind, window_s, window_end_s),
-                   ring_start=ring_start, rolling=rolling.astype(np.int32),
+                   ring_start=ring_start,
                    counts=np.zeros((n_users, nc), dtype=np.uint8),
                    times=np.full((n_users, int(ring_bounds[-1])), -np.inf),
                    adv_kind=adv_kind,
