@@ -1,0 +1,237 @@
+"""Benchmark of the simulation tick kernel clear_tick_nb against a bare top-two loop on the same bids.
+
+Run: /work/venv/bin/pytest benchmarks/bench_tick_kernel.py --benchmark-only -s
+
+One batch per campaign count: 200,000 requests in one UTC day (no midnight or window
+boundary inside), 100,000 users, floors, the rest of the market, a deal on 10 % of the
+requests, calendar caps per campaign and per advertiser, budgets that never run out,
+second price. Every campaign targets every request, so the kernel visits every bid the
+bare loop scans. The kernel updates its books in place: each timed round starts from a
+fresh copy, made outside the timing. Every function is compiled (called once) first.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from numba import njit
+
+from rtb import types as T
+from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
+                         UserBook, campaign_words, clear_tick_nb)
+
+try:  # the same bare loop as the clear() benchmark, when run from this directory
+    from bench_auction import bare_top2_nb
+except ImportError:  # pragma: no cover - the file is missing or not on the path
+    @njit(cache=True)
+    def bare_top2_nb(bids, best_out, second_out):
+        """The least work any clearing does: top two of each row, branch-free selects."""
+        n_req, n_bidders = bids.shape
+        for i in range(n_req):
+            best = -np.inf
+            second = -np.inf
+            for j in range(n_bidders):
+                b = bids[i, j]
+                gt = b > best
+                lo = best if gt else b
+                second = lo if lo > second else second
+                best = b if gt else best
+            best_out[i] = best
+            second_out[i] = second
+
+N_REQ = 200_000
+N_USERS = 100_000
+N_SLOTS = 1_000
+CAMPAIGNS = (8, 32, 128)
+NAN_SHARE = 0.10
+DEAL_SHARE = 0.10
+ROUNDS = 9
+RATIO_REPEATS = 9
+ROWS: dict[int, dict[str, float]] = {}  # ratio results per campaign count, for the table
+
+
+@njit(cache=True)
+def bare_top2_by_campaign_nb(bids, best_out, second_out):
+    """bare_top2_nb over the kernel's layout, bids f8[nc, n]: what the layout alone costs."""
+    nc, n_req = bids.shape
+    for i in range(n_req):
+        best = -np.inf
+        second = -np.inf
+        for c in range(nc):
+            b = bids[c, i]
+            gt = b > best
+            lo = best if gt else b
+            second = lo if lo > second else second
+            best = b if gt else best
+        best_out[i] = best
+        second_out[i] = second
+
+
+def _fresh(nt):
+    return type(nt)(*(np.array(a, copy=True) for a in nt))
+
+
+class TickBatch:
+    """One tick's requests, bids and books, compiled and ready to be timed."""
+
+    def __init__(self, nc: int) -> None:
+        rng = np.random.default_rng([20_261_201, nc])
+        n = N_REQ
+        n_adv = max(1, nc // 4)
+        self.nc = nc
+        # Bids as the exchange hands them over, one row per campaign; the bare loop
+        # reads the same values in its own best layout, one row per request.
+        self.bids = rng.uniform(0.0, 5.0, (nc, n))
+        self.bids[rng.random((nc, n)) < NAN_SHARE] = np.nan
+        self.bids_by_request = np.ascontiguousarray(self.bids.T)
+        deal = np.where(rng.random(n) < DEAL_SHARE, rng.integers(0, 4, n), -1).astype(np.int32)
+        self.req = TickRequests(
+            time_s=np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n)),
+            user=rng.integers(0, N_USERS, n),
+            slot=rng.integers(0, N_SLOTS, n),
+            floor_cpm=rng.uniform(0.0, 2.5, n),
+            market_cpm=np.where(rng.random(n) < 0.7, rng.lognormal(np.log(1.5), 0.5, n), np.nan),
+            u_pace=rng.random(n),
+            deal=deal,
+        )
+        self.targeting = Targeting(
+            campaign_words(np.ones((N_SLOTS, nc), bool)), campaign_words(np.ones((N_USERS, nc), bool)),
+            np.zeros(nc), np.full(nc, 7 * T.SECONDS_PER_DAY), np.ones(nc), rng.random(nc))
+        # Four deals: open and private, floor and fixed price, each open to a quarter of
+        # the campaigns.
+        self.deals = Deals(np.array([2.0, 2.5, 1.5, 3.0]), np.array([False, False, True, True]),
+                           np.array([False, True, False, True]), rng.random((4, nc)) < 0.25)
+        day = T.SECONDS_PER_DAY
+        self.book = CampaignBook(
+            advertiser=(np.arange(nc) % n_adv).astype(np.int32),
+            dsp_fee_ppm=np.full(nc, 150_000, np.int64),
+            data_micros=np.full(nc, 100, np.int64),
+            remaining_total=np.full(nc, 10**11, np.int64),  # 100,000 units: never runs out
+            remaining_daily=np.full(nc, 10**10, np.int64),
+            daily_budget=np.full(nc, 10**10, np.int64),
+            day_end_s=np.full(nc, day),
+            media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
+            data_cost_micros=np.zeros(nc, np.int64),
+            outcomes=np.zeros((nc, T.N_OUTCOMES), np.int64), reach=np.zeros(nc, np.int64))
+        self.caps = CapBook(
+            kind=np.full(nc, T.CAP_CALENDAR, np.int8), limit=np.full(nc, 2, np.int32),
+            window_s=np.full(nc, day), calendar_limit=np.full(nc, 2, np.int32),
+            window_end_s=np.full(nc, day), ring_start=np.zeros(nc, np.int32),
+            counts=np.zeros((N_USERS, nc), np.uint8),
+            times=np.zeros((N_USERS, 0)),
+            adv_kind=np.full(n_adv, T.CAP_CALENDAR, np.int8), adv_limit=np.full(n_adv, 4, np.int32),
+            adv_window_s=np.full(n_adv, day), adv_window_end_s=np.full(n_adv, day),
+            adv_counts=np.zeros((N_USERS, n_adv), np.uint8))
+        self.users = UserBook(np.zeros((N_USERS, nc), np.uint8),
+                              np.full((N_USERS, n_adv), -1, np.int64))
+        # Working copies the kernel mutates, restored before every timed call.
+        self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users)]
+        self.result = TickResult(np.empty(n, np.int32), np.empty(n), np.zeros(n, np.uint8),
+                                 np.zeros(n, np.bool_))
+        self.best = np.empty(n)
+        self.second = np.empty(n)
+        self.bare()
+        self.bare_by_campaign()
+        self.reset()
+        self.kernel()
+        self.reset()
+
+    def reset(self) -> None:
+        """Copy the pristine books into the working ones (in place: no page faults later)."""
+        for pristine, work in zip((self.book, self.caps, self.users), self.work):
+            for a, b in zip(pristine, work):
+                np.copyto(b, a)
+
+    def bare(self) -> None:
+        bare_top2_nb(self.bids_by_request, self.best, self.second)
+
+    def bare_by_campaign(self) -> None:
+        bare_top2_by_campaign_nb(self.bids, self.best, self.second)
+
+    def kernel(self) -> None:
+        book, caps, users = self.work
+        clear_tick_nb(self.req, self.bids, T.MECHANISM_SECOND, self.targeting, self.deals,
+                      book, caps, users, self.result)
+
+
+@pytest.fixture(scope="module", params=CAMPAIGNS, ids=lambda n: f"{n}campaigns")
+def batch(request) -> TickBatch:
+    return TickBatch(request.param)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_table(request):
+    yield
+    if not ROWS:
+        return
+    lines = ["", "tick kernel vs bare top-two loop (best of "
+             f"{RATIO_REPEATS}, {N_REQ:,} requests, M auctions/s):",
+             "| campaigns | bare top-two | bare, kernel layout | clear_tick_nb | kernel / bare |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    for nc, row in sorted(ROWS.items()):
+        lines.append(f"| {nc} | {row['bare'] / 1e6:.1f} | {row['bare_by_campaign'] / 1e6:.1f} |"
+                     f" {row['kernel'] / 1e6:.2f} | {row['kernel'] / row['bare']:.1%} |")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(lines))
+
+
+def _record_rate(benchmark, batch: TickBatch) -> None:
+    info = benchmark.extra_info
+    info["n_req"] = N_REQ
+    info["n_campaigns"] = batch.nc
+    info["auctions_per_s"] = N_REQ / benchmark.stats.stats.median
+    # The best round too: on a shared 2-core machine the median carries other jobs' noise.
+    info["auctions_per_s_best"] = N_REQ / benchmark.stats.stats.min
+
+
+def test_bare_top2(benchmark, batch):
+    benchmark.pedantic(batch.bare, rounds=ROUNDS, iterations=1)
+    _record_rate(benchmark, batch)
+
+
+def test_tick_kernel(benchmark, batch):
+    benchmark.pedantic(batch.kernel, setup=batch.reset, rounds=ROUNDS, iterations=1)
+    _record_rate(benchmark, batch)
+    # What was timed must be a real clearing of this batch: everything sold that could
+    # be, no budget ran out, no boundary was crossed.
+    book, caps, _ = batch.work
+    assert book.outcomes[:, T.LOSS_OUT_OF_BUDGET].sum() == 0
+    assert book.outcomes[:, T.WON].sum() == np.count_nonzero(batch.result.winner >= 0)
+    assert book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].sum() > 0
+    assert batch.result.deal_won.any()
+    assert np.all(caps.window_end_s == T.SECONDS_PER_DAY)
+    assert np.count_nonzero(batch.result.winner == T.UNSOLD) < N_REQ // 5
+
+
+def _ratio_run(batch: TickBatch) -> dict[str, float]:
+    """Best-of-N seconds for each contender, interleaved so that drift hits all alike."""
+    fns = {"bare": batch.bare, "bare_by_campaign": batch.bare_by_campaign, "kernel": batch.kernel}
+    best = dict.fromkeys(fns, np.inf)
+    for _ in range(RATIO_REPEATS):
+        for name, fn in fns.items():
+            batch.reset()
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def test_kernel_vs_bare_ratio(benchmark, batch, capsys):
+    """clear_tick_nb throughput as a share of the bare loop's, both timed in this one run."""
+    seconds = benchmark.pedantic(_ratio_run, args=(batch,), rounds=1, iterations=1)
+    rates = {name: N_REQ / s for name, s in seconds.items()}
+    ROWS[batch.nc] = rates
+    info = benchmark.extra_info
+    info["n_campaigns"] = batch.nc
+    info["bare_auctions_per_s"] = rates["bare"]
+    info["bare_by_campaign_auctions_per_s"] = rates["bare_by_campaign"]
+    info["kernel_auctions_per_s"] = rates["kernel"]
+    info["kernel_over_bare"] = rates["kernel"] / rates["bare"]
+    with capsys.disabled():
+        print(f"\n{batch.nc:4d} campaigns: bare {rates['bare'] / 1e6:7.1f} M/s,"
+              f" bare (kernel layout) {rates['bare_by_campaign'] / 1e6:7.1f} M/s,"
+              f" clear_tick_nb {rates['kernel'] / 1e6:6.2f} M/s,"
+              f" kernel/bare {info['kernel_over_bare']:.1%}")
