@@ -16,30 +16,12 @@ import time
 
 import numpy as np
 import pytest
-from numba import njit
 
 from rtb import types as T
 from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
                          UserBook, campaign_words, clear_tick_nb)
 
-try:  # the same bare loop as the clear() benchmark, when run from this directory
-    from bench_auction import bare_top2_nb
-except ImportError:  # pragma: no cover - the file is missing or not on the path
-    @njit(cache=True)
-    def bare_top2_nb(bids, best_out, second_out):
-        """The least work any clearing does: top two of each row, branch-free selects."""
-        n_req, n_bidders = bids.shape
-        for i in range(n_req):
-            best = -np.inf
-            second = -np.inf
-            for j in range(n_bidders):
-                b = bids[i, j]
-                gt = b > best
-                lo = best if gt else b
-                second = lo if lo > second else second
-                best = b if gt else best
-            best_out[i] = best
-            second_out[i] = second
+from bench_auction import bare_top2_nb  # the same bare loop as the clear() benchmark
 
 N_REQ = 200_000
 N_USERS = 100_000
@@ -50,23 +32,6 @@ DEAL_SHARE = 0.10
 ROUNDS = 9
 RATIO_REPEATS = 9
 ROWS: dict[int, dict[str, float]] = {}  # ratio results per campaign count, for the table
-
-
-@njit(cache=True)
-def bare_top2_by_campaign_nb(bids, best_out, second_out):
-    """bare_top2_nb over the kernel's layout, bids f8[nc, n]: what the layout alone costs."""
-    nc, n_req = bids.shape
-    for i in range(n_req):
-        best = -np.inf
-        second = -np.inf
-        for c in range(nc):
-            b = bids[c, i]
-            gt = b > best
-            lo = best if gt else b
-            second = lo if lo > second else second
-            best = b if gt else best
-        best_out[i] = best
-        second_out[i] = second
 
 
 def _fresh(nt):
@@ -148,7 +113,7 @@ class TickBatch:
         bare_top2_nb(self.bids_by_request, self.best, self.second)
 
     def bare_by_campaign(self) -> None:
-        bare_top2_by_campaign_nb(self.bids, self.best, self.second)
+        bare_top2_nb(self.bids.T, self.best, self.second)  # the kernel's campaign-major layout
 
     def kernel(self) -> None:
         book, caps, users = self.work
