@@ -1,0 +1,798 @@
+"""The tick kernel rtb.auction.clear_tick_nb against clear_tick_py, a plain-Python twin.
+
+The twin is written from the documented rules (the kernel's, Deals' and the books'
+docstrings, docs/auction.md), one request and one campaign at a time with Python
+scalars, not from the kernel's code:
+
+- requests are cleared in the order given (time order); at each request, first the
+  boundaries it reaches: a campaign's daily budget is restored when the time reaches
+  its day_end_s (which advances by whole days past the time); a calendar cap's counts
+  are cleared when the time reaches its window end, together with every calendar cap
+  of the same window length (they share UTC-aligned boundaries), the end advancing by
+  whole windows; advertiser caps the same way;
+- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) takes part when, in this
+  order (the first failing test is its outcome): the campaign targets the request (bit
+  c of word c // 64 set in slot_words[slot] & user_words[user], inside the flight, and
+  admitted by the deal when the deal is private); pacing lets it through (x = u_pace +
+  offset, minus 1 if >= 1; x < pace_share); it meets the floor (a deal bid, by an
+  admitted campaign at or above the deal floor, needs no other floor; on a private deal
+  nothing else counts: below_deal_floor); the campaign can pay the bid's worst cost
+  (bid micros rounded half up + DSP fee (floor division, ppm) + data micros) from both
+  its remaining total and daily budget; neither its own cap nor its advertiser's cap is
+  reached (calendar: count >= limit; rolling: the oldest of the last `limit` times is
+  > t - window);
+- deal bids clear first among themselves (fixed price: pays the deal price; first
+  price: the bid; second price: max(second deal bid, deal floor)); a private deal never
+  falls back; otherwise the open auction: the other bids and the market (if its bid
+  meets the floor); campaigns beat the market on equal bids, the lowest campaign index
+  beats other campaigns; first price pays the bid, second price max(second, floor);
+- the bids that took part end lost_to_market, lost_to_higher_bid or won; the winner
+  pays media + fee + data from both budgets, counts against its caps, its user's
+  exposure (saturating at 255) and reach, and its advertiser's last touch.
+
+About 650 random small batches (seeded numpy loops, so each failure names its seed) must
+give identical winners, prices, deal flags and every state array. Invariants are checked
+on the kernel's output directly, and hand-worked cases pin single rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import select
+import subprocess
+import sys
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from rtb import types as T
+from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
+                         UserBook, campaign_words, clear_tick_nb, no_deals)
+
+DAY = T.SECONDS_PER_DAY
+FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
+NAN, INF = math.nan, math.inf
+NO_LIMIT = 2**62  # a daily budget that never binds (dsp.campaigns.NO_LIMIT_MICROS)
+
+
+# ---- the twin ---------------------------------------------------------------------
+
+def _micros(cpm: float) -> int:
+    """One impression at `cpm`, rounded half up: the project's convention."""
+    return int(T.cpm_to_micros(cpm))
+
+
+def _cost(cpm: float, fee_ppm: int, data_micros: int) -> tuple[int, int, int]:
+    media = _micros(cpm)
+    return media, media * fee_ppm // T.PPM, data_micros
+
+
+def _expire_windows_py(t, kind, window_s, window_end_s, counts):
+    """Calendar windows the time has reached: clear them, with their whole window length."""
+    for c in range(kind.size):
+        if kind[c] != T.CAP_CALENDAR or t < window_end_s[c]:
+            continue
+        end = float(window_end_s[c])
+        while t >= end:
+            end += float(window_s[c])
+        same = (kind == T.CAP_CALENDAR) & (window_s == window_s[c])
+        counts[:, same] = 0
+        window_end_s[same] = end
+
+
+def _cross_boundaries_py(t, book, caps):
+    for c in range(book.day_end_s.size):
+        if t >= book.day_end_s[c]:
+            book.remaining_daily[c] = book.daily_budget[c]
+            while t >= book.day_end_s[c]:
+                book.day_end_s[c] += DAY
+    _expire_windows_py(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts)
+    _expire_windows_py(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s,
+                       caps.adv_counts)
+
+
+def _targets(targeting, c, s, u) -> bool:
+    word, bit = divmod(c, 64)
+    both = int(targeting.slot_words[s, word]) & int(targeting.user_words[u, word])
+    return bool((both >> bit) & 1)
+
+
+def _ring(caps, c) -> list[int]:
+    first = int(caps.ring_start[c])
+    return list(range(first, first + int(caps.limit[c])))
+
+
+def _capped(caps, book, c, u, t) -> bool:
+    if caps.kind[c] == T.CAP_CALENDAR and caps.counts[u, c] >= caps.limit[c]:
+        return True
+    if caps.kind[c] == T.CAP_ROLLING:
+        # Capped when the last `limit` impressions all fall inside (t - window, t].
+        if min(caps.times[u, k] for k in _ring(caps, c)) > t - caps.window_s[c]:
+            return True
+    a = book.advertiser[c]
+    return bool(caps.adv_kind[a] == T.CAP_CALENDAR and caps.adv_counts[u, a] >= caps.adv_limit[a])
+
+
+def _first_failure(c, b, i, req, targeting, deal, book, caps):
+    """The outcome of a campaign's bid that fails a test, or None when it takes part."""
+    t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
+    d, private, deal_floor, allowed = deal
+    in_flight = targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
+    if not (_targets(targeting, c, s, u) and in_flight) or (private and not allowed[c]):
+        return T.OUTCOME_NOT_TARGETED
+    x = float(req.u_pace[i]) + float(targeting.pace_offset[c])
+    if x >= 1.0:
+        x -= 1.0
+    if not x < targeting.pace_share[c]:
+        return T.OUTCOME_PACED
+    deal_bid = allowed[c] and b >= deal_floor
+    if not deal_bid:
+        if private:
+            return T.LOSS_BELOW_DEAL_FLOOR
+        if b < req.floor_cpm[i]:
+            return T.LOSS_BELOW_FLOOR
+    cost = sum(_cost(b, int(book.dsp_fee_ppm[c]), int(book.data_micros[c])))
+    if cost > book.remaining_total[c] or cost > book.remaining_daily[c]:
+        return T.LOSS_OUT_OF_BUDGET
+    if _capped(caps, book, c, u, t):
+        return T.LOSS_FREQUENCY_CAPPED
+    return None
+
+
+def _clear_open(tier, market, floor, mechanism):
+    """(winner, price) of the open auction among (campaign, bid) pairs and the market."""
+    # Rank by bid, then campaigns above the market, then the lower campaign index.
+    entrants = [(b, 1, -c) for c, b in tier]
+    if market >= floor:  # NaN compares false: no market bid
+        entrants.append((market, 0, 0))
+    if not entrants:
+        return T.UNSOLD, 0.0
+    entrants.sort(reverse=True)
+    best, is_campaign, minus_c = entrants[0]
+    winner = -minus_c if is_campaign else T.MARKET
+    if mechanism == FIRST:
+        return winner, best
+    second = entrants[1][0] if len(entrants) > 1 else floor
+    return winner, max(second, floor)
+
+
+def _clear_deal(tier, deal_floor, fixed, mechanism):
+    ranked = sorted(tier, key=lambda cb: (-cb[1], cb[0]))  # lowest index among equal bids
+    winner, best = ranked[0]
+    if fixed:
+        return winner, deal_floor
+    if mechanism == FIRST:
+        return winner, best
+    return winner, max(ranked[1][1], deal_floor) if len(ranked) > 1 else deal_floor
+
+
+def _settle(c, price, i, t, u, book, caps, users, result):
+    media, fee, data = _cost(price, int(book.dsp_fee_ppm[c]), int(book.data_micros[c]))
+    book.remaining_total[c] -= media + fee + data
+    book.remaining_daily[c] -= media + fee + data
+    book.media_micros[c] += media
+    book.fee_micros[c] += fee
+    book.data_cost_micros[c] += data
+    if caps.kind[c] == T.CAP_CALENDAR:
+        caps.counts[u, c] += 1
+    elif caps.kind[c] == T.CAP_ROLLING:
+        ring = _ring(caps, c)
+        oldest = min(ring, key=lambda k: (caps.times[u, k], k))  # the first of equal times
+        caps.times[u, oldest] = t
+    a = int(book.advertiser[c])
+    if caps.adv_kind[a] == T.CAP_CALENDAR:
+        caps.adv_counts[u, a] += 1
+    seen = int(users.exposures[u, c])
+    result.prior_exposures[i] = seen
+    book.reach[c] += seen == 0
+    users.exposures[u, c] = min(seen + 1, 255)
+    users.last_touch[u, a] = (int(t * 1000.0) << 16) | c
+
+
+def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, result):
+    """The kernel's rules, written out plainly; updates the same arrays in place."""
+    nc, n = bids.shape
+    for i in range(n):
+        t, u = float(req.time_s[i]), int(req.user[i])
+        _cross_boundaries_py(t, book, caps)
+        d = int(req.deal[i])
+        if d >= 0:
+            deal = (d, bool(deals.private[d]), float(deals.floor_cpm[d]), deals.allowed[d])
+        else:
+            deal = (d, False, INF, np.zeros(nc, bool))
+        _, private, deal_floor, allowed = deal
+        deal_tier, open_tier = [], []
+        for c in range(nc):
+            b = float(bids[c, i])
+            if math.isnan(b):
+                continue
+            b = min(b, T.MAX_BID_CPM)
+            outcome = _first_failure(c, b, i, req, targeting, deal, book, caps)
+            if outcome is not None:
+                book.outcomes[c, outcome] += 1
+            elif allowed[c] and b >= deal_floor:
+                deal_tier.append((c, b))
+            else:
+                open_tier.append((c, b))
+        result.deal_won[i] = bool(deal_tier)
+        if deal_tier:
+            winner, price = _clear_deal(deal_tier, deal_floor, bool(deals.fixed[d]), mechanism)
+        elif private:
+            winner, price = T.UNSOLD, 0.0
+        else:
+            winner, price = _clear_open(open_tier, float(req.market_cpm[i]),
+                                        float(req.floor_cpm[i]), mechanism)
+        result.winner[i], result.price_cpm[i] = winner, price
+        loss = T.LOSS_LOST_TO_MARKET if winner == T.MARKET else T.LOSS_LOST_TO_BID
+        for c, _ in deal_tier + open_tier:
+            book.outcomes[c, T.WON if c == winner else loss] += 1
+        if winner >= 0:
+            _settle(winner, price, i, t, u, book, caps, users, result)
+
+
+# ---- building inputs --------------------------------------------------------------
+
+class Market(NamedTuple):
+    """Everything a kernel call needs except the requests and bids."""
+
+    targeting: Targeting
+    deals: Deals
+    book: CampaignBook
+    caps: CapBook
+    users: UserBook
+
+    def copy(self) -> "Market":
+        return Market(*(type(part)(*(np.array(a, copy=True) for a in part)) for part in self))
+
+
+def _col(value, nc, dtype):
+    return np.broadcast_to(np.asarray(value, dtype=dtype), (nc,)).copy()
+
+
+def make_targeting(nc, *, slot_ok=None, user_ok=None, n_slots=1, n_users=1, flight_start_s=0.0,
+                   flight_end_s=INF, pace_share=1.0, pace_offset=0.0) -> Targeting:
+    slot_ok = np.ones((n_slots, nc), bool) if slot_ok is None else np.asarray(slot_ok, bool)
+    user_ok = np.ones((n_users, nc), bool) if user_ok is None else np.asarray(user_ok, bool)
+    return Targeting(campaign_words(slot_ok), campaign_words(user_ok),
+                     _col(flight_start_s, nc, np.float64), _col(flight_end_s, nc, np.float64),
+                     _col(pace_share, nc, np.float64), _col(pace_offset, nc, np.float64))
+
+
+def make_deals(floor_cpm, fixed, private, allowed) -> Deals:
+    allowed = np.atleast_2d(np.asarray(allowed, bool))
+    nd = allowed.shape[0]
+    return Deals(_col(floor_cpm, nd, np.float64), _col(fixed, nd, np.bool_),
+                 _col(private, nd, np.bool_), allowed.copy())
+
+
+def make_book(nc, *, advertiser=0, fee_ppm=0, data_micros=0, total=10**12, daily=NO_LIMIT,
+              remaining_daily=None, day_end_s=DAY) -> CampaignBook:
+    daily = _col(daily, nc, np.int64)
+    return CampaignBook(
+        advertiser=_col(advertiser, nc, np.int32), dsp_fee_ppm=_col(fee_ppm, nc, np.int64),
+        data_micros=_col(data_micros, nc, np.int64), remaining_total=_col(total, nc, np.int64),
+        remaining_daily=daily.copy() if remaining_daily is None else _col(remaining_daily, nc, np.int64),
+        daily_budget=daily, day_end_s=_col(day_end_s, nc, np.float64),
+        media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
+        data_cost_micros=np.zeros(nc, np.int64), outcomes=np.zeros((nc, T.N_OUTCOMES), np.int64),
+        reach=np.zeros(nc, np.int64))
+
+
+def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end_s=None,
+              n_adv=1, adv_kind=T.CAP_NONE, adv_limit=1, adv_window_s=DAY,
+              adv_window_end_s=None) -> CapBook:
+    """Caps laid out as rtb.world builds them; window ends default to the first window."""
+    kind = _col(kind, nc, np.int8)
+    limit = _col(limit, nc, np.int32)
+    window_s = _col(window_s, nc, np.float64)
+    calendar = kind == T.CAP_CALENDAR
+    ends = window_s if window_end_s is None else _col(window_end_s, nc, np.float64)
+    rolling = np.flatnonzero(kind == T.CAP_ROLLING).astype(np.int32)
+    bounds = np.concatenate([[0], np.cumsum(limit[rolling])]).astype(np.int32)
+    ring_start = np.zeros(nc, np.int32)
+    ring_start[rolling] = bounds[:-1]
+    adv_kind = _col(adv_kind, n_adv, np.int8)
+    adv_on = adv_kind == T.CAP_CALENDAR
+    adv_window_s = _col(adv_window_s, n_adv, np.float64)
+    adv_ends = adv_window_s if adv_window_end_s is None else _col(adv_window_end_s, n_adv, np.float64)
+    return CapBook(
+        kind=kind, limit=limit, window_s=window_s,
+        calendar_limit=np.where(calendar, limit, 256).astype(np.int32),
+        window_end_s=np.where(calendar, ends, INF), ring_start=ring_start,
+        counts=np.zeros((n_users, nc), np.uint8), times=np.full((n_users, int(bounds[-1])), -INF),
+        adv_kind=adv_kind, adv_limit=np.where(adv_on, _col(adv_limit, n_adv, np.int32), 256).astype(np.int32),
+        adv_window_s=adv_window_s, adv_window_end_s=np.where(adv_on, adv_ends, INF),
+        adv_counts=np.zeros((n_users, n_adv), np.uint8))
+
+
+def make_users(nc, n_users, n_adv=1) -> UserBook:
+    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
+
+
+def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
+                  deal=-1) -> TickRequests:
+    time_s = np.asarray(time_s, np.float64)
+    n = time_s.size
+    return TickRequests(time_s.copy(), _col(user, n, np.int64), _col(slot, n, np.int64),
+                        _col(floor_cpm, n, np.float64), _col(market_cpm, n, np.float64),
+                        _col(u_pace, n, np.float64), _col(deal, n, np.int32))
+
+
+def make_market(nc, n_users=1, n_adv=1, *, deals=None, targeting=None, book=None,
+                caps=None) -> Market:
+    return Market(targeting or make_targeting(nc, n_users=n_users), deals or no_deals(nc),
+                  book or make_book(nc), caps or make_caps(nc, n_users, n_adv=n_adv),
+                  make_users(nc, n_users, n_adv))
+
+
+def empty_result(n) -> TickResult:
+    return TickResult(np.full(n, 99, np.int32), np.full(n, -7.0), np.zeros(n, np.uint8),
+                      np.ones(n, np.bool_))
+
+
+def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
+    result = empty_result(req.time_s.size)
+    clear_tick_nb(req, np.ascontiguousarray(bids, np.float64), mechanism, m.targeting, m.deals,
+                  m.book, m.caps, m.users, result)
+    return result
+
+
+def run_twin(req, bids, m: Market, mechanism=SECOND) -> TickResult:
+    result = empty_result(req.time_s.size)
+    clear_tick_py(req, np.asarray(bids, np.float64), mechanism, m.targeting, m.deals, m.book,
+                  m.caps, m.users, result)
+    return result
+
+
+# ---- random small markets ---------------------------------------------------------
+
+CALENDAR_WINDOWS = (60.0, 120.0, 300.0, 3_600.0, DAY)  # each divides a day: UTC-aligned
+STEPS = (0.5, 1.0, 5.0, 60.0, 7_200.0, 50_000.0)  # the last skips whole days and windows
+
+
+def _first_window_end(midnight_s: float, window_s: float) -> float:
+    """End of the first UTC-aligned window when the first UTC midnight is at midnight_s."""
+    return window_s - ((DAY - midnight_s) % window_s)
+
+
+class Case(NamedTuple):
+    mechanism: int
+    market: Market
+    ticks: list  # [(TickRequests, bids f8[nc, n])], consecutive, sharing the state
+
+
+def random_case(rng: np.random.Generator) -> Case:
+    """A small market built to hit every rule: see the comments for what each knob aims at."""
+    big = rng.random() < 0.12  # > 64 campaigns: two or three bitset words
+    nc = int(rng.integers(65, 141) if big else rng.integers(1, 9))
+    n_users = int(rng.integers(1, 7))  # few users: repeats, so caps bind inside a batch
+    n_slots = int(rng.integers(1, 4))
+    n_adv = int(rng.integers(1, min(nc, 3) + 1))
+    n_per_tick = [int(rng.integers(1, 16 if big else 41)) for _ in range(int(rng.integers(1, 3)))]
+    n_steps = max(n_per_tick)
+    step = float(rng.choice(STEPS))
+    # The first UTC midnight on the time grid and usually inside the batch (exact hits).
+    midnight = min(step * float(rng.integers(1, n_steps + 2)), DAY)
+
+    # Targeting, flights and pacing.
+    density = rng.choice([0.5, 0.9, 1.0])
+    slot_ok = rng.random((n_slots, nc)) < density
+    user_ok = rng.random((n_users, nc)) < density
+    flight_start = np.where(rng.random(nc) < 0.3, step * rng.integers(0, n_steps + 1, nc), 0.0)
+    flight_end = np.where(rng.random(nc) < 0.3, step * rng.integers(1, 2 * n_steps + 1, nc), INF)
+    grid_pacing = rng.random() < 0.5  # quarters: x lands exactly on 1.0 and on pace_share
+    pace_share = np.where(rng.random(nc) < 0.4, rng.choice([0.0, 0.25, 0.5, 0.75], nc), 1.0)
+    pace_offset = rng.integers(0, 4, nc) / 4 if grid_pacing else rng.random(nc)
+    targeting = make_targeting(nc, slot_ok=slot_ok, user_ok=user_ok, flight_start_s=flight_start,
+                               flight_end_s=flight_end, pace_share=pace_share,
+                               pace_offset=pace_offset)
+
+    # Deals of every kind.
+    nd = int(rng.integers(0, 4))
+    if nd:
+        deals = make_deals(rng.integers(0, 6, nd) * rng.choice([0.5, 1.0]), rng.random(nd) < 0.4,
+                           rng.random(nd) < 0.5, rng.random((nd, nc)) < rng.choice([0.3, 0.7]))
+    else:
+        deals = no_deals(nc)
+
+    # Budgets: tight (a few impressions), ample, or on the edge: within a micro of the
+    # worst cost of a bid near `edge_micros` (bids then sit on half micros, see below).
+    bid_mode = rng.choice(["grid", "continuous", "edge"], p=[0.55, 0.25, 0.2])
+    budget_mode = "edge" if bid_mode == "edge" else rng.choice(["tight", "ample"], p=[0.6, 0.4])
+    fee_ppm = rng.choice([0, 100_000, 150_000, 333_333, 999_999], nc)
+    data_micros = rng.choice([0, 0, 50, 333], nc)
+    edge_micros = rng.integers(0, 6_000, nc)
+
+    def budgets():
+        if budget_mode == "edge":
+            worst = edge_micros + edge_micros * fee_ppm // T.PPM + data_micros
+            return worst + rng.integers(-1, 2, nc)
+        return rng.integers(0, 25_000, nc) if budget_mode == "tight" else np.full(nc, 10**10)
+
+    has_daily = rng.random(nc) < 0.6
+    daily = np.where(has_daily, np.maximum(budgets(), 0) // 2, NO_LIMIT)
+    remaining_daily = np.where(has_daily, np.maximum(budgets(), 0), NO_LIMIT)
+    book = make_book(nc, advertiser=rng.integers(0, n_adv, nc), fee_ppm=fee_ppm,
+                     data_micros=data_micros, total=np.maximum(budgets(), 0), daily=daily,
+                     remaining_daily=remaining_daily, day_end_s=midnight)
+    book.outcomes[:] = rng.integers(0, 3, book.outcomes.shape)  # counters only ever add
+
+    # Caps: campaign calendar and rolling caps, advertiser calendar caps.
+    kind = rng.choice([T.CAP_NONE, T.CAP_CALENDAR, T.CAP_ROLLING], nc)
+    limit = rng.integers(1, 4, nc)
+    window = np.where(kind == T.CAP_CALENDAR, rng.choice(CALENDAR_WINDOWS, nc),
+                      step * rng.integers(1, 8, nc))
+    ends = [_first_window_end(midnight, w) for w in window]
+    adv_kind = np.where(rng.random(n_adv) < 0.5, T.CAP_CALENDAR, T.CAP_NONE)
+    adv_window = rng.choice(CALENDAR_WINDOWS, n_adv)
+    caps = make_caps(nc, n_users, kind=kind, limit=limit, window_s=window, window_end_s=ends,
+                     n_adv=n_adv, adv_kind=adv_kind, adv_limit=rng.integers(1, 5, n_adv),
+                     adv_window_s=adv_window,
+                     adv_window_end_s=[_first_window_end(midnight, w) for w in adv_window])
+    calendar = kind == T.CAP_CALENDAR
+    caps.counts[:, calendar] = rng.integers(0, limit[calendar] + 1, (n_users, int(calendar.sum())))
+    adv_on = caps.adv_kind == T.CAP_CALENDAR
+    caps.adv_counts[:, adv_on] = rng.integers(0, caps.adv_limit[adv_on] + 1,
+                                              (n_users, int(adv_on.sum())))
+    recent = rng.random(caps.times.shape) < 0.3  # impressions shortly before the batch
+    caps.times[recent] = -step * rng.integers(0, 6, int(recent.sum()))
+
+    users = make_users(nc, n_users, n_adv)
+    users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_users, nc))
+    market = Market(targeting, deals, book, caps, users)
+
+    # Requests and bids: integer grids make ties (bid/bid, bid/market, bid/floor) common.
+    nan_share = rng.choice([0.0, 0.2, 0.5])
+    market_share = rng.choice([0.0, 0.5, 1.0])
+    deal_share = rng.choice([0.0, 0.3, 0.8]) if nd else 0.0
+    ticks, t0 = [], 0.0
+    for n in n_per_tick:
+        def prices(shape):
+            if bid_mode == "continuous":
+                return rng.uniform(0.0, 6.0, shape)
+            return rng.integers(0, 6, shape) * 1.0
+
+        time_s = t0 + step * np.sort(rng.integers(0, n_steps + 1, n))
+        t0 = float(time_s[-1])
+        if bid_mode == "edge":  # half micros around edge_micros: rounding decides
+            bids = np.maximum(edge_micros[:, None] + rng.integers(-1, 2, (nc, n)) + 0.5, 0) / 1000
+        else:
+            bids = prices((nc, n))
+        bids[rng.random((nc, n)) < nan_share] = NAN
+        if rng.random() < 0.05:
+            bids[rng.random((nc, n)) < 0.05] = INF  # a runaway strategy: clamped to MAX_BID_CPM
+        market_cpm = np.where(rng.random(n) < market_share, prices(n), NAN)
+        deal = np.where(rng.random(n) < deal_share, rng.integers(0, max(nd, 1), n), -1)
+        u_pace = rng.integers(0, 4, n) / 4 if grid_pacing else rng.random(n)
+        req = make_requests(time_s, user=rng.integers(0, n_users, n), slot=rng.integers(0, n_slots, n),
+                            floor_cpm=prices(n) * rng.choice([0.5, 1.0]), market_cpm=market_cpm,
+                            u_pace=u_pace, deal=deal)
+        ticks.append((req, bids))
+    return Case(int(rng.choice([FIRST, SECOND])), market, ticks)
+
+
+def assert_same(kernel_out, twin_out, label):
+    for part_k, part_p in zip(kernel_out, twin_out):
+        for name in part_k._fields:
+            np.testing.assert_array_equal(getattr(part_k, name), getattr(part_p, name),
+                                          err_msg=f"{label}: {type(part_k).__name__}.{name}")
+
+
+def compare(case: Case, label: str) -> list[tuple]:
+    """Run kernel and twin on copies of the case; assert identical; return kernel results."""
+    mk, mp = case.market.copy(), case.market.copy()
+    out = []
+    for k, (req, bids) in enumerate(case.ticks):
+        rk = run_kernel(req, bids, mk, case.mechanism)
+        rp = run_twin(req, bids, mp, case.mechanism)
+        where = f"{label} tick {k}"
+        np.testing.assert_array_equal(rk.winner, rp.winner, err_msg=f"{where}: winner")
+        np.testing.assert_array_equal(rk.price_cpm, rp.price_cpm, err_msg=f"{where}: price_cpm")
+        np.testing.assert_array_equal(rk.deal_won, rp.deal_won, err_msg=f"{where}: deal_won")
+        won = rk.winner >= 0
+        np.testing.assert_array_equal(rk.prior_exposures[won], rp.prior_exposures[won],
+                                      err_msg=f"{where}: prior_exposures")
+        assert_same(mk[2:], mp[2:], where)  # book, caps, users
+        out.append(rk)
+    return out
+
+
+BLOCKS = 13
+CASES_PER_BLOCK = 50
+
+
+@pytest.mark.parametrize("block", range(BLOCKS))
+def test_kernel_matches_twin_on_random_batches(block):
+    for k in range(CASES_PER_BLOCK):
+        seed = (20_261_201, block, k)
+        compare(random_case(np.random.default_rng(seed)), f"seed {seed}")
+
+
+# ---- invariants, checked on the kernel alone ----------------------------------------
+
+@pytest.mark.parametrize("block", range(3))
+def test_invariants_on_random_batches(block):
+    for k in range(60):
+        seed = (77, block, k)
+        case = random_case(np.random.default_rng(seed))
+        m = case.market.copy()
+        for req, bids in case.ticks:
+            _check_invariants(case, m, req, bids, seed)
+
+
+def _check_invariants(case, m, req, bids, seed):
+    book = m.book
+    before = m.copy()
+    r = run_kernel(req, bids, m, case.mechanism)
+    nc, n = bids.shape
+    msg = f"seed {seed}"
+    sold = r.winner != T.UNSOLD
+    assert np.all(r.price_cpm[~sold] == 0.0), msg
+    assert np.all(r.deal_won <= (r.winner >= 0)), msg
+    for i in np.flatnonzero(sold):
+        d, w, p = int(req.deal[i]), int(r.winner[i]), float(r.price_cpm[i])
+        if r.deal_won[i]:
+            dfloor = float(m.deals.floor_cpm[d])
+            assert m.deals.allowed[d, w] and p >= dfloor, msg
+            assert bids[w, i] >= dfloor, msg
+            if m.deals.fixed[d]:
+                assert p == dfloor, msg
+        else:
+            # A private deal never falls back to the open auction.
+            assert d < 0 or not m.deals.private[d], msg
+            assert p >= req.floor_cpm[i], msg
+        bid = float(req.market_cpm[i]) if w == T.MARKET else min(float(bids[w, i]), T.MAX_BID_CPM)
+        assert p <= bid, msg  # first price pays the bid, second price never more
+        if case.mechanism == FIRST and not (r.deal_won[i] and m.deals.fixed[d]):
+            assert p == bid, msg
+    # Money: spend <= budget, every micro accounted for.
+    spent = ((book.media_micros - before.book.media_micros) + (book.fee_micros - before.book.fee_micros)
+             + (book.data_cost_micros - before.book.data_cost_micros))
+    assert np.all(before.book.remaining_total - book.remaining_total == spent), msg
+    assert np.all(book.remaining_total >= 0) and np.all(book.remaining_daily >= 0), msg
+    # Outcomes: one per bid made; one win per impression.
+    delta = book.outcomes - before.book.outcomes
+    np.testing.assert_array_equal(delta.sum(axis=1), (~np.isnan(bids)).sum(axis=1), err_msg=msg)
+    np.testing.assert_array_equal(delta[:, T.WON], np.bincount(r.winner[r.winner >= 0], minlength=nc),
+                                  err_msg=msg)
+    assert delta[:, T.LOSS_LOST_TO_MARKET].sum() <= nc * np.count_nonzero(r.winner == T.MARKET), msg
+    # Caps: no counter past its limit.
+    calendar = m.caps.kind == T.CAP_CALENDAR
+    assert np.all(m.caps.counts[:, calendar] <= m.caps.limit[calendar]), msg
+    adv_on = m.caps.adv_kind == T.CAP_CALENDAR
+    assert np.all(m.caps.adv_counts[:, adv_on] <= m.caps.adv_limit[adv_on]), msg
+
+
+# ---- hand-worked cases --------------------------------------------------------------
+
+def _both(req, bids, m, mechanism=SECOND):
+    """Kernel result (and state in m), after checking the twin agrees on a copy."""
+    twin_m = m.copy()
+    rp = run_twin(req, bids, twin_m, mechanism)
+    rk = run_kernel(req, bids, m, mechanism)
+    for name in ("winner", "price_cpm", "deal_won"):
+        np.testing.assert_array_equal(getattr(rk, name), getattr(rp, name), err_msg=name)
+    assert_same(m[2:], twin_m[2:], "hand case")
+    return rk
+
+
+@pytest.mark.parametrize("mechanism", [FIRST, SECOND])
+def test_campaign_beats_market_on_equal_bid(mechanism):
+    m = make_market(2)
+    req = make_requests([0.0, 1.0], floor_cpm=1.0, market_cpm=[2.0, 2.0])
+    bids = np.array([[NAN, 1.5], [2.0, 2.0]])  # campaign 1 ties the market twice
+    r = _both(req, bids, m, mechanism)
+    assert r.winner.tolist() == [1, 1]
+    assert r.price_cpm.tolist() == [2.0, 2.0]  # second price: the market's equal bid
+    assert m.book.outcomes[0, T.LOSS_LOST_TO_BID] == 1
+    assert m.book.outcomes[1, T.WON] == 2
+
+
+def test_lowest_index_wins_a_tie_and_pays_its_bid():
+    m = make_market(3)
+    req = make_requests([0.0], floor_cpm=0.5, market_cpm=1.0)
+    r = _both(req, np.array([[2.0], [3.0], [3.0]]), m)
+    assert (r.winner[0], r.price_cpm[0]) == (1, 3.0)
+    assert m.book.outcomes[2, T.LOSS_LOST_TO_BID] == 1
+
+
+def test_market_above_campaigns_wins_and_they_lose_to_market():
+    m = make_market(2)
+    req = make_requests([0.0], floor_cpm=1.0, market_cpm=4.0)
+    r = _both(req, np.array([[3.0], [0.5]]), m)
+    assert (r.winner[0], r.price_cpm[0]) == (T.MARKET, 3.0)
+    assert m.book.outcomes[0, T.LOSS_LOST_TO_MARKET] == 1
+    assert m.book.outcomes[1, T.LOSS_BELOW_FLOOR] == 1
+
+
+@pytest.mark.parametrize("mechanism", [FIRST, SECOND])
+def test_private_deal_without_qualifying_bid_stays_unsold(mechanism):
+    """The market bids 10 and campaign 1 bids 20, but the private deal admits only 0."""
+    deals = make_deals(3.0, False, True, [[True, False]])
+    m = make_market(2, deals=deals)
+    req = make_requests([0.0], floor_cpm=1.0, market_cpm=10.0, deal=0)
+    r = _both(req, np.array([[2.5], [20.0]]), m, mechanism)
+    assert (r.winner[0], r.price_cpm[0], r.deal_won[0]) == (T.UNSOLD, 0.0, False)
+    assert m.book.outcomes[0, T.LOSS_BELOW_DEAL_FLOOR] == 1
+    assert m.book.outcomes[1, T.OUTCOME_NOT_TARGETED] == 1
+    assert m.book.media_micros.sum() == 0
+
+
+@pytest.mark.parametrize("mechanism", [FIRST, SECOND])
+def test_fixed_price_deal_charges_the_fixed_price(mechanism):
+    deals = make_deals(3.0, True, True, [[True, True, False]])
+    m = make_market(3, deals=deals)
+    m.book.dsp_fee_ppm[:] = 100_000
+    req = make_requests([0.0], floor_cpm=4.0, market_cpm=9.0, deal=0)
+    r = _both(req, np.array([[5.0], [7.0], [8.0]]), m, mechanism)
+    assert (r.winner[0], r.price_cpm[0], r.deal_won[0]) == (1, 3.0, True)
+    assert m.book.media_micros[1] == 3_000 and m.book.fee_micros[1] == 300
+    assert m.book.outcomes[0, T.LOSS_LOST_TO_BID] == 1
+
+
+def test_second_price_deal_pays_second_deal_bid_or_deal_floor():
+    deals = make_deals([2.0, 2.0], False, False, [[True, True, False], [True, False, False]])
+    m = make_market(3, deals=deals)
+    req = make_requests([0.0, 1.0], floor_cpm=0.5, market_cpm=50.0, deal=[0, 1])
+    # Campaign 2 is not in the deals: it bids in the open tier and loses to the deal.
+    r = _both(req, np.array([[5.0, 5.0], [3.0, 3.0], [9.0, 9.0]]), m)
+    assert r.winner.tolist() == [0, 0] and r.deal_won.tolist() == [True, True]
+    assert r.price_cpm.tolist() == [3.0, 2.0]
+    assert m.book.outcomes[2, T.LOSS_LOST_TO_BID] == 2
+
+
+def test_open_deal_falls_back_to_the_open_auction():
+    deals = make_deals(6.0, False, False, [[True, False]])
+    m = make_market(2, deals=deals)
+    req = make_requests([0.0, 1.0], floor_cpm=1.0, market_cpm=[NAN, 4.5], deal=0)
+    # Campaign 0 is below the deal floor, so it bids in the open auction with the rest.
+    r = _both(req, np.array([[5.0, 5.0], [4.0, 4.0]]), m)
+    assert r.winner.tolist() == [0, 0] and r.deal_won.tolist() == [False, False]
+    assert r.price_cpm.tolist() == [4.0, 4.5]
+
+
+def test_budget_test_is_exact_to_the_micro():
+    # 2.0 CPM = 2000 micros + 10 % fee 200 + data 50 = 2250.
+    book = make_book(2, fee_ppm=100_000, data_micros=50, total=[2_250, 2_249])
+    m = make_market(2, book=book)
+    req = make_requests([0.0], floor_cpm=0.0)
+    r = _both(req, np.array([[2.0], [2.0]]), m, FIRST)
+    assert r.winner[0] == 0
+    assert m.book.remaining_total.tolist() == [0, 2_249]
+    # Again with the other campaign first in index order: it cannot pay, so it loses.
+    m = make_market(2, book=make_book(2, fee_ppm=100_000, data_micros=50, total=[2_249, 2_250]))
+    r = _both(req, np.array([[3.0], [2.0]]), m, FIRST)
+    assert r.winner[0] == 1 and m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 1
+    # Half micros round up: 2.0025 CPM costs 2003 micros, 2.0015 CPM 2002.
+    m = make_market(2, book=make_book(2, total=2_002))
+    r = _both(req, np.array([[2.0025], [2.0015]]), m, FIRST)
+    assert r.winner[0] == 1 and m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 1
+    assert m.book.remaining_total.tolist() == [2_002, 0]
+
+
+def test_daily_budget_restored_at_the_exact_midnight():
+    book = make_book(1, total=10**9, daily=1_000, day_end_s=100.0)
+    m = make_market(1, book=book)
+    req = make_requests([10.0, 99.5, 100.0, 100.5, 86_500.0, 86_501.0, 3 * DAY + 150.0])
+    r = _both(req, np.full((1, 7), 1.0), m, FIRST)
+    assert r.winner.tolist() == [0, T.UNSOLD, 0, T.UNSOLD, 0, T.UNSOLD, 0]
+    assert m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 3
+    assert m.book.day_end_s[0] == 100.0 + 4 * DAY  # two days skipped at once
+
+
+def test_calendar_windows_of_one_length_expire_together():
+    caps = make_caps(3, 1, kind=[T.CAP_CALENDAR, T.CAP_CALENDAR, T.CAP_CALENDAR], limit=1,
+                     window_s=[60.0, 60.0, 120.0], window_end_s=[60.0, 60.0, 120.0])
+    m = make_market(3, caps=caps)
+    req = make_requests([0.0, 1.0, 2.0, 60.0, 61.0, 62.0])
+    bids = np.array([[3, NAN, NAN, 3, 3, NAN], [NAN, 3, NAN, NAN, NAN, 3], [NAN, NAN, 3, 3, 3, 3.0]])
+    r = _both(req, bids, m)
+    # At 60 s the 60 s windows start again, the 120 s window does not.
+    assert r.winner.tolist() == [0, 1, 2, 0, T.UNSOLD, 1]
+    assert m.caps.window_end_s.tolist() == [120.0, 120.0, 120.0]
+    assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 0, 3]
+
+
+def test_advertiser_cap_spans_its_campaigns():
+    caps = make_caps(2, 1, n_adv=1, adv_kind=T.CAP_CALENDAR, adv_limit=2, adv_window_s=DAY)
+    m = make_market(2, caps=caps)
+    req = make_requests([0.0, 1.0, 2.0, DAY])
+    r = _both(req, np.array([[3.0, NAN, 3.0, 3.0], [NAN, 3.0, 2.0, NAN]]), m)
+    assert r.winner.tolist() == [0, 1, T.UNSOLD, 0]
+    assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 1]
+
+
+def test_rolling_cap_keeps_the_last_times():
+    caps = make_caps(1, 1, kind=T.CAP_ROLLING, limit=2, window_s=10.0)
+    m = make_market(1, caps=caps)
+    req = make_requests([0.0, 5.0, 9.0, 10.0, 14.0, 15.0])
+    r = _both(req, np.full((1, 6), 1.0), m)
+    # Capped while both of the last two impressions are inside (t - 10, t].
+    assert r.winner.tolist() == [0, 0, T.UNSOLD, 0, T.UNSOLD, 0]
+    assert sorted(m.caps.times[0].tolist()) == [10.0, 15.0]
+
+
+def test_pacing_throttle_wraps_around():
+    targeting = make_targeting(2, pace_share=0.5, pace_offset=[0.0, 0.75])
+    m = make_market(2, targeting=targeting)
+    req = make_requests([0.0, 1.0, 2.0], u_pace=[0.25, 0.5, 0.75])
+    r = _both(req, np.full((2, 3), 1.0), m)
+    # x = 0.25 / 1.0 -> 0.0 (in, in); 0.5 / 1.25 -> 0.25 (out, in); 0.75 / 0.5 (out, out).
+    assert r.winner.tolist() == [0, 1, T.UNSOLD]
+    assert m.book.outcomes[:, T.OUTCOME_PACED].tolist() == [2, 1]
+
+
+def test_two_bitset_words_and_untargeted_bids():
+    nc = 70
+    user_ok = np.zeros((1, nc), bool)
+    user_ok[0, [3, 69]] = True
+    m = make_market(nc, targeting=make_targeting(nc, user_ok=user_ok))
+    bids = np.full((nc, 1), NAN)
+    bids[[3, 69, 68], 0] = [1.0, 2.0, 9.0]  # 68 bids high but does not target the user
+    r = _both(make_requests([0.0], floor_cpm=0.5), bids, m)
+    assert (r.winner[0], r.price_cpm[0]) == (69, 1.0)
+    assert m.book.outcomes[68, T.OUTCOME_NOT_TARGETED] == 1
+
+
+def test_win_updates_reach_exposures_and_last_touch():
+    m = make_market(2, n_users=2, n_adv=1)
+    m.users.exposures[1, 1] = 255
+    req = make_requests([1.5, 2.25, 3.0], user=[0, 0, 1])
+    r = _both(req, np.array([[NAN, NAN, NAN], [1.0, 1.0, 1.0]]), m)
+    assert r.prior_exposures.tolist() == [0, 1, 255]
+    assert m.users.exposures[:, 1].tolist() == [2, 255]  # saturates
+    assert m.book.reach[1] == 1
+    assert m.users.last_touch[:, 0].tolist() == [(2250 << 16) | 1, (3000 << 16) | 1]
+
+
+def test_runaway_bid_is_clamped():
+    m = make_market(1)
+    r = _both(make_requests([0.0], market_cpm=5.0), np.array([[INF]]), m, FIRST)
+    assert (r.winner[0], r.price_cpm[0]) == (0, T.MAX_BID_CPM)
+
+
+# ---- large budgets (a hang, fixed in 5f64b19) -----------------------------------------
+
+# Budgets up to the scenario bound (MAX_MONEY = 1e9 units = 1e15 micros) with high DSP
+# fees once overflowed int64 in _budget_threshold_nb's (x + 1) * fee_ppm, and its loop
+# then ran for ever: clear_tick_nb never returned (`rtb run` hung on a valid scenario).
+LARGE_BUDGETS = ((10**14, 150_000, 2.0), (10**15, 999_999, 2.0), (10**15, 999_999, INF))
+
+_LARGE_BUDGET_CHILD = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import test_kernel_twin as K
+def run(total, fee_ppm, bid):
+    m = K.make_market(1, book=K.make_book(1, total=total, fee_ppm=fee_ppm))
+    r = K.run_kernel(K.make_requests([0.0]), np.array([[bid]]), m, K.FIRST)
+    return [int(r.winner[0]), int(m.book.remaining_total[0])]
+run(10**6, 0, 1.0)  # compiled (or loaded from the cache) before the clock starts
+print("ready", flush=True)
+print(json.dumps([run(*case) for case in K.LARGE_BUDGETS]), flush=True)
+"""
+
+
+def test_large_budgets_with_high_fees_clear():
+    """Each campaign can pay its bid (even a clamped runaway one): it must win, promptly."""
+    expected = []
+    for total, fee_ppm, bid in LARGE_BUDGETS:
+        twin = make_market(1, book=make_book(1, total=total, fee_ppm=fee_ppm))
+        r = run_twin(make_requests([0.0]), np.array([[bid]]), twin, FIRST)
+        expected.append([int(r.winner[0]), int(twin.book.remaining_total[0])])
+    media = T.MICROS_PER_CPM * T.MAX_BID_CPM
+    assert expected[2] == [0, 10**15 - int(media + media * 999_999 // T.PPM)]
+    # A kernel that spins holds the GIL, so it runs in a child process, killed if the
+    # calls take more than a few seconds (they take microseconds).
+    code = _LARGE_BUDGET_CHILD.format(tests=str(__import__("pathlib").Path(__file__).parent))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"  # imports and compilation done
+        ready, _, _ = select.select([child.stdout], [], [], 5.0)
+        assert ready, "clear_tick_nb did not return within 5 s"
+        assert json.loads(child.stdout.readline()) == expected
+    finally:
+        child.kill()
+        child.wait()
