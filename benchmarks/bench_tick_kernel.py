@@ -46,11 +46,9 @@ class TickBatch:
         n = N_REQ
         n_adv = max(1, nc // 4)
         self.nc = nc
-        # Bids as the exchange hands them over, one row per campaign; the bare loop
-        # reads the same values in its own best layout, one row per request.
-        self.bids = rng.uniform(0.0, 5.0, (nc, n))
-        self.bids[rng.random((nc, n)) < NAN_SHARE] = np.nan
-        self.bids_by_request = np.ascontiguousarray(self.bids.T)
+        # One row per request, as the exchange hands bids to the kernel.
+        self.bids = rng.uniform(0.0, 5.0, (n, nc))
+        self.bids[rng.random((n, nc)) < NAN_SHARE] = np.nan
         deal = np.where(rng.random(n) < DEAL_SHARE, rng.integers(0, 4, n), -1).astype(np.int32)
         self.req = TickRequests(
             time_s=np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n)),
@@ -98,7 +96,6 @@ class TickBatch:
         self.best = np.empty(n)
         self.second = np.empty(n)
         self.bare()
-        self.bare_by_campaign()
         self.reset()
         self.kernel()
         self.reset()
@@ -110,10 +107,7 @@ class TickBatch:
                 np.copyto(b, a)
 
     def bare(self) -> None:
-        bare_top2_nb(self.bids_by_request, self.best, self.second)
-
-    def bare_by_campaign(self) -> None:
-        bare_top2_nb(self.bids.T, self.best, self.second)  # the kernel's campaign-major layout
+        bare_top2_nb(self.bids, self.best, self.second)
 
     def kernel(self) -> None:
         book, caps, users = self.work
@@ -133,11 +127,11 @@ def _print_table(request):
         return
     lines = ["", "tick kernel vs bare top-two loop (best of "
              f"{RATIO_REPEATS}, {N_REQ:,} requests, M auctions/s):",
-             "| campaigns | bare top-two | bare, kernel layout | clear_tick_nb | kernel / bare |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
+             "| campaigns | bare top-two | clear_tick_nb | kernel / bare |",
+             "| ---: | ---: | ---: | ---: |"]
     for nc, row in sorted(ROWS.items()):
-        lines.append(f"| {nc} | {row['bare'] / 1e6:.1f} | {row['bare_by_campaign'] / 1e6:.1f} |"
-                     f" {row['kernel'] / 1e6:.2f} | {row['kernel'] / row['bare']:.1%} |")
+        lines.append(f"| {nc} | {row['bare'] / 1e6:.1f} | {row['kernel'] / 1e6:.2f} |"
+                     f" {row['kernel'] / row['bare']:.1%} |")
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n".join(lines))
@@ -173,7 +167,7 @@ def test_tick_kernel(benchmark, batch):
 
 def _ratio_run(batch: TickBatch) -> dict[str, float]:
     """Best-of-N seconds for each contender, interleaved so that drift hits all alike."""
-    fns = {"bare": batch.bare, "bare_by_campaign": batch.bare_by_campaign, "kernel": batch.kernel}
+    fns = {"bare": batch.bare, "kernel": batch.kernel}
     best = dict.fromkeys(fns, np.inf)
     for _ in range(RATIO_REPEATS):
         for name, fn in fns.items():
@@ -192,11 +186,9 @@ def test_kernel_vs_bare_ratio(benchmark, batch, capsys):
     info = benchmark.extra_info
     info["n_campaigns"] = batch.nc
     info["bare_auctions_per_s"] = rates["bare"]
-    info["bare_by_campaign_auctions_per_s"] = rates["bare_by_campaign"]
     info["kernel_auctions_per_s"] = rates["kernel"]
     info["kernel_over_bare"] = rates["kernel"] / rates["bare"]
     with capsys.disabled():
         print(f"\n{batch.nc:4d} campaigns: bare {rates['bare'] / 1e6:7.1f} M/s,"
-              f" bare (kernel layout) {rates['bare_by_campaign'] / 1e6:7.1f} M/s,"
               f" clear_tick_nb {rates['kernel'] / 1e6:6.2f} M/s,"
               f" kernel/bare {info['kernel_over_bare']:.1%}")

@@ -46,13 +46,16 @@ class CampaignView:
 def bid_matrix(table: CampaignTable, active: np.ndarray, user_factor: np.ndarray,
                base_ctr: np.ndarray, base_cvr: np.ndarray, user: np.ndarray,
                floor_cpm: np.ndarray, u_strategy: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Fill `out` f8[nc, n] with every active campaign's bid per request (NaN = none).
+    """Fill `out` f8[n, nc] with every active campaign's bid per request (NaN = none).
+
+    One row per request, as the exchange's kernel reads them; each strategy's bids
+    fill a column.
 
     user_factor f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity
     (truth times the model's error). base_ctr/base_cvr: per request, by format.
     """
     bids = out
-    bids[~active] = np.nan
+    bids[:, ~active] = np.nan
     if user.size == 0:
         return bids
     # One contiguous row of predicted CTRs per DSP.
@@ -60,8 +63,8 @@ def bid_matrix(table: CampaignTable, active: np.ndarray, user_factor: np.ndarray
     for c in np.flatnonzero(active):
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                             table.cvr_multiplier[c], floor_cpm, u_strategy, table.stream_offset[c])
-        row = bids[c]
-        row[:] = table.strategies[c].bid(view)
+        column = table.strategies[c].bid(view)
         if table.max_bid_cpm[c] is not None:
-            np.minimum(row, table.max_bid_cpm[c], out=row)
+            column = np.minimum(column, table.max_bid_cpm[c])
+        bids[:, c] = column
     return bids

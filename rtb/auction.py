@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rtb import types as T
@@ -273,23 +274,6 @@ class TickResult(NamedTuple):
     deal_won: np.ndarray  # bool[n]: the impression went through its deal
 
 
-@intrinsic
-def _cttz_u8(typingctx, word):
-    """LLVM's count-trailing-zeros on a uint64 (one instruction)."""
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
-
-    return sig, codegen
-
-
-@njit(cache=True, inline="always")
-def _lowest_bit_nb(word):
-    """Index of the lowest set bit of a non-zero uint64."""
-    return np.int64(_cttz_u8(word))
-
-
 @njit(cache=True)
 def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
     """Start the window containing t for every calendar cap with c's window length."""
@@ -302,24 +286,6 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
             counts[u, col] = 0
     for col in members:
         window_end_s[col] = end
-
-
-@njit(cache=True, inline="always")
-def _rolling_capped_nb(times, first, limit, window_s, u, t):
-    """Capped when even the oldest of the last `limit` impressions is inside the window."""
-    oldest = times[u, first]
-    for k in range(first + 1, first + limit):
-        oldest = min(oldest, times[u, k])
-    return oldest > t - window_s
-
-
-@njit(cache=True, inline="always")
-def _record_rolling_nb(times, first, limit, u, t):
-    oldest = first
-    for k in range(first + 1, first + limit):
-        if times[u, k] < times[u, oldest]:
-            oldest = k
-    times[u, oldest] = t
 
 
 @njit(cache=True)
@@ -343,40 +309,86 @@ def _budget_threshold_nb(remaining_total, remaining_daily, fee_ppm, data_micros)
     return float(x + 1)
 
 
-@njit(cache=True, inline="always")
-def _top_two_nb(values, count, best, second, leader, market_leads):
-    """Fold the first `count` (candidate, value) pairs into a running top two.
+# Candidates are ranked by a key: the bid's float64 bit pattern read as an int64. For
+# bids >= 0 (and +inf) the integers are in the floats' order, so a request's best bid is
+# an integer max, which LLVM vectorises (a float max would need fast-math, which would
+# also break the NaN tests). A deal bid's key is its pattern (>= 0); an open-auction
+# bid's is shifted below zero by OPEN_KEY_BASE, so deal bids outrank open ones in the
+# same max; NO_KEY, below both, marks a campaign that is not a candidate.
+NO_KEY = -(1 << 63)
+OPEN_KEY_BASE = NO_KEY + 1
+MAX_BID_KEY = int(np.array(T.MAX_BID_CPM).view(np.int64))
+PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
 
-    Ties: the earlier candidate (lower campaign index) keeps the lead, except over
-    the market, which any campaign bid equal to it displaces.
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+    """Hint the CPU to fetch row `row` of a C-contiguous 2-D array into cache.
+
+    The kernel's per-user rows (caps, exposures, touches) are random reads in arrays
+    of up to gigabytes; fetched a few requests ahead they overlap instead of stalling
+    the loop one after another. Each cache line of the row is requested.
     """
-    for j in range(count):
-        v = values[j]
-        take = (v > best) | ((v == best) & market_leads)
-        second = best if take else max(second, v)
-        best = v if take else best
-        market_leads = market_leads & (not take)
-        leader = j if take else leader
-    return best, second, leader, market_leads
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        row_bytes = cgutils.unpack_tuple(builder, ary.strides)[0]
+        start = builder.mul(args[1], row_bytes)
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        line = ir.Constant(row_bytes.type, 64)
+        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, 63)), line)
+        with cgutils.for_range(builder, n_lines) as loop:
+            at = builder.add(start, builder.mul(loop.index, line))
+            # (address, write, locality 3 = keep in all levels, data cache)
+            builder.call(prefetch, [builder.gep(base, [at]), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, row), codegen
+
+
+@njit(cache=True, inline="always")
+def _bid_value_nb(b):
+    """A candidate's bid as it competes and pays: -0.0 as 0, capped at MAX_BID_CPM."""
+    b = b if b > 0.0 else 0.0
+    return b if b < T.MAX_BID_CPM else T.MAX_BID_CPM
+
+
+# What the walk down a request's candidates is looking for.
+SEEK_WINNER = 0
+SEEK_DEAL_PRICE = 1  # second price in a deal: the next deal bid above the deal floor
+SEEK_OPEN_PRICE = 2  # second price: the next bid above the market and the floor
+SEEK_MARKET_PRICE = 3  # the market won in second price: the best bid above the floor
+FOUND = 4
 
 
 @njit(cache=True)
 def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, result):
     """Clear n requests in time order against nc campaigns and the rest of the market.
 
-    bids f8[nc, n]: each campaign's strategy's bid per request (NaN = none), one row
-    per campaign. A bid takes part if the campaign targets the request (slot, user,
-    flight; deals may restrict it), pacing lets it through, it meets the floor (the
-    deal floor for a deal bid), the campaign can pay its whole bid plus fees and data
-    from both its total and daily budget, and neither the campaign's nor the
-    advertiser's cap is reached; the first test that fails is the bid's outcome.
-    Deal bids clear first (see Deals). Ties: campaigns beat the market on equal bids
-    (as in the iPinYou protocol, where bid >= market price wins); among campaigns the
-    lowest index wins. Budgets reset at UTC midnight and calendar caps at their
-    window boundary at the exact request time, even inside a tick.
+    bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
+    per request. A bid is a candidate if the campaign targets the request, pacing lets
+    it through and it meets the floor (a deal bid: the deal floor); the first of these tests
+    that fails is the bid's outcome. Candidates are ranked: deal bids first (see
+    Deals), then by bid; campaigns beat the market on equal bids (as in the iPinYou
+    protocol, where bid >= market price wins) and among campaigns the lowest index
+    wins. Walking down the ranking, the first candidate whose campaign can pay its
+    whole bid plus fees and data from both its total and daily budget, and whose own
+    and advertiser's caps are not reached, wins. Candidates ranked above the winner
+    lost as out_of_budget or frequency_capped; those below it lost to a higher bid, or
+    to the market if the market won. Budgets and caps are checked only down to the
+    winner and the bid that sets its price: a few reads of the dense u1 counters per
+    request instead of one per campaign. Budgets reset at UTC midnight and calendar
+    caps at their window boundary at the exact request time, even inside a tick.
     """
     # Unpack once: an array read out of a tuple inside the loop may cost a
-    # reference-count update each time.
+    # reference-count update each time. For the same reason the loop calls no
+    # function that takes arrays (but on rare boundaries): such calls kept atomic
+    # reference counting in the loop, which cost more than the auction.
     time_s, user, slot, floor_cpm, market_cpm, u_pace, deal = req
     slot_words, user_words, flight_start_s, flight_end_s, pace_share, pace_offset = targeting
     deal_floor, deal_fixed, deal_private, deal_allowed = deals
@@ -393,23 +405,27 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     exposures, last_touch = users.exposures, users.last_touch
     winner, price_cpm, prior_exposures, deal_won = result
 
-    nc, n = bids.shape
-    n_adv = adv_limit.size
+    n, nc = bids.shape
     n_words = slot_words.shape[1]
+    bid_bits = bids.view(np.int64)
+    keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
+    targets = np.zeros(n_words * 64, np.int64)  # the request's targeting bits
+    shifts = np.arange(64)
+    # Per-campaign counts over the tick; the pre-auction outcomes are their
+    # differences (the tests are nested).
+    n_bids = np.zeros(nc, np.int64)
+    n_targeted = np.zeros(nc, np.int64)
+    n_paced_in = np.zeros(nc, np.int64)
+    n_below_deal = np.zeros(nc, np.int64)
+    n_candidates = np.zeros(nc, np.int64)
+    lost_to_market = np.zeros(nc, np.int64)
+    decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
+                      + outcomes[:, T.WON])
+    n_adv = adv_limit.size
     threshold = np.empty(nc)
     for c in range(nc):
         threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
                                             data_micros[c])
-    # Per-request candidate lists: open-auction and deal candidates, values in index order.
-    open_c = np.empty(nc, np.int64)
-    open_v = np.empty(nc)
-    deal_c = np.empty(nc, np.int64)
-    deal_v = np.empty(nc)
-    # Outcomes decided during the scan, counted with spare columns for "took part"
-    # and "no bid" so that every visited pair adds without a branch.
-    TOOK_PART = T.LOSS_FREQUENCY_CAPPED + 1
-    NO_BID = TOOK_PART + 1
-    early = np.zeros((nc, NO_BID + 1), np.int64)
     next_boundary_s = -np.inf
     for i in range(n):
         u = user[i]
@@ -433,95 +449,158 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             if n_adv:
                 next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
 
+        if i + PREFETCH_AHEAD < n:
+            # The user rows a later request will read: by then they are in cache.
+            v = user[i + PREFETCH_AHEAD]
+            prefetch_row(user_words, v)
+            prefetch_row(counts, v)
+            prefetch_row(adv_counts, v)
+            prefetch_row(exposures, v)
+            prefetch_row(last_touch, v)
         floor = floor_cpm[i]
         d = deal[i]
         has_deal = d >= 0
         dd = d if has_deal else 0
         private = has_deal and deal_private[dd]
-        dfloor = deal_floor[dd] if has_deal else np.inf
-        n_open = 0
-        n_deal = 0
-        # Visit only the campaigns that target the slot and the user (set bits, in
-        # increasing index order). Their tests' results are unpredictable, so they
-        # are computed together and combined with selects, not branches.
         for w in range(n_words):
-            word = slot_words[slot[i], w] & user_words[u, w]
-            while word != 0:
-                c = w * 64 + _lowest_bit_nb(word)
-                word &= word - np.uint64(1)
-                b = bids[c, i]
+            word = np.int64(slot_words[slot[i], w] & user_words[u, w])
+            for k in range(64):
+                targets[w * 64 + k] = (word >> shifts[k]) & 1
+        up = u_pace[i]
+        # Every campaign's tests that read no running state, as one branch-free pass
+        # over the row (SIMD): targeting bit, flight, pacing, floors (a deal bid: the
+        # deal floor); counted, and the candidates keyed. Rows without a deal, most of
+        # them, take a shorter pass.
+        if has_deal:
+            dfloor = deal_floor[dd]
+            for c in range(nc):
+                b = bids[i, c]
                 has_bid = b >= 0.0  # NaN compares false
-                b = min(b, T.MAX_BID_CPM) if has_bid else 0.0
-                allowed = has_deal & deal_allowed[dd, c]
-                targeted = (t >= flight_start_s[c]) & (t < flight_end_s[c]) & (allowed | (not private))
-                x = u_pace[i] + pace_offset[c]
+                allowed = deal_allowed[dd, c]
+                targeted = (has_bid & (targets[c] != 0) & (t >= flight_start_s[c])
+                            & (t < flight_end_s[c]) & (allowed | (not private)))
+                x = up + pace_offset[c]
                 x = x - 1.0 if x >= 1.0 else x
-                paced_in = x < pace_share[c]
-                in_deal = allowed & (b >= dfloor)
-                above_floor = in_deal | ((not private) & (b >= floor))
-                affordable = b * T.MICROS_PER_CPM + 0.5 < threshold[c]  # = cpm_to_micros(b) < ...
-                a = advertiser[c]
-                capped = (counts[u, c] >= calendar_limit[c]) | (adv_counts[u, a] >= adv_limit[a])
-                if cap_kind[c] == T.CAP_ROLLING:  # the same for every request: predictable
-                    capped |= _rolling_capped_nb(times, ring_start[c], cap_limit[c], cap_window_s[c], u, t)
-                ok = has_bid & targeted & paced_in & above_floor & affordable & (not capped)
-                outcome = TOOK_PART if ok else T.LOSS_FREQUENCY_CAPPED
-                outcome = T.LOSS_OUT_OF_BUDGET if not affordable else outcome
-                below = T.LOSS_BELOW_DEAL_FLOOR if private else T.LOSS_BELOW_FLOOR
-                outcome = below if not above_floor else outcome
-                outcome = T.OUTCOME_PACED if not paced_in else outcome
-                outcome = T.OUTCOME_NOT_TARGETED if not targeted else outcome
-                early[c, outcome if has_bid else NO_BID] += 1
-                open_c[n_open] = c
-                open_v[n_open] = b
-                n_open += ok & (not in_deal)
-                deal_c[n_deal] = c
-                deal_v[n_deal] = b
-                n_deal += ok & in_deal
-
-        deal_won[i] = False
-        if n_deal > 0:
-            best, second, j, _ = _top_two_nb(deal_v, n_deal, -1.0, -1.0, -1, False)
-            leader = deal_c[j]
-            if deal_fixed[dd]:
-                price = dfloor
-            elif mechanism == T.MECHANISM_FIRST:
-                price = best
-            else:
-                price = max(second, dfloor)
-            deal_won[i] = True
-            lost = T.LOSS_LOST_TO_BID
-        elif private:
-            leader = T.UNSOLD
+                paced_in = targeted & (x < pace_share[c])
+                in_deal = paced_in & allowed & (b >= dfloor)
+                in_open = paced_in & (not private) & (not in_deal) & (b >= floor)
+                n_bids[c] += has_bid
+                n_targeted[c] += targeted
+                n_paced_in[c] += paced_in
+                n_below_deal[c] += paced_in & private & (not in_deal)
+                n_candidates[c] += in_deal | in_open
+                key = bid_bits[i, c]
+                key = key if key > 0 else 0  # -0.0's bits are negative
+                key = key if key < MAX_BID_KEY else MAX_BID_KEY
+                open_key = key + OPEN_KEY_BASE if in_open else NO_KEY
+                keys[c] = key if in_deal else open_key
         else:
-            market = market_cpm[i]
-            market_leads = market >= floor  # NaN compares false: no market bid
-            best = market if market_leads else -1.0
-            best, second, j, market_leads = _top_two_nb(open_v, n_open, best, -1.0, -1, market_leads)
-            if market_leads:
-                leader = T.MARKET
-            elif j >= 0:
-                leader = open_c[j]
-            else:
-                leader = T.UNSOLD
-            price = best if mechanism == T.MECHANISM_FIRST else max(second, floor)
-            lost = T.LOSS_LOST_TO_MARKET if market_leads else T.LOSS_LOST_TO_BID
+            for c in range(nc):
+                b = bids[i, c]
+                has_bid = b >= 0.0
+                targeted = (has_bid & (targets[c] != 0) & (t >= flight_start_s[c])
+                            & (t < flight_end_s[c]))
+                x = up + pace_offset[c]
+                x = x - 1.0 if x >= 1.0 else x
+                paced_in = targeted & (x < pace_share[c])
+                in_open = paced_in & (b >= floor)
+                n_bids[c] += has_bid
+                n_targeted[c] += targeted
+                n_paced_in[c] += paced_in
+                n_candidates[c] += in_open
+                key = bid_bits[i, c]
+                key = key if key > 0 else 0
+                key = key if key < MAX_BID_KEY else MAX_BID_KEY
+                keys[c] = key + OPEN_KEY_BASE if in_open else NO_KEY
 
-        if leader == T.UNSOLD:  # then there were no candidates
-            winner[i] = T.UNSOLD
-            price_cpm[i] = 0.0
-            continue
+        market = market_cpm[i]
+        market_in = (not private) and market >= floor  # NaN compares false: no market bid
+        reserve = max(market, floor) if market_in else floor
+        leader = T.UNSOLD
+        price = 0.0
+        deal_won[i] = False
+        # Walk down the candidates, best first, checking budgets and caps as we go.
+        seek = SEEK_WINNER
+        while seek != FOUND:
+            best = np.int64(NO_KEY)
+            for c in range(nc):
+                key = keys[c]
+                best = key if key > best else best
+            j = -1
+            b = -1.0
+            is_deal = best >= 0
+            if best != NO_KEY:
+                j = 0
+                while keys[j] != best:
+                    j += 1
+                b = _bid_value_nb(bids[i, j])
+            # Does the walk stop here (nothing left that matters)?
+            if seek == SEEK_WINNER:
+                if j < 0 or (market_in and not is_deal and b < market):
+                    if market_in:
+                        leader = T.MARKET
+                        price = market
+                        if mechanism == T.MECHANISM_SECOND:
+                            seek = SEEK_MARKET_PRICE
+                            continue
+                    break
+            elif seek == SEEK_DEAL_PRICE:
+                if j < 0 or not is_deal or b <= deal_floor[dd]:
+                    price = deal_floor[dd]
+                    break
+            elif seek == SEEK_OPEN_PRICE:
+                if j < 0 or b <= reserve:
+                    price = reserve
+                    break
+            elif j < 0 or b <= floor:  # SEEK_MARKET_PRICE
+                price = floor
+                break
+            # Can campaign j pay its whole bid, and are its caps open?
+            reason = -1
+            if not b * T.MICROS_PER_CPM + 0.5 < threshold[j]:  # = cpm_to_micros(b) < threshold
+                reason = T.LOSS_OUT_OF_BUDGET
+            elif counts[u, j] >= calendar_limit[j] or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]:
+                reason = T.LOSS_FREQUENCY_CAPPED
+            elif cap_kind[j] == T.CAP_ROLLING:
+                # Capped when even the oldest of the last `limit` impressions is in the window.
+                first = ring_start[j]
+                oldest = times[u, first]
+                for r in range(first + 1, first + cap_limit[j]):
+                    oldest = min(oldest, times[u, r])
+                if oldest > t - cap_window_s[j]:
+                    reason = T.LOSS_FREQUENCY_CAPPED
+            keys[j] = NO_KEY
+            if reason >= 0:
+                if seek == SEEK_WINNER:
+                    outcomes[j, reason] += 1
+                elif seek == SEEK_MARKET_PRICE:
+                    lost_to_market[j] += 1
+                continue
+            if seek != SEEK_WINNER:
+                price = b
+                if seek == SEEK_MARKET_PRICE:
+                    lost_to_market[j] += 1
+                break
+            leader = j
+            deal_won[i] = is_deal
+            if is_deal and deal_fixed[dd]:
+                price = deal_floor[dd]
+                seek = FOUND
+            elif mechanism == T.MECHANISM_FIRST:
+                price = b
+                seek = FOUND
+            else:
+                seek = SEEK_DEAL_PRICE if is_deal else SEEK_OPEN_PRICE
+        if leader == T.MARKET:
+            for c in range(nc):
+                lost_to_market[c] += keys[c] != NO_KEY
+
         winner[i] = leader
         price_cpm[i] = price
-        for j in range(n_open):
-            outcomes[open_c[j], lost] += 1
-        for j in range(n_deal):
-            outcomes[deal_c[j], T.LOSS_LOST_TO_BID] += 1
-        if leader == T.MARKET:
+        if leader < 0:
             continue
 
         c = leader
-        outcomes[c, T.LOSS_LOST_TO_BID] -= 1
         outcomes[c, T.WON] += 1
         media = np.int64(price * T.MICROS_PER_CPM + 0.5)
         fee = media * fee_ppm[c] // T.PPM
@@ -536,7 +615,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         if cap_kind[c] == T.CAP_CALENDAR:
             counts[u, c] += 1
         elif cap_kind[c] == T.CAP_ROLLING:
-            _record_rolling_nb(times, ring_start[c], cap_limit[c], u, t)
+            # Overwrite the oldest of the pair's last `limit` impression times.
+            first = ring_start[c]
+            oldest = first
+            for r in range(first + 1, first + cap_limit[c]):
+                if times[u, r] < times[u, oldest]:
+                    oldest = r
+            times[u, oldest] = t
         a = advertiser[c]
         if adv_kind[a] == T.CAP_CALENDAR:
             adv_counts[u, a] += 1
@@ -546,10 +631,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         exposures[u, c] = seen + (seen < 255)
         last_touch[u, a] = encode_touch(t, c)
 
-    outcomes[:, :TOOK_PART] += early[:, :TOOK_PART]
-    # Bids on requests the campaign does not target were never visited: count them.
-    for c in range(nc):
-        bids_made = 0
-        for i in range(n):
-            bids_made += bids[c, i] >= 0.0
-        outcomes[c, T.OUTCOME_NOT_TARGETED] += bids_made - early[c, :NO_BID].sum()
+    # Each bid's outcome: the pre-auction tests' from the nested counts; candidates
+    # not checked out, not won and not lost to the market lost to a higher bid.
+    decided = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
+               + outcomes[:, T.WON]) - decided_before
+    outcomes[:, T.OUTCOME_NOT_TARGETED] += n_bids - n_targeted
+    outcomes[:, T.OUTCOME_PACED] += n_targeted - n_paced_in
+    outcomes[:, T.LOSS_BELOW_DEAL_FLOOR] += n_below_deal
+    outcomes[:, T.LOSS_BELOW_FLOOR] += n_paced_in - n_below_deal - n_candidates
+    outcomes[:, T.LOSS_LOST_TO_MARKET] += lost_to_market
+    outcomes[:, T.LOSS_LOST_TO_BID] += n_candidates - decided - lost_to_market

@@ -112,11 +112,11 @@ class Exchange:
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
     def _bid_buffer(self, n: int) -> np.ndarray:
-        """A reused f8[nc, n] buffer: a fresh multi-megabyte array every tick costs page faults."""
+        """A reused f8[n, nc] buffer: a fresh multi-megabyte array every tick costs page faults."""
         nc = len(self.world.campaigns.ids)
         if self._bids.size < nc * n:
             self._bids = np.empty(nc * (int(n * 1.25) + 1024))
-        return self._bids[:nc * n].reshape(nc, n)
+        return self._bids[:nc * n].reshape(n, nc)
 
     def run_tick(self, t0: float, t1: float) -> int:
         """Simulate requests arriving in [t0, t1); returns how many there were."""
@@ -184,7 +184,7 @@ class Exchange:
 
         if self.log is not None and won.size:
             self.log.write(req.time_s[won], user[won], slot[won], camp, floor_cpm[won],
-                           bids[camp, won], price_cpm[won], out.clicked, conv)
+                           bids[won, camp], price_cpm[won], out.clicked, conv)
         self._organic(t0, t1)
         return n
 
@@ -204,7 +204,7 @@ class Exchange:
         user_bits = np.unpackbits(table.user_words[user[rows]].astype("<u8").view(np.uint8),
                                   axis=1, bitorder="little")[:, camps].T  # u1[k, m]
         t = time_s[rows]
-        counted = (blocked & (bids[camps][:, rows] >= 0.0) & (user_bits != 0)
+        counted = (blocked & (bids[rows][:, camps].T >= 0.0) & (user_bits != 0)
                    & (t >= table.flight_start_s[camps, None]) & (t < table.flight_end_s[camps, None]))
         d = deal[rows]
         dd = np.maximum(d, 0)

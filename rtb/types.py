@@ -36,8 +36,10 @@ CAP_ROLLING = 2  # at most N in any sliding window of W seconds
 CAP_KINDS = {"calendar": CAP_CALENDAR, "rolling": CAP_ROLLING}
 
 # What became of each (request, campaign) for which the campaign's strategy had a bid;
-# OpenRTB's loss-reason vocabulary where it has a word. The first test that fails is
-# the reason; bids that pass every test are won or lost to a higher bid.
+# OpenRTB's loss-reason vocabulary where it has a word. The first of targeting, pacing
+# and floor that fails is the reason; the bids left (candidates) are ranked, and those
+# ranked above the winner that could not pay or were capped end out_of_budget or
+# frequency_capped, the winner won, the rest lost to a higher bid or to the market.
 OUTCOME_NOT_TARGETED = 0  # targeting, flight, a brand-safety block or a private deal excludes it
 OUTCOME_PACED = 1  # pacing skipped it to spread the budget
 LOSS_BELOW_FLOOR = 2

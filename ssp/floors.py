@@ -167,7 +167,8 @@ def count_floor_hits_nb(second_price, winner, price_cpm, floor_cpm, market_cpm, 
     or if it went unsold though bids came, the highest below the floor: the market's
     bid (NaN = none) or a bid (NaN = none) of a campaign that targets the request
     (slot_words & user_words, flight), whether or not pacing, budget or caps let it in.
-    One pass in numba: in numpy this costs a dozen small-array calls per tick.
+    bids f8[n, nc], one row per request. One pass in numba: in numpy this costs a
+    dozen small-array calls per tick.
     """
     n_words = slot_words.shape[1]
     one = np.uint64(1)
@@ -189,7 +190,7 @@ def count_floor_hits_nb(second_price, winner, price_cpm, floor_cpm, market_cpm, 
             c = w * 64
             while word != 0:
                 if word & one:
-                    b = bids[c, i]
+                    b = bids[i, c]
                     if b > top and flight_start_s[c] <= t and t < flight_end_s[c]:
                         top = b
                 word >>= one

@@ -548,7 +548,7 @@ def test_floor_hit_kernel_matches_its_python_twin(seed):
     for second in (True, False):
         hits = np.zeros(n_pub, dtype=np.int64)
         count_floor_hits_nb(second, winner, price, floor, market, deal, deal_private, deal_won,
-                            bids, slot, user, time_s, campaign_words(slot_ok), campaign_words(user_ok),
+                            np.ascontiguousarray(bids.T), slot, user, time_s, campaign_words(slot_ok), campaign_words(user_ok),
                             start, end, slot_pub, hits)
         want = floor_hits_py(second, winner, price, floor, market, deal, deal_private, deal_won,
                              bids, slot, user, time_s, slot_ok, user_ok, start, end, slot_pub, n_pub)

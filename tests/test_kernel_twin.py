@@ -115,8 +115,8 @@ def _capped(caps, book, c, u, t) -> bool:
     return bool(caps.adv_kind[a] == T.CAP_CALENDAR and caps.adv_counts[u, a] >= caps.adv_limit[a])
 
 
-def _first_failure(c, b, i, req, targeting, deal, book, caps):
-    """The outcome of a campaign's bid that fails a test, or None when it takes part."""
+def _pre_auction_failure(c, b, i, req, targeting, deal):
+    """The outcome of a bid that fails targeting, pacing or its floor; None for a candidate."""
     t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
     d, private, deal_floor, allowed = deal
     in_flight = targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
@@ -133,6 +133,12 @@ def _first_failure(c, b, i, req, targeting, deal, book, caps):
             return T.LOSS_BELOW_DEAL_FLOOR
         if b < req.floor_cpm[i]:
             return T.LOSS_BELOW_FLOOR
+    return None
+
+
+def _cannot_win(c, b, i, req, book, caps):
+    """Why a candidate may not win (out of budget, then capped), or None if it may."""
+    t, u = float(req.time_s[i]), int(req.user[i])
     cost = sum(_cost(b, int(book.dsp_fee_ppm[c]), int(book.data_micros[c])))
     if cost > book.remaining_total[c] or cost > book.remaining_daily[c]:
         return T.LOSS_OUT_OF_BUDGET
@@ -141,31 +147,52 @@ def _first_failure(c, b, i, req, targeting, deal, book, caps):
     return None
 
 
-def _clear_open(tier, market, floor, mechanism):
-    """(winner, price) of the open auction among (campaign, bid) pairs and the market."""
+MARKET_ENTRY = -1  # the market's place in a ranking of (bid, campaign) entries
+
+
+def _walk(ranked, may_win):
+    """Walk (bid, campaign) entries best first: (index of the winner or None, reasons of
+    those passed over above it, the entry that sets a second price after it or None)."""
+    reasons = {}
+    for k, (b, c) in enumerate(ranked):
+        why = None if c == MARKET_ENTRY else may_win(c, b)
+        if why is not None:
+            reasons[c] = why
+            continue
+        after = next(((b2, c2) for b2, c2 in ranked[k + 1:]
+                      if c2 == MARKET_ENTRY or may_win(c2, b2) is None), None)
+        return k, reasons, after
+    return None, reasons, None
+
+
+def _clear_open(tier, market, floor, mechanism, may_win):
+    """(winner, price, reasons) of the open auction among (campaign, bid) pairs and the market."""
     # Rank by bid, then campaigns above the market, then the lower campaign index.
-    entrants = [(b, 1, -c) for c, b in tier]
-    if market >= floor:  # NaN compares false: no market bid
-        entrants.append((market, 0, 0))
-    if not entrants:
-        return T.UNSOLD, 0.0
-    entrants.sort(reverse=True)
-    best, is_campaign, minus_c = entrants[0]
-    winner = -minus_c if is_campaign else T.MARKET
+    entrants = sorted([(b, 1, -c) for c, b in tier]
+                      + ([(market, 0, 0)] if market >= floor else []), reverse=True)
+    ranked = [(b, -minus_c if is_campaign else MARKET_ENTRY) for b, is_campaign, minus_c in entrants]
+    k, reasons, after = _walk(ranked, may_win)
+    if k is None:
+        return T.UNSOLD, 0.0, reasons
+    best, c = ranked[k]
+    winner = T.MARKET if c == MARKET_ENTRY else c
     if mechanism == FIRST:
-        return winner, best
-    second = entrants[1][0] if len(entrants) > 1 else floor
-    return winner, max(second, floor)
+        return winner, best, reasons
+    return winner, max(after[0], floor) if after else floor, reasons
 
 
-def _clear_deal(tier, deal_floor, fixed, mechanism):
-    ranked = sorted(tier, key=lambda cb: (-cb[1], cb[0]))  # lowest index among equal bids
-    winner, best = ranked[0]
+def _clear_deal(tier, deal_floor, fixed, mechanism, may_win):
+    """(winner, price, reasons) among deal bids; winner None if none may win."""
+    ranked = [(b, c) for c, b in sorted(tier, key=lambda cb: (-cb[1], cb[0]))]
+    k, reasons, after = _walk(ranked, may_win)
+    if k is None:
+        return None, 0.0, reasons
+    best, winner = ranked[k]
     if fixed:
-        return winner, deal_floor
+        return winner, deal_floor, reasons
     if mechanism == FIRST:
-        return winner, best
-    return winner, max(ranked[1][1], deal_floor) if len(ranked) > 1 else deal_floor
+        return winner, best, reasons
+    return winner, max(after[0], deal_floor) if after else deal_floor, reasons
 
 
 def _settle(c, price, i, t, u, book, caps, users, result):
@@ -209,25 +236,35 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             if math.isnan(b):
                 continue
             b = min(b, T.MAX_BID_CPM)
-            outcome = _first_failure(c, b, i, req, targeting, deal, book, caps)
+            outcome = _pre_auction_failure(c, b, i, req, targeting, deal)
             if outcome is not None:
                 book.outcomes[c, outcome] += 1
             elif allowed[c] and b >= deal_floor:
                 deal_tier.append((c, b))
             else:
                 open_tier.append((c, b))
-        result.deal_won[i] = bool(deal_tier)
+
+        def may_win(c, b):
+            return _cannot_win(c, b, i, req, book, caps)
+
+        # Candidates ranked above the winner that may not win get their reason; the
+        # rest lost (to the market if it won).
+        winner, price, reasons = None, 0.0, {}
         if deal_tier:
-            winner, price = _clear_deal(deal_tier, deal_floor, bool(deals.fixed[d]), mechanism)
-        elif private:
-            winner, price = T.UNSOLD, 0.0
-        else:
-            winner, price = _clear_open(open_tier, float(req.market_cpm[i]),
-                                        float(req.floor_cpm[i]), mechanism)
+            winner, price, reasons = _clear_deal(deal_tier, deal_floor, bool(deals.fixed[d]),
+                                                 mechanism, may_win)
+        result.deal_won[i] = winner is not None
+        if winner is None:
+            if private:
+                winner, price = T.UNSOLD, 0.0
+            else:
+                winner, price, open_reasons = _clear_open(
+                    open_tier, float(req.market_cpm[i]), float(req.floor_cpm[i]), mechanism, may_win)
+                reasons.update(open_reasons)
         result.winner[i], result.price_cpm[i] = winner, price
         loss = T.LOSS_LOST_TO_MARKET if winner == T.MARKET else T.LOSS_LOST_TO_BID
         for c, _ in deal_tier + open_tier:
-            book.outcomes[c, T.WON if c == winner else loss] += 1
+            book.outcomes[c, reasons.get(c, T.WON if c == winner else loss)] += 1
         if winner >= 0:
             _settle(winner, price, i, t, u, book, caps, users, result)
 
@@ -334,7 +371,7 @@ def empty_result(n) -> TickResult:
 
 def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
     result = empty_result(req.time_s.size)
-    clear_tick_nb(req, np.ascontiguousarray(bids, np.float64), mechanism, m.targeting, m.deals,
+    clear_tick_nb(req, np.ascontiguousarray(np.asarray(bids, np.float64).T), mechanism, m.targeting, m.deals,
                   m.book, m.caps, m.users, result)
     return result
 
@@ -692,7 +729,10 @@ def test_calendar_windows_of_one_length_expire_together():
     # At 60 s the 60 s windows start again, the 120 s window does not.
     assert r.winner.tolist() == [0, 1, 2, 0, T.UNSOLD, 1]
     assert m.caps.window_end_s.tolist() == [120.0, 120.0, 120.0]
-    assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 0, 3]
+    # Campaign 2 is capped throughout, but only at 61 s does it outrank the winner (none):
+    # at 60 s and 62 s it ties with a lower index and lost to that bid.
+    assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 0, 1]
+    assert m.book.outcomes[:, T.LOSS_LOST_TO_BID].tolist() == [0, 0, 2]
 
 
 def test_advertiser_cap_spans_its_campaigns():

@@ -80,7 +80,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             admitted = d >= 0 and bool(deals.allowed[d, c])
             in_deal = admitted and b >= deal_floor
             reason = _first_failed_test(c, b, t, u, s, floor, float(req.u_pace[i]), admitted,
-                                        in_deal, private, targeting, book, caps)
+                                        in_deal, private, targeting)
             if reason is not None:
                 book.outcomes[c, reason] += 1
             elif in_deal:
@@ -88,52 +88,51 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             else:
                 open_bids.append((b, c))
 
-        deal_won[i] = False
-        if deal_bids:
-            leader, best, second = _top_two(deal_bids, market=None)
+        # Rank the candidates: deal bids first (by bid, then lower index), then the open
+        # auction with the market (by bid; a campaign before the market on equal bids).
+        deal_rank = sorted(deal_bids, key=lambda bc: (-bc[0], bc[1]))
+        open_entries = open_bids + ([(market, T.MARKET)] if market >= floor else [])
+        open_rank = sorted(open_entries, key=lambda bc: (-bc[0], bc[1] == T.MARKET, bc[1]))
+        leader, best, setter, reasons = T.UNSOLD, 0.0, None, {}
+        in_deal_tier = False
+        for ranked, is_deal in ((deal_rank, True), ([] if private else open_rank, False)):
+            for pos, (b, c) in enumerate(ranked):
+                why = None if c == T.MARKET else _cannot_win(c, b, t, u, book, caps)
+                if why is not None:
+                    reasons[c] = why  # ranked above the winner but may not win
+                    continue
+                leader, best, in_deal_tier = c, b, is_deal
+                # The price setter: the next entry that may win (the market always may).
+                setter = next((b2 for b2, c2 in ranked[pos + 1:]
+                               if c2 == T.MARKET or _cannot_win(c2, b2, t, u, book, caps) is None),
+                              None)
+                break
+            if leader != T.UNSOLD:
+                break
+        deal_won[i] = in_deal_tier
+        if in_deal_tier:
             if deals.fixed[d]:
                 price = deal_floor
             elif mechanism == FIRST:
                 price = best
             else:
-                price = deal_floor if second is None else max(second, deal_floor)
-            deal_won[i] = True
-        elif private:
-            leader = T.UNSOLD
+                price = deal_floor if setter is None else max(setter, deal_floor)
+        elif mechanism == FIRST:
+            price = best
         else:
-            leader, best, second = _top_two(open_bids, market if market >= floor else None)
-            if leader != T.UNSOLD:
-                if mechanism == FIRST:
-                    price = best
-                else:
-                    price = floor if second is None else max(second, floor)
+            price = floor if setter is None else max(setter, floor)
+        for _, c in deal_bids + open_bids:
+            if c in reasons:
+                book.outcomes[c, reasons[c]] += 1
+            elif c != leader:
+                book.outcomes[c, T.LOSS_LOST_TO_MARKET if leader == T.MARKET
+                              else T.LOSS_LOST_TO_BID] += 1
         if leader == T.UNSOLD:
             winner[i], price_cpm[i] = T.UNSOLD, 0.0
             continue
         winner[i], price_cpm[i] = leader, price
-        for _, c in open_bids:
-            if c != leader:
-                book.outcomes[c, T.LOSS_LOST_TO_MARKET if leader == T.MARKET
-                              else T.LOSS_LOST_TO_BID] += 1
-        for _, c in deal_bids:
-            if c != leader:
-                book.outcomes[c, T.LOSS_LOST_TO_BID] += 1
         if leader != T.MARKET:
             _charge_and_record(leader, price, t, u, i, book, caps, users, prior_exposures)
-
-
-def _top_two(offers, market):
-    """(leader, best, second) of (bid, campaign) offers in index order and the market's bid
-    (None = none). Ties: a campaign beats the market, the lower index beats the higher."""
-    leader, best, second = T.UNSOLD, None, None
-    if market is not None:
-        leader, best = T.MARKET, market
-    for b, c in offers:
-        if best is None or b > best or (b == best and leader == T.MARKET):
-            leader, best, second = c, b, best
-        elif second is None or b > second:
-            second = b
-    return leader, best, second
 
 
 def _roll_windows(t, kind, window_s, window_end_s, counts):
@@ -159,8 +158,7 @@ def _pass_boundaries(t, book, caps):
     _roll_windows(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s, caps.adv_counts)
 
 
-def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private, targeting,
-                       book, caps):
+def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private, targeting):
     word, bit = divmod(c, 64)
     eligible = int(targeting.slot_words[s, word]) & int(targeting.user_words[u, word])
     in_flight = targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
@@ -173,6 +171,12 @@ def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private,
         return T.OUTCOME_PACED
     if not in_deal and (private or b < floor):
         return T.LOSS_BELOW_DEAL_FLOOR if private else T.LOSS_BELOW_FLOOR
+    return None
+
+
+def _cannot_win(c, b, t, u, book, caps):
+    """A candidate that cannot pay its whole bid is out of budget, else one whose own or
+    advertiser's cap is reached is frequency-capped; None when it may win."""
     bid_micros = cpm_micros(b)
     max_cost = (bid_micros + bid_micros * int(book.dsp_fee_ppm[c]) // 1_000_000
                 + int(book.data_micros[c]))
@@ -332,8 +336,8 @@ def new_result(n) -> TickResult:
 
 def run_nb(req, bids, mechanism, state: State) -> TickResult:
     result = new_result(req.time_s.size)
-    clear_tick_nb(req, bids, mechanism, state.targeting, state.deals, state.book, state.caps,
-                  state.users, result)
+    clear_tick_nb(req, np.ascontiguousarray(bids.T), mechanism, state.targeting, state.deals,
+                  state.book, state.caps, state.users, result)
     return result
 
 
