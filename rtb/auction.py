@@ -454,6 +454,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             v = user[i + PREFETCH_AHEAD]
             prefetch_row(user_words, v)
             prefetch_row(counts, v)
+            prefetch_row(times, v)
             prefetch_row(adv_counts, v)
             prefetch_row(exposures, v)
             prefetch_row(last_touch, v)
