@@ -10,24 +10,26 @@ scalars, not from the kernel's code:
   are cleared when the time reaches its window end, together with every calendar cap
   of the same window length (they share UTC-aligned boundaries), the end advancing by
   whole windows; advertiser caps the same way;
-- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) takes part when, in this
-  order (the first failing test is its outcome): the campaign targets the request (bit
-  c of word c // 64 set in slot_words[slot] & user_words[user], inside the flight, and
-  admitted by the deal when the deal is private); pacing lets it through (x = u_pace +
-  offset, minus 1 if >= 1; x < pace_share); it meets the floor (a deal bid, by an
-  admitted campaign at or above the deal floor, needs no other floor; on a private deal
-  nothing else counts: below_deal_floor); the campaign can pay the bid's worst cost
-  (bid micros rounded half up + DSP fee (floor division, ppm) + data micros) from both
-  its remaining total and daily budget; neither its own cap nor its advertiser's cap is
-  reached (calendar: count >= limit; rolling: the oldest of the last `limit` times is
-  > t - window);
-- deal bids clear first among themselves (fixed price: pays the deal price; first
-  price: the bid; second price: max(second deal bid, deal floor)); a private deal never
-  falls back; otherwise the open auction: the other bids and the market (if its bid
-  meets the floor); campaigns beat the market on equal bids, the lowest campaign index
-  beats other campaigns; first price pays the bid, second price max(second, floor);
-- the bids that took part end lost_to_market, lost_to_higher_bid or won; the winner
-  pays media + fee + data from both budgets, counts against its caps, its user's
+- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate when, in
+  this order (the first failing test is its outcome): the campaign targets the request
+  (bit c of word c // 64 set in slot_words[slot] & user_words[user], inside the flight,
+  and admitted by the deal when the deal is private); pacing lets it through (x =
+  u_pace + offset, minus 1 if >= 1; x < pace_share); it meets the floor (a deal bid, by
+  an admitted campaign at or above the deal floor, needs no other floor; on a private
+  deal nothing else counts: below_deal_floor);
+- candidates are walked best first: deal bids (by bid, lower index first), then, if no
+  deal bid may win and the deal is not private, the open auction with the market (if
+  its bid meets the floor; campaigns before the market on equal bids). A campaign may
+  win if it can pay the bid's worst cost (bid micros rounded half up + DSP fee (floor
+  division, ppm) + data micros) from both its remaining total and daily budget
+  (else out_of_budget) and neither its own cap nor its advertiser's cap is reached
+  (calendar: count >= limit; rolling: the oldest of the last `limit` times is > t -
+  window; else frequency_capped); the market always may. Passed-over candidates keep
+  that reason; the first that may win wins;
+- prices: fixed-price deal: the deal price; first price: the bid; second price: max(the
+  next entry below the winner that may win, the deal floor or floor);
+- the other candidates end lost_to_market (the market won) or lost_to_higher_bid; the
+  winner pays media + fee + data from both budgets, counts against its caps, its user's
   exposure (saturating at 255) and reach, and its advertiser's last touch.
 
 About 650 random small batches (seeded numpy loops, so each failure names its seed) must

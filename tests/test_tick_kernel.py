@@ -8,19 +8,23 @@ time with Python scalars:
   (advancing by 86,400 s); calendar cap counts (campaign and advertiser) are cleared
   when it reaches their window end, for every calendar cap of the same length, the
   end advancing by whole windows;
-- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) takes part only if, in
-  this order, the first failing test being its outcome: the campaign targets the
+- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate only if,
+  in this order, the first failing test being its outcome: the campaign targets the
   request (slot and user bitsets, flight, admitted by a private deal); pacing lets it
   through; it reaches the floor (an admitted bid at or above a deal's floor is a deal
   bid and needs no other floor; a private deal has no other floor: below_deal_floor);
-  the campaign can pay the bid's maximum cost (bid micros + DSP fee, floor division in
-  ppm, + data micros) from both its remaining total and daily budget; neither the
-  campaign's cap (calendar count, or rolling ring of the last `limit` times whose
-  oldest is inside the window) nor its advertiser's cap is reached;
-- deal bids clear first, among themselves (fixed price, first price, or second price
-  with the deal floor as reserve); a private deal never falls back to the open auction;
-- the open auction: campaigns beat the market on equal bids, the lowest campaign index
-  beats other campaigns; first price pays the bid, second price max(second, floor);
+- candidates are ranked: deal bids first (by bid, then lower index), then the open
+  auction with the market (by bid; campaigns beat the market on equal bids, the lowest
+  campaign index beats other campaigns). Walking down, the first that may win wins: a
+  campaign may win if it can pay the bid's maximum cost (bid micros + DSP fee, floor
+  division in ppm, + data micros) from both its remaining total and daily budget
+  (out_of_budget otherwise) and neither its cap (calendar count, or rolling ring of the
+  last `limit` times whose oldest is inside the window) nor its advertiser's cap is
+  reached (frequency_capped); the market always may. Those passed over keep their
+  reason; the rest lost (to the market if it won);
+- prices: a deal winner pays the fixed price, its bid (first price) or max(next deal
+  bid that may win, deal floor); a private deal never falls back to the open auction;
+  an open winner pays its bid (first price) or max(next entry that may win, floor);
 - outcome counters, reach, exposures (saturating at 255) and last touch.
 
 Random small batches (integer grids for ties, tight budgets, a handful of users so caps
@@ -71,7 +75,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
         private = d >= 0 and bool(deals.private[d])
         deal_floor = float(deals.floor_cpm[d]) if d >= 0 else math.inf
         _pass_boundaries(t, book, caps)
-        open_bids, deal_bids = [], []  # (bid, campaign) that took part, in index order
+        open_bids, deal_bids = [], []  # (bid, campaign) candidates, in index order
         for c in range(nc):
             b = float(bids[c, i])
             if not b >= 0.0:  # NaN (or a negative value): no bid, nothing counted
