@@ -58,16 +58,24 @@ def ad_outcomes(beh: Behaviour, time_s: np.ndarray, fmt: np.ndarray, user_ctr: n
     * campaign multiplier * lifts of the user's segments relevant to the advertiser.
     The delay is exponential with the scenario's mean.
     """
-    p_click = beh.ctr_by_format[fmt] * user_ctr * ctr_mult * (1.0 - beh.fatigue) ** prior_exposures
+    # (1 - fatigue) ** n looked up for n = 0..255 (exposures saturate at 255): the same
+    # values as the power, without a pow() per impression.
+    fatigue = (1.0 - beh.fatigue) ** np.arange(256)
+    p_click = beh.ctr_by_format[fmt] * user_ctr * ctr_mult * fatigue[prior_exposures]
     clicked = u_click < p_click
-    p_convert = beh.cvr_by_format[fmt] * cvr_mult
+    # Conversion odds only for the clicks (a conversion needs one): a few per thousand.
+    k = np.flatnonzero(clicked)
+    p_convert = beh.cvr_by_format[fmt[k]] * cvr_mult[k]
+    segments, adv = user_segments[k], advertiser[k]
     for bit, lift, applies in zip(beh.lift_bits, beh.lift, beh.lift_applies):
-        member = ((user_segments & bit) != 0) & applies[advertiser]
+        member = ((segments & bit) != 0) & applies[adv]
         p_convert = np.where(member, p_convert * lift, p_convert)
-    converted = clicked & (u_convert < p_convert)
-    # 1 - u is in (0, 1], so the log is finite.
-    delay = -beh.mean_delay_s * np.log1p(-u_delay)
-    return AdOutcomes(clicked, converted, time_s + delay)
+    converted = np.zeros_like(clicked)
+    converted[k] = u_convert[k] < p_convert
+    # Delays only for the few conversions; 1 - u is in (0, 1], so the log is finite.
+    conversion_time_s = time_s.copy()
+    conversion_time_s[converted] += -beh.mean_delay_s * np.log1p(-u_delay[converted])
+    return AdOutcomes(clicked, converted, conversion_time_s)
 
 
 def organic_conversions(beh: Behaviour, n_users: int, n_advertisers: int, t0: float, t1: float,

@@ -1,13 +1,21 @@
 """The DSPs' side of a tick: predicted CTR/CVR and each campaign's strategy's bids.
 
 Targeting and pacing are applied by the exchange's kernel, request by request.
+Built-in strategies are evaluated together in one numba pass (their `formula()`);
+any other Strategy gets the numpy view below and its own `bid()`.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import NamedTuple
 
+import numpy as np
+from numba import njit
+
+from dsp import strategies as S
 from dsp.campaigns import CampaignTable
+
+CUSTOM = -1  # formula code of a strategy without formula(): its bid() is called
 
 
 class CampaignView:
@@ -43,24 +51,104 @@ class CampaignView:
         return np.subtract(u, 1.0, out=u, where=u >= 1.0)
 
 
-def bid_matrix(table: CampaignTable, active: np.ndarray, user_factor: np.ndarray,
-               base_ctr: np.ndarray, base_cvr: np.ndarray, user: np.ndarray,
-               floor_cpm: np.ndarray, u_strategy: np.ndarray, out: np.ndarray) -> np.ndarray:
+class BidFormulas(NamedTuple):
+    """Each campaign's strategy as a formula code and parameters (dsp.strategies)."""
+
+    code: np.ndarray  # i8[nc]: FORMULA_* or CUSTOM
+    params: np.ndarray  # f8[nc, 3]
+    max_bid_cpm: np.ndarray  # f8[nc]: inf when none
+
+
+def bid_formulas(table: CampaignTable) -> BidFormulas:
+    nc = len(table.ids)
+    code = np.full(nc, CUSTOM, dtype=np.int64)
+    params = np.zeros((nc, 3))
+    for c, strategy in enumerate(table.strategies):
+        formula = getattr(strategy, "formula", None)
+        if formula is not None:
+            code[c], *params[c] = formula()
+    max_bid = np.array([np.inf if m is None else m for m in table.max_bid_cpm], dtype=np.float64)
+    return BidFormulas(code, params, max_bid)
+
+
+BLOCK = 64  # requests per block: a block's bids (64 x nc) stay in L1/L2 while written
+
+
+@njit(cache=True)
+def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr_multiplier,
+                     stream_offset, user_factor, user, base_ctr, base_cvr, u_strategy,
+                     predicted, out):
+    """out[i, c] = campaign c's built-in formula on request i (NaN when inactive).
+
+    The same operations, in the same order, as the strategies' numpy bid() on a
+    CampaignView, so either path gives the same bits. Custom campaigns' columns are
+    left alone. Also fills predicted f8[n_dsp, n], each DSP's predicted CTR per request
+    (user_factor[user, d] * base_ctr), for the custom ones. Requests go in blocks so
+    that each campaign's inner loop over requests has one formula (SIMD), while the
+    block's rows of `out` stay in cache.
+    """
+    n, nc = out.shape
+    n_dsp = user_factor.shape[1]
+    for i in range(n):
+        u = user[i]
+        for d in range(n_dsp):
+            predicted[d, i] = np.float64(user_factor[u, d]) * base_ctr[i]
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        for c in range(nc):
+            k = code[c]
+            if k == CUSTOM:
+                continue
+            m = max_bid_cpm[c]
+            p0, p1, p2 = params[c, 0], params[c, 1], params[c, 2]
+            ctr_mult, cvr_mult, offset, d = ctr_multiplier[c], cvr_multiplier[c], stream_offset[c], dsp[c]
+            if not active[c]:
+                for i in range(start, stop):
+                    out[i, c] = np.nan
+            elif k == S.FORMULA_CONSTANT:
+                for i in range(start, stop):
+                    out[i, c] = m if p0 > m else p0
+            elif k == S.FORMULA_UNIFORM:
+                for i in range(start, stop):
+                    x = u_strategy[i] + offset
+                    x = x - 1.0 if x >= 1.0 else x
+                    b = x * p0
+                    out[i, c] = m if b > m else b  # np.minimum's rule: NaN stays NaN
+            elif k == S.FORMULA_PCTR:
+                for i in range(start, stop):
+                    b = predicted[d, i] * ctr_mult * p0
+                    out[i, c] = m if b > m else b
+            elif k == S.FORMULA_SQRT_PCTR:
+                for i in range(start, stop):
+                    b = np.sqrt(p0 * (predicted[d, i] * ctr_mult) + p1) - p2
+                    out[i, c] = m if b > m else b
+            else:  # FORMULA_VALUE
+                for i in range(start, stop):
+                    b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                    out[i, c] = m if b > m else b
+
+
+def bid_matrix(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
+               user_factor: np.ndarray, base_ctr: np.ndarray, base_cvr: np.ndarray,
+               user: np.ndarray, floor_cpm: np.ndarray, u_strategy: np.ndarray,
+               out: np.ndarray) -> np.ndarray:
     """Fill `out` f8[n, nc] with every active campaign's bid per request (NaN = none).
 
-    One row per request, as the exchange's kernel reads them; each strategy's bids
-    fill a column.
-
-    user_factor f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity
-    (truth times the model's error). base_ctr/base_cvr: per request, by format.
+    One row per request, as the exchange's kernel reads them. user_factor
+    f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity (truth times
+    the model's error). base_ctr/base_cvr: per request, by format.
     """
     bids = out
-    bids[:, ~active] = np.nan
     if user.size == 0:
         return bids
-    # One contiguous row of predicted CTRs per DSP.
-    predicted = np.ascontiguousarray((user_factor[user] * base_ctr[:, None]).T)
-    for c in np.flatnonzero(active):
+    predicted = np.empty((user_factor.shape[1], user.size))  # one row per DSP
+    _formula_bids_nb(formulas.code, formulas.params, formulas.max_bid_cpm, active, table.dsp,
+                     table.ctr_multiplier, table.cvr_multiplier, table.stream_offset, user_factor,
+                     user, base_ctr, base_cvr, u_strategy, predicted, bids)
+    for c in np.flatnonzero(formulas.code == CUSTOM):
+        if not active[c]:
+            bids[:, c] = np.nan
+            continue
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                             table.cvr_multiplier[c], floor_cpm, u_strategy, table.stream_offset[c])
         column = table.strategies[c].bid(view)

@@ -41,9 +41,24 @@ class Strategy(Protocol):
         ...
 
 
+# Formula codes of the built-in strategies, for the exchange's fused bid kernel
+# (dsp.bidding): bid = FORMULA(pCTR, pCVR, uniform; p0, p1, p2), the same floating-point
+# operations in the same order as the strategy's numpy bid().
+FORMULA_CONSTANT = 0  # p0
+FORMULA_UNIFORM = 1  # uniform * p0
+FORMULA_PCTR = 2  # pCTR * p0
+FORMULA_SQRT_PCTR = 3  # sqrt(p0 * pCTR + p1) - p2
+FORMULA_VALUE = 4  # pCTR * pCVR * p0
+
+
 class _Stateless:
     def observe(self, feedback: Feedback) -> None:  # noqa: D102 - nothing to learn
         return None
+
+
+def learns(strategy: Strategy) -> bool:
+    """Whether the strategy's observe() may do something (the exchange skips the rest)."""
+    return getattr(type(strategy), "observe", None) is not _Stateless.observe
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class ConstantBid(_Stateless):
     def bid(self, view: BidView) -> np.ndarray:
         return np.full(view.pctr.shape, self.bid_cpm, dtype=np.float64)
 
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_CONSTANT, float(self.bid_cpm), 0.0, 0.0
+
 
 @dataclass(frozen=True)
 class RandomBid(_Stateless):
@@ -64,6 +82,9 @@ class RandomBid(_Stateless):
 
     def bid(self, view: BidView) -> np.ndarray:
         return view.uniform * self.max_cpm
+
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_UNIFORM, float(self.max_cpm), 0.0, 0.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,9 @@ class LinearBid(_Stateless):
     def bid(self, view: BidView) -> np.ndarray:
         return view.pctr * (self.base_cpm / self.avg_ctr)
 
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_PCTR, self.base_cpm / self.avg_ctr, 0.0, 0.0
+
 
 @dataclass(frozen=True)
 class McpcBid(_Stateless):
@@ -85,6 +109,9 @@ class McpcBid(_Stateless):
 
     def bid(self, view: BidView) -> np.ndarray:
         return view.pctr * (self.target_cpc * 1000.0)
+
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_PCTR, self.target_cpc * 1000.0, 0.0, 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,9 @@ class OrtbBid(_Stateless):
 
     def bid(self, view: BidView) -> np.ndarray:
         return np.sqrt(self.c / self.lam * view.pctr + self.c * self.c) - self.c
+
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_SQRT_PCTR, self.c / self.lam, self.c * self.c, float(self.c)
 
 
 @dataclass(frozen=True)
@@ -111,3 +141,6 @@ class ValueBid(_Stateless):
 
     def bid(self, view: BidView) -> np.ndarray:
         return view.pctr * view.pcvr * (self.value_per_conversion * self.shading * 1000.0)
+
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_VALUE, self.value_per_conversion * self.shading * 1000.0, 0.0, 0.0

@@ -181,10 +181,12 @@ class Targeting(NamedTuple):
 def campaign_words(ok: np.ndarray) -> np.ndarray:
     """Pack bool[rows, nc] into u8[rows, ceil(nc / 64)] campaign bitsets."""
     rows, nc = ok.shape
-    words = np.zeros((rows, max(1, -(-nc // 64))), dtype=np.uint64)
-    for c in range(nc):
-        words[:, c // 64] |= ok[:, c].astype(np.uint64) << np.uint64(c % 64)
-    return words
+    n_words = max(1, -(-nc // 64))
+    # Little-endian bit order within bytes and bytes within words: bit c of the row's
+    # bytes is bit c % 64 of word c // 64.
+    packed = np.zeros((rows, n_words * 8), dtype=np.uint8)
+    packed[:, :-(-nc // 8)] = np.packbits(ok, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)
 
 
 class Deals(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,11 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     if budget_scale <= 0:
         raise ValueError("budget_scale must be positive")
     keep_freed_memory()
+    # A finished run's SimPy processes form reference cycles that keep its world (about
+    # a gigabyte for `large`) alive until the garbage collector runs. Collect first, so
+    # a sweep's next world reuses warm memory instead of faulting in fresh pages, which
+    # on this VM cost about 1.5 s per 650 MB.
+    gc.collect()
     world = build_world(scenario, seed, budget_scale)
     log = ImpressionLog(log_path, world) if log_path is not None else None
     try:

@@ -8,8 +8,8 @@ import numpy as np
 
 from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
-from dsp.bidding import bid_matrix
-from dsp.strategies import Feedback
+from dsp.bidding import bid_formulas, bid_matrix
+from dsp.strategies import Feedback, learns
 from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
 from rtb.seeding import stream
@@ -109,6 +109,8 @@ class Exchange:
         self._blocked_slots = np.ascontiguousarray(table.slot_blocked[:, self._blocked_camps])
         self._slot_blocks_any = self._blocked_slots.any(axis=1)
         self._bids = np.empty(0)
+        self._formulas = bid_formulas(table)
+        self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
     def _bid_buffer(self, n: int) -> np.ndarray:
@@ -138,7 +140,7 @@ class Exchange:
         # Campaigns out of flight for the whole tick, or out of money, do not bid.
         active = ((table.flight_end_s > t0) & (table.flight_start_s < t1)
                   & (w.book.remaining_total > table.data_micros))
-        bids = bid_matrix(table, active, w.user_factor, w.behaviour.ctr_by_format[fmt],
+        bids = bid_matrix(table, self._formulas, active, w.user_factor, w.behaviour.ctr_by_format[fmt],
                           w.behaviour.cvr_by_format[fmt], user, floor_cpm, u_strategy,
                           self._bid_buffer(n))
         result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
@@ -232,14 +234,17 @@ class Exchange:
 
     def _feedback(self, active: np.ndarray, camp: np.ndarray, price_cpm: np.ndarray,
                   clicked: np.ndarray) -> None:
-        """Tell every campaign that bid this tick what it won, for strategies that learn."""
+        """Tell every campaign that bid this tick and can learn what it won."""
+        listening = np.flatnonzero(active & self._learners)
+        if listening.size == 0:
+            return
         book = self.world.book
         spent = book.media_micros + book.fee_micros + book.data_cost_micros
         spent_this_tick = spent - self._spent_before
         self._spent_before = spent
         order = np.argsort(camp, kind="stable")
         bounds = np.searchsorted(camp[order], np.arange(len(active) + 1))
-        for c in np.flatnonzero(active):
+        for c in listening:
             mine = order[bounds[c]:bounds[c + 1]]
             self.world.campaigns.strategies[c].observe(
                 Feedback(price_cpm[mine], clicked[mine], int(spent_this_tick[c])))

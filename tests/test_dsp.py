@@ -160,3 +160,50 @@ def test_even_pacing_spreads_budget_over_the_day(tmp_path):
     assert (times["even"] > 22 * 3600).sum() > 0
     hours = np.bincount((times["even"] // 3600).astype(int), minlength=24)
     assert hours[:12].sum() < 0.75 * hours.sum()  # not front-loaded like asap
+
+
+class _Shifted:
+    """A strategy without formula(): bid() on the numpy view is its only path."""
+
+    def bid(self, view):
+        return view.pctr * 2000.0 + view.floor_cpm
+
+    def observe(self, feedback):
+        return None
+
+
+def test_fused_formulas_give_the_strategies_numpy_bits():
+    """The exchange's one-pass bids equal each strategy's own numpy bid() bit for bit,
+    max bids and inactive campaigns included; a custom strategy keeps its bid()."""
+    from dsp.bidding import CampaignView, bid_formulas, bid_matrix
+
+    base = build_world(parse_scenario(SCENARIO, "dsp.toml")).campaigns
+    strategies = (ConstantBid(1.7), RandomBid(3.0), LinearBid(2.0, 0.003), McpcBid(0.9),
+                  OrtbBid(40.0, 2e-6), ValueBid(40.0, 0.8), _Shifted(), ConstantBid(9.0))
+    nc = len(strategies)
+    rng = np.random.default_rng(7)
+    table = base._replace(
+        ids=tuple(f"c{c}" for c in range(nc)), strategies=strategies,
+        dsp=np.arange(nc, dtype=np.int32) % 2, ctr_multiplier=rng.uniform(0.5, 1.5, nc),
+        cvr_multiplier=rng.uniform(0.5, 1.5, nc), stream_offset=rng.random(nc),
+        max_bid_cpm=(None, 2.5, None, 3.0, None, None, 4.0, None))
+    n, n_users = 300, 50
+    user_factor = rng.uniform(0.5, 2.0, (n_users, 2)).astype(np.float32)
+    user = rng.integers(0, n_users, n)
+    base_ctr, base_cvr = rng.uniform(0.001, 0.01, n), rng.uniform(0.01, 0.1, n)
+    floor, u = rng.uniform(0, 2, n), rng.random(n)
+    active = np.ones(nc, bool)
+    active[7] = False
+    got = bid_matrix(table, bid_formulas(table), active, user_factor, base_ctr, base_cvr, user,
+                     floor, u, np.full((n, nc), -1.0))
+    predicted = (user_factor[user] * base_ctr[:, None]).T
+    for c, strategy in enumerate(strategies):
+        want = strategy.bid(CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c],
+                                         base_cvr, table.cvr_multiplier[c], floor, u,
+                                         table.stream_offset[c]))
+        if table.max_bid_cpm[c] is not None:
+            want = np.minimum(want, table.max_bid_cpm[c])
+        if not active[c]:
+            want = np.full(n, np.nan)
+        np.testing.assert_array_equal(got[:, c], want, err_msg=type(strategy).__name__)
+    assert (got[:, 1] == 2.5).any() and (got[:, 1] < 2.5).any()  # the max bid bound some
