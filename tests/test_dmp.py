@@ -203,7 +203,7 @@ def test_no_conversion_without_click_and_exponential_delay(behaviour):
     assert delay.size > 300
     assert (delay >= 0).all()
     assert delay.mean() == pytest.approx(7200.0, rel=5 / np.sqrt(delay.size))
-    np.testing.assert_allclose(delay, -7200.0 * np.log1p(-u[2]))
+    np.testing.assert_allclose(delay, -7200.0 * np.log1p(-u[2][out.converted]))
 
 
 def test_organic_conversions_rate(behaviour):
