@@ -74,7 +74,7 @@ def bid_formulas(table: CampaignTable) -> BidFormulas:
 BLOCK = 64  # requests per block: a block's bids (64 x nc) stay in L1/L2 while written
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr_multiplier,
                      stream_offset, user_factor, user, base_ctr, base_cvr, u_strategy,
                      predicted, out):
@@ -128,27 +128,36 @@ def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr
                     out[i, c] = m if b > m else b
 
 
-def bid_matrix(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
-               user_factor: np.ndarray, base_ctr: np.ndarray, base_cvr: np.ndarray,
-               user: np.ndarray, floor_cpm: np.ndarray, u_strategy: np.ndarray,
-               out: np.ndarray) -> np.ndarray:
-    """Fill `out` f8[n, nc] with every active campaign's bid per request (NaN = none).
+def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.ndarray,
+                 base_ctr: np.ndarray, base_cvr: np.ndarray, user: np.ndarray,
+                 u_strategy: np.ndarray, active: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(bids f8[n, nc], predicted f8[n_dsp, n]): the built-in strategies' bids.
 
-    One row per request, as the exchange's kernel reads them. user_factor
-    f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity (truth times
-    the model's error). base_ctr/base_cvr: per request, by format.
+    Reads no running state (all campaigns count as active unless `active` says
+    otherwise), so the exchange can compute it ahead, for the next tick. Custom
+    strategies' columns are left unset: finish_bids fills them.
+    user_factor f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity
+    (truth times the model's error). base_ctr/base_cvr: per request, by format.
     """
-    bids = out
-    if user.size == 0:
-        return bids
+    nc = len(table.ids)
+    bids = np.empty((user.size, nc))
     predicted = np.empty((user_factor.shape[1], user.size))  # one row per DSP
+    if active is None:
+        active = np.ones(nc, dtype=np.bool_)
     _formula_bids_nb(formulas.code, formulas.params, formulas.max_bid_cpm, active, table.dsp,
                      table.ctr_multiplier, table.cvr_multiplier, table.stream_offset, user_factor,
                      user, base_ctr, base_cvr, u_strategy, predicted, bids)
-    for c in np.flatnonzero(formulas.code == CUSTOM):
-        if not active[c]:
-            bids[:, c] = np.nan
-            continue
+    return bids, predicted
+
+
+def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
+                bids: np.ndarray, predicted: np.ndarray, base_cvr: np.ndarray,
+                floor_cpm: np.ndarray, u_strategy: np.ndarray) -> np.ndarray:
+    """NaN for inactive campaigns, and the custom strategies' bids (their own bid())."""
+    if not active.all():
+        bids[:, ~active] = np.nan
+    for c in np.flatnonzero(active & (formulas.code == CUSTOM)):
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                             table.cvr_multiplier[c], floor_cpm, u_strategy, table.stream_offset[c])
         column = table.strategies[c].bid(view)
@@ -156,3 +165,13 @@ def bid_matrix(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
             column = np.minimum(column, table.max_bid_cpm[c])
         bids[:, c] = column
     return bids
+
+
+def bid_matrix(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
+               user_factor: np.ndarray, base_ctr: np.ndarray, base_cvr: np.ndarray,
+               user: np.ndarray, floor_cpm: np.ndarray, u_strategy: np.ndarray) -> np.ndarray:
+    """f8[n, nc]: every active campaign's bid per request (NaN = none), one row per
+    request as the exchange's kernel reads them (formula_bids then finish_bids)."""
+    bids, predicted = formula_bids(table, formulas, user_factor, base_ctr, base_cvr, user,
+                                   u_strategy, active)
+    return finish_bids(table, formulas, active, bids, predicted, base_cvr, floor_cpm, u_strategy)

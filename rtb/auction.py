@@ -368,7 +368,7 @@ SEEK_MARKET_PRICE = 3  # the market won in second price: the best bid above the 
 FOUND = 4
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, result):
     """Clear n requests in time order against nc campaigns and the rest of the market.
 

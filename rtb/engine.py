@@ -36,6 +36,7 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     gc.collect()
     world = build_world(scenario, seed, budget_scale)
     log = ImpressionLog(log_path, world) if log_path is not None else None
+    exchange = None
     try:
         exchange = Exchange(world, log)
         _run(world, exchange, progress)
@@ -43,6 +44,9 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
         if log is not None:
             log.abort()
         raise
+    finally:
+        if exchange is not None:
+            exchange.close()
     if log is not None:
         log.close()
     return build_report(world, exchange.tally, budget_scale)
@@ -57,7 +61,8 @@ def _run(world, exchange: Exchange, progress) -> None:
         t = 0.0
         while t < duration:
             t1 = min(t + tick, duration)
-            exchange.run_tick(t, t1)
+            upcoming = (t1, min(t1 + tick, duration)) if t1 < duration else None
+            exchange.run_tick(t, t1, upcoming)
             if progress is not None:
                 progress(t1 / duration)
             yield env.timeout(t1 - t)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from dmp.audience import draw_users
 from dmp.behaviour import ad_outcomes, organic_conversions
-from dsp.bidding import bid_formulas, bid_matrix
+from dsp.bidding import bid_formulas, finish_bids, formula_bids
 from dsp.strategies import Feedback, learns
 from rtb.auction import TOUCH_CAMPAIGN_BITS, Targeting, TickRequests, TickResult, clear_tick_nb
 from rtb.ledger import Ledger
@@ -62,6 +64,26 @@ def _int_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return np.rint(_count(index, size, values.astype(np.float64))).astype(np.int64)
 
 
+class TickDraws(NamedTuple):
+    """A tick's random inputs (all [n] but bids): fixed by the seed and the tick's bounds."""
+
+    time_s: np.ndarray
+    slot: np.ndarray
+    user: np.ndarray
+    geo: np.ndarray
+    fmt: np.ndarray
+    market_cpm: np.ndarray
+    u_click: np.ndarray
+    u_convert: np.ndarray
+    u_delay: np.ndarray
+    u_pace: np.ndarray
+    u_strategy: np.ndarray
+    deal: np.ndarray
+    bids: np.ndarray  # f8[n, nc]: the built-in strategies' bids (dsp.bidding.formula_bids)
+    predicted: np.ndarray  # f8[n_dsp, n]: each DSP's predicted CTR
+    base_cvr: np.ndarray
+
+
 class PendingConversions:
     """Ad-caused conversions waiting for their time: (time_s, user, advertiser, campaign)."""
 
@@ -108,56 +130,86 @@ class Exchange:
         self._blocked_camps = np.flatnonzero(table.slot_blocked.any(axis=0))
         self._blocked_slots = np.ascontiguousarray(table.slot_blocked[:, self._blocked_camps])
         self._slot_blocks_any = self._blocked_slots.any(axis=1)
-        self._bids = np.empty(0)
         self._formulas = bid_formulas(table)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
+        self._ahead: tuple[tuple[float, float], Future] | None = None
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
-    def _bid_buffer(self, n: int) -> np.ndarray:
-        """A reused f8[n, nc] buffer: a fresh multi-megabyte array every tick costs page faults."""
-        nc = len(self.world.campaigns.ids)
-        if self._bids.size < nc * n:
-            self._bids = np.empty(nc * (int(n * 1.25) + 1024))
-        return self._bids[:nc * n].reshape(n, nc)
+    def close(self) -> None:
+        """Stop the look-ahead thread (a pending draw is finished first)."""
+        self._pool.shutdown(wait=True)
 
-    def run_tick(self, t0: float, t1: float) -> int:
-        """Simulate requests arriving in [t0, t1); returns how many there were."""
-        w, inv, tally = self.world, self.world.inventory, self.tally
+    def _draw(self, t0: float, t1: float) -> TickDraws:
+        """Everything of the tick [t0, t1) that comes from the random streams alone."""
+        w, inv = self.world, self.world.inventory
         req = generate_requests(inv, w.start, t0, t1, self.rng_traffic)
         n = req.time_s.size
         slot = req.slot
         user = draw_users(w.audience, inv.slot_device[slot], self.rng_users)
-        geo = w.audience.geo[user]
-        floor_cpm = w.floors.floor_cpm(slot, geo)
         market_cpm = w.market.draw(n, self.rng_market)
         # Every request gets its outcome and DSP uniforms whatever happens to it, so
         # the streams stay aligned across strategies (common random numbers).
         u_click, u_convert, u_delay = self.rng_outcomes.random((3, n))
         u_pace, u_strategy = self.rng_dsp.random((2, n))
+        deal = (assign_deals(w.deals, slot, self.rng_deals) if w.deals.ids
+                else np.full(n, -1, dtype=np.int32))
         fmt = inv.slot_format[slot]
+        base_cvr = w.behaviour.cvr_by_format[fmt]
+        bids, predicted = formula_bids(w.campaigns, self._formulas, w.user_factor,
+                                       w.behaviour.ctr_by_format[fmt], base_cvr, user, u_strategy)
+        return TickDraws(req.time_s, slot, user, w.audience.geo[user], fmt, market_cpm, u_click,
+                         u_convert, u_delay, u_pace, u_strategy, deal, bids, predicted, base_cvr)
+
+    def _draws(self, t0: float, t1: float, upcoming: tuple[float, float] | None) -> TickDraws:
+        """This tick's draws (made ahead if it was announced) and the next tick's started.
+
+        The next tick's draws run in a second thread while this tick clears: they use
+        only their own random streams, consumed in tick order by that one thread, so
+        the results are the same as drawing them here.
+        """
+        if self._ahead is not None:
+            bounds, future = self._ahead
+            if bounds != (t0, t1):
+                raise RuntimeError(f"tick {(t0, t1)} does not follow the announced {bounds}")
+            draws = future.result()
+        else:
+            draws = self._draw(t0, t1)
+        self._ahead = None if upcoming is None else (upcoming, self._pool.submit(self._draw, *upcoming))
+        return draws
+
+    def run_tick(self, t0: float, t1: float, upcoming: tuple[float, float] | None = None) -> int:
+        """Simulate requests arriving in [t0, t1); returns how many there were.
+
+        upcoming: the next tick's bounds, if known, so that its random draws are made
+        while this one clears.
+        """
+        w, inv, tally = self.world, self.world.inventory, self.tally
+        d = self._draws(t0, t1, upcoming)
+        n, slot, user, geo, fmt = d.time_s.size, d.slot, d.user, d.geo, d.fmt
+        market_cpm, deal = d.market_cpm, d.deal
+        u_click, u_convert, u_delay, u_pace = d.u_click, d.u_convert, d.u_delay, d.u_pace
+        floor_cpm = w.floors.floor_cpm(slot, geo)
 
         table = w.campaigns
         # Campaigns out of flight for the whole tick, or out of money, do not bid.
         active = ((table.flight_end_s > t0) & (table.flight_start_s < t1)
                   & (w.book.remaining_total > table.data_micros))
-        bids = bid_matrix(table, self._formulas, active, w.user_factor, w.behaviour.ctr_by_format[fmt],
-                          w.behaviour.cvr_by_format[fmt], user, floor_cpm, u_strategy,
-                          self._bid_buffer(n))
+        bids = finish_bids(table, self._formulas, active, d.bids, d.predicted, d.base_cvr,
+                           floor_cpm, d.u_strategy)
         result = TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                              np.zeros(n, dtype=np.bool_))
-        deal = (assign_deals(w.deals, slot, self.rng_deals) if w.deals.ids
-                else np.full(n, -1, dtype=np.int32))
-        clear_tick_nb(TickRequests(req.time_s, user, slot, floor_cpm, market_cpm, u_pace, deal),
+        clear_tick_nb(TickRequests(d.time_s, user, slot, floor_cpm, market_cpm, u_pace, deal),
                       bids, w.mechanism, self.targeting, self.deals, w.book, w.caps, w.users, result)
         winner, price_cpm, prior, deal_won = result
-        self._supply_side(req.time_s, slot, user, geo, bids, floor_cpm, market_cpm, deal, winner,
+        self._supply_side(d.time_s, slot, user, geo, bids, floor_cpm, market_cpm, deal, winner,
                           price_cpm, deal_won)
 
         # Outcomes of the campaigns' impressions.
         won = np.flatnonzero(winner >= 0)
         camp = winner[won]
         adv = table.advertiser[camp]
-        out = ad_outcomes(w.behaviour, req.time_s[won], fmt[won], w.audience.ctr_propensity[user[won]],
+        out = ad_outcomes(w.behaviour, d.time_s[won], fmt[won], w.audience.ctr_propensity[user[won]],
                           w.audience.segments[user[won]], adv, table.ctr_multiplier[camp],
                           table.cvr_multiplier[camp], prior[won], u_click[won], u_convert[won],
                           u_delay[won])
@@ -185,7 +237,7 @@ class Exchange:
         tally.pub_price_sum += _count(pub[sold], n_pub, price_cpm[sold])
 
         if self.log is not None and won.size:
-            self.log.write(req.time_s[won], user[won], slot[won], camp, floor_cpm[won],
+            self.log.write(d.time_s[won], user[won], slot[won], camp, floor_cpm[won],
                            bids[won, camp], price_cpm[won], out.clicked, conv)
         self._organic(t0, t1)
         return n

@@ -195,7 +195,7 @@ def test_fused_formulas_give_the_strategies_numpy_bits():
     active = np.ones(nc, bool)
     active[7] = False
     got = bid_matrix(table, bid_formulas(table), active, user_factor, base_ctr, base_cvr, user,
-                     floor, u, np.full((n, nc), -1.0))
+                     floor, u)
     predicted = (user_factor[user] * base_ctr[:, None]).T
     for c, strategy in enumerate(strategies):
         want = strategy.bid(CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c],
