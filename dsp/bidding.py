@@ -155,8 +155,8 @@ def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
                 bids: np.ndarray, predicted: np.ndarray, base_cvr: np.ndarray,
                 floor_cpm: np.ndarray, u_strategy: np.ndarray) -> np.ndarray:
     """NaN for inactive campaigns, and the custom strategies' bids (their own bid())."""
-    if not active.all():
-        bids[:, ~active] = np.nan
+    for c in np.flatnonzero(~active):
+        bids[:, c] = np.nan
     for c in np.flatnonzero(active & (formulas.code == CUSTOM)):
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                             table.cvr_multiplier[c], floor_cpm, u_strategy, table.stream_offset[c])

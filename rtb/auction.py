@@ -290,27 +290,6 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
         window_end_s[col] = end
 
 
-@njit(cache=True)
-def _budget_threshold_nb(remaining_total, remaining_daily, fee_ppm, data_micros):
-    """One more than the largest bid (micros) whose worst-case cost the budgets cover.
-
-    cost(x) = x + x * fee // PPM + data grows with x, so "the campaign can pay its
-    whole bid" is micros(bid) < threshold. It is compared as a float with the same
-    operations that round a bid to micros, so the test is exact.
-    """
-    # 2**43 micros is more than any bid can cost (MAX_BID_CPM is 1e12 micros) and keeps
-    # x * fee_ppm below 2**63.
-    budget = min(remaining_total, remaining_daily, np.int64(1) << 43) - data_micros
-    if budget < 0:
-        return 0.0
-    x = np.int64(budget / (1.0 + fee_ppm / T.PPM))
-    while x + 1 + (x + 1) * fee_ppm // T.PPM <= budget:
-        x += 1
-    while x >= 0 and x + x * fee_ppm // T.PPM > budget:
-        x -= 1
-    return float(x + 1)
-
-
 # Candidates are ranked by a key: the bid's float64 bit pattern read as an int64. For
 # bids >= 0 (and +inf) the integers are in the floats' order, so a request's best bid is
 # an integer max, which LLVM vectorises (a float max would need fast-math, which would
@@ -424,10 +403,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
                       + outcomes[:, T.WON])
     n_adv = adv_limit.size
-    threshold = np.empty(nc)
-    for c in range(nc):
-        threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
-                                            data_micros[c])
     next_boundary_s = -np.inf
     for i in range(n):
         u = user[i]
@@ -440,8 +415,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                     remaining_daily[c] = daily_budget[c]
                     while t >= day_end_s[c]:
                         day_end_s[c] += T.SECONDS_PER_DAY
-                    threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c],
-                                                        fee_ppm[c], data_micros[c])
                 if t >= window_end_s[c]:
                     _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
             for a in range(n_adv):
@@ -560,7 +533,11 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 break
             # Can campaign j pay its whole bid, and are its caps open?
             reason = -1
-            if not b * T.MICROS_PER_CPM + 0.5 < threshold[j]:  # = cpm_to_micros(b) < threshold
+            # The whole bid's worst cost, as a win at this bid would be charged (micros
+            # <= 1e12 and fees <= 100 %, so no product overflows).
+            micros = np.int64(b * T.MICROS_PER_CPM + 0.5)  # = cpm_to_micros(b)
+            worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
+            if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
             elif counts[u, j] >= calendar_limit[j] or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]:
                 reason = T.LOSS_FREQUENCY_CAPPED
@@ -610,8 +587,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         cost = media + fee + data_micros[c]
         remaining_total[c] -= cost
         remaining_daily[c] -= cost
-        threshold[c] = _budget_threshold_nb(remaining_total[c], remaining_daily[c], fee_ppm[c],
-                                            data_micros[c])
         media_micros[c] += media
         fee_micros[c] += fee
         data_cost_micros[c] += data_micros[c]

@@ -800,6 +800,7 @@ def test_runaway_bid_is_clamped():
 # Budgets up to the scenario bound (MAX_MONEY = 1e9 units = 1e15 micros) with high DSP
 # fees once overflowed int64 in _budget_threshold_nb's (x + 1) * fee_ppm, and its loop
 # then ran for ever: clear_tick_nb never returned (`rtb run` hung on a valid scenario).
+# The kernel now computes a checked bid's cost directly; the cases stay as a guard.
 LARGE_BUDGETS = ((10**14, 150_000, 2.0), (10**15, 999_999, 2.0), (10**15, 999_999, INF))
 
 _LARGE_BUDGET_CHILD = """
