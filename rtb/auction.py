@@ -443,6 +443,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             for k in range(64):
                 targets[w * 64 + k] = (word >> shifts[k]) & 1
         up = u_pace[i]
+        top = np.int64(NO_KEY)  # the row's best key, found during the pass
         # Every campaign's tests that read no running state, as one branch-free pass
         # over the row (SIMD): targeting bit, flight, pacing, floors (a deal bid: the
         # deal floor); counted, and the candidates keyed. Rows without a deal, most of
@@ -469,7 +470,9 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 key = key if key > 0 else 0  # -0.0's bits are negative
                 key = key if key < MAX_BID_KEY else MAX_BID_KEY
                 open_key = key + OPEN_KEY_BASE if in_open else NO_KEY
-                keys[c] = key if in_deal else open_key
+                key = key if in_deal else open_key
+                keys[c] = key
+                top = key if key > top else top
         else:
             for c in range(nc):
                 b = bids[i, c]
@@ -487,7 +490,9 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 key = bid_bits[i, c]
                 key = key if key > 0 else 0
                 key = key if key < MAX_BID_KEY else MAX_BID_KEY
-                keys[c] = key + OPEN_KEY_BASE if in_open else NO_KEY
+                key = key + OPEN_KEY_BASE if in_open else NO_KEY
+                keys[c] = key
+                top = key if key > top else top
 
         market = market_cpm[i]
         market_in = (not private) and market >= floor  # NaN compares false: no market bid
@@ -497,11 +502,16 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         deal_won[i] = False
         # Walk down the candidates, best first, checking budgets and caps as we go.
         seek = SEEK_WINNER
+        first_step = True
         while seek != FOUND:
-            best = np.int64(NO_KEY)
-            for c in range(nc):
-                key = keys[c]
-                best = key if key > best else best
+            # The best key left: the pass found the first; later ones take a max (SIMD).
+            best = top
+            if not first_step:
+                best = np.int64(NO_KEY)
+                for c in range(nc):
+                    key = keys[c]
+                    best = key if key > best else best
+            first_step = False
             j = -1
             b = -1.0
             is_deal = best >= 0
