@@ -82,6 +82,9 @@ class TickDraws(NamedTuple):
     bids: np.ndarray  # f8[n, nc]: the built-in strategies' bids (dsp.bidding.formula_bids)
     predicted: np.ndarray  # f8[n_dsp, n]: each DSP's predicted CTR
     base_cvr: np.ndarray
+    pub: np.ndarray  # the slot's publisher
+    user_ctr: np.ndarray  # the user's click propensity
+    user_segments: np.ndarray  # the user's segment bits
 
 
 class PendingConversions:
@@ -158,8 +161,12 @@ class Exchange:
         base_cvr = w.behaviour.cvr_by_format[fmt]
         bids, predicted = formula_bids(w.campaigns, self._formulas, w.user_factor,
                                        w.behaviour.ctr_by_format[fmt], base_cvr, user, u_strategy)
+        # Per-user lookups in arrays of millions are cache misses: done here, off the
+        # clearing thread, for every request (most are sold).
         return TickDraws(req.time_s, slot, user, w.audience.geo[user], fmt, market_cpm, u_click,
-                         u_convert, u_delay, u_pace, u_strategy, deal, bids, predicted, base_cvr)
+                         u_convert, u_delay, u_pace, u_strategy, deal, bids, predicted, base_cvr,
+                         inv.slot_publisher[slot], w.audience.ctr_propensity[user],
+                         w.audience.segments[user])
 
     def _draws(self, t0: float, t1: float, upcoming: tuple[float, float] | None) -> TickDraws:
         """This tick's draws (made ahead if it was announced) and the next tick's started.
@@ -209,8 +216,8 @@ class Exchange:
         won = np.flatnonzero(winner >= 0)
         camp = winner[won]
         adv = table.advertiser[camp]
-        out = ad_outcomes(w.behaviour, d.time_s[won], fmt[won], w.audience.ctr_propensity[user[won]],
-                          w.audience.segments[user[won]], adv, table.ctr_multiplier[camp],
+        out = ad_outcomes(w.behaviour, d.time_s[won], fmt[won], d.user_ctr[won],
+                          d.user_segments[won], adv, table.ctr_multiplier[camp],
                           table.cvr_multiplier[camp], prior[won], u_click[won], u_convert[won],
                           u_delay[won])
         nc = len(table.ids)
@@ -221,7 +228,7 @@ class Exchange:
 
         # Settle every sold impression on the supply side.
         sold = np.flatnonzero(winner != -1)
-        pub = inv.slot_publisher[slot]
+        pub = d.pub
         price_micros = cpm_to_micros(price_cpm[sold])
         pub_revenue = tally.ledger.settle(price_micros, winner[sold] >= 0, w.exchange_fee_ppm,
                                           inv.ssp_fee_ppm[inv.publisher_ssp[pub[sold]]])
