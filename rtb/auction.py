@@ -440,7 +440,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         private = has_deal and deal_private[dd]
         for w in range(n_words):
             word = np.int64(slot_words[slot[i], w] & user_words[u, w])
-            for k in range(64):
+            for k in range(min(64, nc - w * 64)):
                 targets[w * 64 + k] = (word >> shifts[k]) & 1
         up = u_pace[i]
         top = np.int64(NO_KEY)  # the row's best key, found during the pass
