@@ -108,6 +108,9 @@ class PendingConversions:
         return tuple(c[due][order] for c in cols)
 
 
+LOOK_AHEAD_MIN_REQUESTS = 5_000  # expected requests per tick from which the next tick is drawn ahead
+
+
 class Exchange:
     """Runs ticks against a world and keeps the run's tallies."""
 
@@ -134,14 +137,22 @@ class Exchange:
         self._blocked_slots = np.ascontiguousarray(table.slot_blocked[:, self._blocked_camps])
         self._slot_blocks_any = self._blocked_slots.any(axis=1)
         self._formulas = bid_formulas(table)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
+        # Drawing ahead pays when ticks are large: the threads then mostly run numba
+        # and numpy with the GIL released. With small ticks they mostly run Python and
+        # wait for each other's GIL: quickstart (about 750 requests a tick) took 2.9 s
+        # with the thread and 1.8-2.0 s without; large (10,800 a tick) about 20 s with
+        # and 26-31 s without.
+        per_tick = float(world.inventory.slot_rate.sum()) * world.tick_s
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
+                      if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
         self._ahead: tuple[tuple[float, float], Future] | None = None
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
         self._spent_before = np.zeros(len(world.campaigns.ids), dtype=np.int64)
 
     def close(self) -> None:
         """Stop the look-ahead thread (a pending draw is finished first)."""
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _draw(self, t0: float, t1: float) -> TickDraws:
         """Everything of the tick [t0, t1) that comes from the random streams alone."""
@@ -182,14 +193,17 @@ class Exchange:
             draws = future.result()
         else:
             draws = self._draw(t0, t1)
-        self._ahead = None if upcoming is None else (upcoming, self._pool.submit(self._draw, *upcoming))
+        if upcoming is not None and self._pool is not None:
+            self._ahead = (upcoming, self._pool.submit(self._draw, *upcoming))
+        else:
+            self._ahead = None
         return draws
 
     def run_tick(self, t0: float, t1: float, upcoming: tuple[float, float] | None = None) -> int:
         """Simulate requests arriving in [t0, t1); returns how many there were.
 
         upcoming: the next tick's bounds, if known, so that its random draws are made
-        while this one clears.
+        while this one clears (when ticks are large enough for that to pay).
         """
         w, inv, tally = self.world, self.world.inventory, self.tally
         d = self._draws(t0, t1, upcoming)
