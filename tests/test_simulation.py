@@ -427,6 +427,20 @@ def test_same_seed_gives_byte_identical_report_and_log(small_spec, tmp_path):
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+def test_drawing_ahead_in_a_second_thread_changes_nothing(small_spec, tmp_path, monkeypatch):
+    """The look-ahead thread draws the next tick's inputs from their own streams, in
+    tick order: report and log are the same bytes as drawing them in line."""
+    import rtb.exchange
+
+    runs = []
+    for threshold in (0.0, math.inf):  # always draw ahead, never
+        monkeypatch.setattr(rtb.exchange, "LOOK_AHEAD_MIN_REQUESTS", threshold)
+        log = tmp_path / f"{threshold}.csv"
+        runs.append((simulate(small_spec, log_path=log).to_json(), log.read_bytes()))
+    assert runs[0] == runs[1]
+    assert runs[0][1].count(b"\n") > 100
+
+
 def test_other_seed_gives_other_report(small_spec):
     a = simulate(small_spec).to_dict()
     b = simulate(small_spec, seed=small_spec.simulation.seed + 1).to_dict()
