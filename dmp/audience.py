@@ -47,9 +47,9 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int) -> Audi
         rng = stream(root_seed, f"dmp/segment/{seg.id}")
         member = rng.random(n) < seg.share
         matched = rng.random(n) < seg.match_rate
-        flag = np.uint64(1) << np.uint64(bit)
-        segments[member] |= flag
-        visible[member & matched & consent] |= flag
+        # Shifted 0/1 words rather than masked assignment: one pass, no index lists.
+        segments |= member.astype(np.uint64) << np.uint64(bit)
+        visible |= (member & matched & consent).astype(np.uint64) << np.uint64(bit)
 
     # Lognormal with mean 1, so the base CTR of a format stays the population average.
     sigma = user_ctr_sigma
