@@ -85,6 +85,8 @@ class TickDraws(NamedTuple):
     pub: np.ndarray  # the slot's publisher
     user_ctr: np.ndarray  # the user's click propensity
     user_segments: np.ndarray  # the user's segment bits
+    floor_cpm: np.ndarray | None  # the floors when they are static (no dynamic floors)
+    organic: tuple[np.ndarray, np.ndarray, np.ndarray]  # organic conversions: time, user, advertiser
 
 
 class PendingConversions:
@@ -172,12 +174,16 @@ class Exchange:
         base_cvr = w.behaviour.cvr_by_format[fmt]
         bids, predicted = formula_bids(w.campaigns, self._formulas, w.user_factor,
                                        w.behaviour.ctr_by_format[fmt], base_cvr, user, u_strategy)
+        geo = w.audience.geo[user]
+        static_floors = w.floors.floor_cpm(slot, geo) if w.floors.dynamic is None else None
+        organic = organic_conversions(w.behaviour, w.n_users, w.advertiser_value.size, t0, t1,
+                                      self.rng_organic)
         # Per-user lookups in arrays of millions are cache misses: done here, off the
         # clearing thread, for every request (most are sold).
-        return TickDraws(req.time_s, slot, user, w.audience.geo[user], fmt, market_cpm, u_click,
-                         u_convert, u_delay, u_pace, u_strategy, deal, bids, predicted, base_cvr,
+        return TickDraws(req.time_s, slot, user, geo, fmt, market_cpm, u_click, u_convert,
+                         u_delay, u_pace, u_strategy, deal, bids, predicted, base_cvr,
                          inv.slot_publisher[slot], w.audience.ctr_propensity[user],
-                         w.audience.segments[user])
+                         w.audience.segments[user], static_floors, organic)
 
     def _draws(self, t0: float, t1: float, upcoming: tuple[float, float] | None) -> TickDraws:
         """This tick's draws (made ahead if it was announced) and the next tick's started.
@@ -210,7 +216,8 @@ class Exchange:
         n, slot, user, geo, fmt = d.time_s.size, d.slot, d.user, d.geo, d.fmt
         market_cpm, deal = d.market_cpm, d.deal
         u_click, u_convert, u_delay, u_pace = d.u_click, d.u_convert, d.u_delay, d.u_pace
-        floor_cpm = w.floors.floor_cpm(slot, geo)
+        # Dynamic floors move between ticks: read them now.
+        floor_cpm = d.floor_cpm if d.floor_cpm is not None else w.floors.floor_cpm(slot, geo)
 
         table = w.campaigns
         # Campaigns out of flight for the whole tick, or out of money, do not bid.
@@ -260,7 +267,7 @@ class Exchange:
         if self.log is not None and won.size:
             self.log.write(d.time_s[won], user[won], slot[won], camp, floor_cpm[won],
                            bids[won, camp], price_cpm[won], out.clicked, conv)
-        self._organic(t0, t1)
+        self._organic(*d.organic)
         return n
 
     def _count_blocked(self, time_s, slot, user, bids, deal) -> None:
@@ -322,10 +329,7 @@ class Exchange:
             self.world.campaigns.strategies[c].observe(
                 Feedback(price_cpm[mine], clicked[mine], int(spent_this_tick[c])))
 
-    def _organic(self, t0: float, t1: float) -> None:
-        w = self.world
-        time_s, user, adv = organic_conversions(w.behaviour, w.n_users, w.advertiser_value.size,
-                                                t0, t1, self.rng_organic)
+    def _organic(self, time_s: np.ndarray, user: np.ndarray, adv: np.ndarray) -> None:
         self.tally.organic_conversions += time_s.size
         self.pending.add(time_s, user, adv, np.full(time_s.size, -1, dtype=np.int32))
 
