@@ -98,15 +98,21 @@ CACHE_LINE = 64
 
 
 def user_rows(n_users: int, width: int, dtype, fill) -> np.ndarray:
-    """A C-contiguous [n_users, >= width] array whose rows start on cache-line bounds.
+    """A C-contiguous [n_users, >= width] array whose rows never straddle cache lines.
 
     The tick kernel reads a few random users' rows per request; a row that straddles
-    two cache lines costs two misses. Rows are padded to whole lines (the columns past
-    `width` are never used) and the array is aligned to a line.
+    two cache lines costs two misses. Rows are padded (the columns past `width` are
+    never used) to whole lines, or to a power of two that divides a line, and the
+    array is aligned to a line.
     """
     itemsize = np.dtype(dtype).itemsize
     per_line = CACHE_LINE // itemsize
-    padded = max(1, -(-width // per_line)) * per_line if width else 0
+    row_bytes = width * itemsize
+    if row_bytes > CACHE_LINE:
+        padded = -(-width // per_line) * per_line  # whole lines
+    else:
+        # A power of two that divides a line: a few rows share a line, none straddles.
+        padded = (1 << max(0, row_bytes - 1).bit_length()) // itemsize if width else 0
     size = n_users * padded + per_line
     # Zeros come from calloc: pages are only touched (and faulted in) when used.
     buffer = np.zeros(size, dtype=dtype) if fill == 0 else np.full(size, fill, dtype=dtype)
