@@ -165,13 +165,3 @@ def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
             column = np.minimum(column, table.max_bid_cpm[c])
         bids[:, c] = column
     return bids
-
-
-def bid_matrix(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
-               user_factor: np.ndarray, base_ctr: np.ndarray, base_cvr: np.ndarray,
-               user: np.ndarray, floor_cpm: np.ndarray, u_strategy: np.ndarray) -> np.ndarray:
-    """f8[n, nc]: every active campaign's bid per request (NaN = none), one row per
-    request as the exchange's kernel reads them (formula_bids then finish_bids)."""
-    bids, predicted = formula_bids(table, formulas, user_factor, base_ctr, base_cvr, user,
-                                   u_strategy, active)
-    return finish_bids(table, formulas, active, bids, predicted, base_cvr, floor_cpm, u_strategy)

@@ -65,7 +65,8 @@ def _int_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 
 
 class TickDraws(NamedTuple):
-    """A tick's random inputs (all [n] but bids): fixed by the seed and the tick's bounds."""
+    """A tick's random inputs and what follows from them alone (per request, [n], unless
+    noted): fixed by the seed and the tick's bounds, not by the run's state."""
 
     time_s: np.ndarray
     slot: np.ndarray
@@ -142,8 +143,8 @@ class Exchange:
         # Drawing ahead pays when ticks are large: the threads then mostly run numba
         # and numpy with the GIL released. With small ticks they mostly run Python and
         # wait for each other's GIL: quickstart (about 750 requests a tick) took 2.9 s
-        # with the thread and 1.8-2.0 s without; large (10,800 a tick) about 20 s with
-        # and 26-31 s without.
+        # with the thread and 1.8-2.0 s without; large (10,800 a tick) 31.0 s in the
+        # benchmark just before the thread and 21.6 s just after.
         per_tick = float(world.inventory.slot_rate.sum()) * world.tick_s
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
                       if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
@@ -286,7 +287,7 @@ class Exchange:
         user_bits = np.unpackbits(table.user_words[user[rows]].astype("<u8").view(np.uint8),
                                   axis=1, bitorder="little")[:, camps].T  # u1[k, m]
         t = time_s[rows]
-        counted = (blocked & (bids[rows][:, camps].T >= 0.0) & (user_bits != 0)
+        counted = (blocked & (bids[rows[:, None], camps].T >= 0.0) & (user_bits != 0)
                    & (t >= table.flight_start_s[camps, None]) & (t < table.flight_end_s[camps, None]))
         d = deal[rows]
         dd = np.maximum(d, 0)

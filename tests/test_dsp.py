@@ -175,7 +175,7 @@ class _Shifted:
 def test_fused_formulas_give_the_strategies_numpy_bits():
     """The exchange's one-pass bids equal each strategy's own numpy bid() bit for bit,
     max bids and inactive campaigns included; a custom strategy keeps its bid()."""
-    from dsp.bidding import CampaignView, bid_formulas, bid_matrix
+    from dsp.bidding import CampaignView, bid_formulas, finish_bids, formula_bids
 
     base = build_world(parse_scenario(SCENARIO, "dsp.toml")).campaigns
     strategies = (ConstantBid(1.7), RandomBid(3.0), LinearBid(2.0, 0.003), McpcBid(0.9),
@@ -194,8 +194,11 @@ def test_fused_formulas_give_the_strategies_numpy_bits():
     floor, u = rng.uniform(0, 2, n), rng.random(n)
     active = np.ones(nc, bool)
     active[7] = False
-    got = bid_matrix(table, bid_formulas(table), active, user_factor, base_ctr, base_cvr, user,
-                     floor, u)
+    # The exchange's two steps: formulas for all (ahead of the tick), then the tick's
+    # active set and the custom strategies.
+    formulas = bid_formulas(table)
+    got, predicted_nb = formula_bids(table, formulas, user_factor, base_ctr, base_cvr, user, u)
+    got = finish_bids(table, formulas, active, got, predicted_nb, base_cvr, floor, u)
     predicted = (user_factor[user] * base_ctr[:, None]).T
     for c, strategy in enumerate(strategies):
         want = strategy.bid(CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c],
