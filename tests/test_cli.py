@@ -291,3 +291,41 @@ def test_run_largest_budget_at_largest_scale(tmp_path):
     assert "Traceback" not in proc.stderr
     report = json.loads(out.read_bytes())
     assert report["campaigns"][0]["budget"] == MAX_MONEY * MAX_BUDGET_SCALE
+
+
+# ---- progress on a terminal -----------------------------------------------------------
+
+
+def _terminal():
+    import io
+
+    from rich.console import Console
+    buffer = io.StringIO()
+    return buffer, Console(file=buffer, force_terminal=True, width=100)
+
+
+def test_progress_says_preparing_before_the_first_tick(monkeypatch):
+    """A slow start (world building, first-run JIT compile) shows a bar before any tick."""
+    import time
+
+    from rtb.cli import LazyProgress
+    monkeypatch.setattr(LazyProgress, "DELAY_S", 0.05)
+    buffer, console = _terminal()
+    progress = LazyProgress(True, "simulating quickstart", console=console)
+    deadline = time.monotonic() + 5.0
+    while "preparing" not in buffer.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the main thread is busy elsewhere in a real run
+    assert "preparing" in buffer.getvalue()
+    progress(0.5)
+    progress.close()
+    assert "simulating quickstart" in buffer.getvalue()
+
+
+def test_progress_stays_silent_on_a_short_run():
+    from rtb.cli import LazyProgress
+    buffer, console = _terminal()
+    progress = LazyProgress(True, "simulating quickstart", console=console)
+    progress(1.0)  # within the delay
+    progress.close()
+    progress(1.0)  # a late callback after close draws nothing and does not fail
+    assert buffer.getvalue() == ""
