@@ -64,7 +64,6 @@ OUTCOME_NAMES = (
 FIRST_SUBMITTED = LOSS_BELOW_FLOOR  # outcomes from here on are bids sent to the exchange
 
 F8 = np.float64
-F4 = np.float32
 I8 = np.int64
 I4 = np.int32
 
@@ -81,7 +80,3 @@ def cpm_to_micros(cpm: np.ndarray | float) -> np.ndarray:
 
 def units_to_micros(units: float) -> int:
     return int(round(units * MICROS_PER_UNIT))
-
-
-def micros_to_units(micros: int | np.integer) -> float:
-    return int(micros) / MICROS_PER_UNIT

@@ -30,10 +30,6 @@ from rtb.types import UNSOLD
 RULE_FIELDS = ("domain", "slot", "format", "device", "country")
 
 
-def rule_key(rule: FloorRuleSpec) -> tuple[str, ...]:
-    return tuple(getattr(rule, name) for name in RULE_FIELDS)
-
-
 def matching_rule(rules: list[FloorRuleSpec], request: dict[str, str]) -> FloorRuleSpec | None:
     """The most specific rule matching `request` (a value per RULE_FIELDS); ties: the first.
 
