@@ -15,10 +15,31 @@ from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WO
 REPORT_VERSION = 1
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import, before any thread could create files meanwhile.
+FILE_MODE = 0o666 & ~_current_umask()
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` to be renamed onto it, as (fd, name).
+
+    mkstemp makes it 0600; it gets the mode a plain open() would have given `path`
+    (0666 less the umask), so a finished report is as readable as any other file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: never a half-written file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -236,7 +257,7 @@ class ImpressionLog:
 
     def __init__(self, path: str | Path, world):
         self.path = Path(path)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        fd, self._tmp = temp_file_beside(self.path)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._file.write(LOG_HEADER)
         s = world.scenario
