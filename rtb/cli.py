@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -105,6 +105,7 @@ class LazyProgress:
             self._closed = True
             if self._bar is not None:
                 self._bar.stop()
+                self._bar = None
 
 
 def _fmt(value, spec: str) -> str:
@@ -163,6 +164,84 @@ def run(
         if out is not None:
             report.write(out)
     out_console.print(campaign_table(report.to_dict()))
+
+
+def _number_list(text: str, option: str, kind: type, ok: Callable[[float], bool],
+                 requirement: str) -> list:
+    """A comma-separated option (e.g. --budget-scales 0.5,1,2) as numbers, or exit 2."""
+    values = []
+    for item in text.split(","):
+        try:
+            value = kind(item.strip())
+        except ValueError:
+            raise InputError.single("command line", option, f"{item.strip()!r} is not a number") from None
+        if not ok(value):
+            raise InputError.single("command line", option, f"{item.strip()} {requirement}")
+        values.append(value)
+    return values
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
+    out_dir: Path = typer.Option(..., "--out-dir", help="folder for each run's report and sweep.json"),
+    budget_scales: str = typer.Option("1", "--budget-scales", help="comma-separated, e.g. 0.5,1,2"),
+    seeds: Optional[str] = typer.Option(None, "--seeds",
+                                        help="comma-separated root seeds (default: the scenario's)"),
+    workers: int = typer.Option(2, "--workers", help="runs at a time, each in its own process"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Run a scenario at several budget scales (and seeds): what-if per campaign."""
+    from rtb.sweep import SweepInterrupted, plan, sweep
+
+    with input_errors():
+        scales = _number_list(budget_scales, "--budget-scales", float,
+                              lambda x: 0 < x <= MAX_BUDGET_SCALE, f"must be in (0, {MAX_BUDGET_SCALE:g}]")
+        if workers < 1:
+            raise InputError.single("command line", "--workers", "must be >= 1")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError.single(str(out_dir), "--out-dir", "is not a folder")
+        if not out_dir.parent.exists():
+            raise InputError.single(str(out_dir), "--out-dir",
+                                    f"folder {str(out_dir.parent)!r} does not exist")
+        spec = load_scenario(scenario)
+        seed_list = ([spec.simulation.seed] if seeds is None else
+                     _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0"))
+        out_dir.mkdir(exist_ok=True)
+        runs = plan(scales, seed_list)
+        progress = LazyProgress(not quiet, f"sweeping {spec.name} ({len(runs)} runs)")
+        try:
+            summary = sweep(scenario, runs, out_dir, workers=workers, progress=progress)
+        except SweepInterrupted as stop:
+            progress.close()
+            err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"
+                      " the same command finishes the rest", markup=False, highlight=False)
+            raise typer.Exit(code=130) from None
+        finally:
+            progress.close()
+    out_console.print(sweep_table(summary))
+
+
+def sweep_table(summary: dict) -> Table:
+    """Per campaign and budget scale: what the budget bought and returned (seed means)."""
+    table = Table(title=f"{summary['scenario']} - budget sweep",
+                  caption="Means over each scale's seeds. ROMI = (revenue x margin - cost) / cost.")
+    for name, justify in [("campaign", "left"), ("scale", "right"), ("seeds", "right"),
+                          ("budget", "right"), ("spend", "right"), ("impressions", "right"),
+                          ("reach", "right"), ("conv", "right"), ("revenue", "right"),
+                          ("ROMI", "right"), ("incr. ROMI", "right")]:
+        table.add_column(name, justify=justify)
+    first = summary["by_scale"][0] if summary["by_scale"] else {"campaigns": []}
+    for k, camp in enumerate(first["campaigns"] + [{"id": "total"}]):
+        for group in summary["by_scale"]:
+            m = group["campaigns"][k] if camp["id"] != "total" else group["totals"]
+            table.add_row(camp["id"], f"{group['budget_scale']:g}", str(group["seeds"]),
+                          f"{m['budget']:,.2f}", f"{m['spend']:,.2f}", f"{m['impressions']:,.0f}",
+                          f"{m['reach']:,.0f}", f"{m['conversions']:,.1f}", f"{m['revenue']:,.2f}",
+                          _fmt(m["romi"], "+.1%"), _fmt(m["incremental_romi"], "+.1%"),
+                          style="bold" if camp["id"] == "total" else None)
+        table.add_section()
+    return table
 
 
 @app.command()

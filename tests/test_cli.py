@@ -345,3 +345,18 @@ def test_progress_stays_silent_on_a_short_run():
     progress.close()
     progress(1.0)  # a late callback after close draws nothing and does not fail
     assert buffer.getvalue() == ""
+
+
+def test_reports_and_logs_get_the_usual_file_mode(quickstart_cli):
+    """Written through a 0600 temporary file, they still get 0666 less the umask."""
+    from rtb.report import FILE_MODE
+    _, out, log = quickstart_cli
+    assert FILE_MODE == 0o666 & ~_umask()
+    assert out.stat().st_mode & 0o777 == FILE_MODE
+    assert log.stat().st_mode & 0o777 == FILE_MODE
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

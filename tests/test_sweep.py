@@ -1,0 +1,107 @@
+"""rtb sweep: a scenario at several budget scales and seeds, resumable, Ctrl-C safe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import rtb.sweep as sw
+from rtb.engine import simulate
+from rtb.scenario import load_scenario
+from test_cli import rtb, two_hour_quickstart
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    return two_hour_quickstart(tmp_path_factory.mktemp("sweep-scenario"))
+
+
+def test_plan_is_every_pair_once_scales_outermost():
+    runs = sw.plan([0.5, 2.0, 0.5], [3, 4])
+    assert [(r.budget_scale, r.seed) for r in runs] == [(0.5, 3), (0.5, 4), (2.0, 3), (2.0, 4)]
+    assert len({r.file_name for r in sw.plan([1.0000001, 1.0000002], [1])}) == 2
+
+
+def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(scenario, tmp_path):
+    runs = sw.plan([0.5, 2.0], [3, 4])
+    summary = sw.sweep(scenario, runs, tmp_path, workers=2)
+    spec = load_scenario(scenario)
+    reports = {}
+    for run in runs:
+        expected = simulate(spec, run.seed, budget_scale=run.budget_scale).to_json()
+        assert (tmp_path / run.file_name).read_bytes() == expected, run
+        reports[run] = json.loads(expected)
+    assert summary == json.loads((tmp_path / sw.SUMMARY_FILE).read_bytes())
+    assert summary["missing"] == [] and len(summary["runs"]) == 4
+    half = summary["by_scale"][0]
+    assert half["budget_scale"] == 0.5 and half["seeds"] == 2
+    for k, row in enumerate(half["campaigns"]):
+        spends = [reports[r]["campaigns"][k]["spend"] for r in runs if r.budget_scale == 0.5]
+        assert row["spend"] == pytest.approx(sum(spends) / 2, abs=1e-6)
+    # A bigger budget buys at least as much in total.
+    assert summary["by_scale"][1]["totals"]["spend"] >= half["totals"]["spend"]
+
+
+def test_rerun_does_only_missing_runs(scenario, tmp_path, monkeypatch):
+    runs = sw.plan([0.5, 1.0], [7])
+    sw.sweep(scenario, runs, tmp_path)
+    kept = (tmp_path / runs[0].file_name).read_bytes()
+    (tmp_path / runs[1].file_name).unlink()
+    done = []
+    real = sw.run_one
+    monkeypatch.setattr(sw, "run_one", lambda *a: (done.append(a[1]), real(*a)))
+    summary = sw.sweep(scenario, runs, tmp_path)
+    assert done == [runs[1]]
+    assert (tmp_path / runs[0].file_name).read_bytes() == kept
+    assert summary["missing"] == []
+
+
+def test_ctrl_c_keeps_finished_runs_and_writes_no_partial_file(scenario, tmp_path, monkeypatch):
+    runs = sw.plan([0.5, 1.0, 2.0], [7])
+    real = sw.run_one
+
+    def interrupted_second(path, run, out_dir):
+        if run == runs[1]:
+            raise KeyboardInterrupt
+        real(path, run, out_dir)
+
+    monkeypatch.setattr(sw, "run_one", interrupted_second)
+    with pytest.raises(sw.SweepInterrupted) as stop:
+        sw.sweep(scenario, runs, tmp_path)
+    assert (stop.value.done, stop.value.total) == (1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([runs[0].file_name, sw.SUMMARY_FILE])
+    summary = json.loads((tmp_path / sw.SUMMARY_FILE).read_bytes())
+    assert summary["missing"] == [runs[1].file_name, runs[2].file_name]
+
+
+def test_cli_sweep_prints_a_table_and_saves_every_run(scenario, tmp_path):
+    out = tmp_path / "what-if"
+    proc = rtb("sweep", scenario, "--budget-scales", "0.5,1", "--out-dir", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "budget sweep" in proc.stdout and "ROMI" in proc.stdout
+    seed = load_scenario(scenario).simulation.seed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"scale-0.5_seed-{seed}.json", f"scale-1.0_seed-{seed}.json",
+                            sw.SUMMARY_FILE])
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--budget-scales", "0.5,x", "'x' is not a number"),
+    ("--budget-scales", "0", "must be in (0"),
+    ("--seeds", "-1", "must be >= 0"),
+    ("--workers", "0", "must be >= 1"),
+])
+def test_cli_sweep_bad_option_exits_2(scenario, tmp_path, option, value, words):
+    proc = rtb("sweep", scenario, "--out-dir", tmp_path / "out", option, value)
+    assert proc.returncode == 2
+    assert f"command line: {option}: " in proc.stderr and words in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_out_dir_that_is_a_file_exits_2(scenario, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("")
+    proc = rtb("sweep", scenario, "--out-dir", target)
+    assert proc.returncode == 2 and "--out-dir: is not a folder" in proc.stderr
