@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 import time
@@ -188,17 +189,29 @@ def sweep_command(
     budget_scales: str = typer.Option("1", "--budget-scales", help="comma-separated, e.g. 0.5,1,2"),
     seeds: Optional[str] = typer.Option(None, "--seeds",
                                         help="comma-separated root seeds (default: the scenario's)"),
-    workers: int = typer.Option(2, "--workers", help="runs at a time, each in its own process"),
+    workers: int = typer.Option(2, "--workers", help="local executor: runs at a time, one process each"),
+    executor: str = typer.Option("local", "--executor", help="local (a process pool) or dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="dask: the scheduler's address, e.g. tcp://host:8786"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Run a scenario at several budget scales (and seeds): what-if per campaign."""
-    from rtb.sweep import SweepInterrupted, plan, sweep
+    from rtb.sweep import EXECUTORS, SweepInterrupted, plan, sweep
 
     with input_errors():
         scales = _number_list(budget_scales, "--budget-scales", float,
                               lambda x: 0 < x <= MAX_BUDGET_SCALE, f"must be in (0, {MAX_BUDGET_SCALE:g}]")
         if workers < 1:
             raise InputError.single("command line", "--workers", "must be >= 1")
+        if executor not in EXECUTORS:
+            raise InputError.single("command line", "--executor",
+                                    f"{executor!r} is not one of {', '.join(EXECUTORS)}")
+        if (executor == "dask") != (scheduler is not None):
+            raise InputError.single("command line", "--scheduler",
+                                    "goes with --executor dask, and it needs one")
+        if executor == "dask" and importlib.util.find_spec("distributed") is None:
+            raise InputError.single("command line", "--executor",
+                                    "dask needs the dask extra: pip install 'rtbsim[dask]'")
         if out_dir.exists() and not out_dir.is_dir():
             raise InputError.single(str(out_dir), "--out-dir", "is not a folder")
         if not out_dir.parent.exists():
@@ -211,7 +224,8 @@ def sweep_command(
         runs = plan(scales, seed_list)
         progress = LazyProgress(not quiet, f"sweeping {spec.name} ({len(runs)} runs)")
         try:
-            summary = sweep(scenario, runs, out_dir, workers=workers, progress=progress)
+            summary = sweep(spec, runs, out_dir, workers=workers, executor=executor,
+                            scheduler=scheduler, progress=progress)
         except SweepInterrupted as stop:
             progress.close()
             err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"

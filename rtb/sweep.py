@@ -1,29 +1,32 @@
 """What-if sweeps: one scenario run at several budget scales and seeds, runs in parallel.
 
-Every run is an independent simulate() in its own process. Its report is written,
-atomically, into the sweep's folder as soon as it finishes, under a name made of its
-parameters. An interrupted sweep therefore keeps every finished run, and the same
-command run again does only the missing ones. The summary (sweep.json) is rebuilt
-from the run reports on disk, so it never depends on which runs happened when.
+Every run is an independent simulate() in a worker process: a local process pool, or
+the workers of a Dask cluster. The worker returns the report's bytes and this process
+writes them, atomically, into the sweep's folder as soon as the run finishes, under a
+name made of its parameters. An interrupted sweep therefore keeps every finished run,
+and the same command run again does only the missing ones. The summary (sweep.json) is
+rebuilt from the run reports on disk, so it never depends on which runs happened when.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import statistics
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import orjson
 
 from rtb.engine import simulate
 from rtb.report import write_atomic
-from rtb.scenario import load_scenario
+from rtb.scenario import Scenario
 
 SUMMARY_FILE = "sweep.json"
 SUMMARY_VERSION = 1
+EXECUTORS = ("local", "dask")
 # Per-campaign report fields the summary averages over a scale's seeds.
 SUMMARY_FIELDS = ("budget", "spend", "impressions", "reach", "clicks", "conversions",
                   "revenue", "romi", "incremental_romi")
@@ -54,20 +57,40 @@ def plan(budget_scales: list[float], seeds: list[int]) -> list[SweepRun]:
                               for s in budget_scales for seed in seeds))
 
 
-def run_one(scenario_path: str, run: SweepRun, out_dir: str) -> None:
-    """One run, its report written atomically (a process pool's job: module level)."""
-    spec = load_scenario(scenario_path)
-    report = simulate(spec, run.seed, budget_scale=run.budget_scale)
-    report.write(Path(out_dir) / run.file_name)
+def run_one(scenario: Scenario, run: SweepRun) -> bytes:
+    """One run's report, as `rtb run` would write it (a worker's job: module level)."""
+    return simulate(scenario, run.seed, budget_scale=run.budget_scale).to_json()
 
 
-def sweep(scenario_path: str | Path, runs: list[SweepRun], out_dir: str | Path, *,
-          workers: int = 1, progress: Callable[[float], None] | None = None) -> dict:
+@contextmanager
+def _executor(kind: str, workers: int, scheduler: str | None) -> Iterator[Executor]:
+    if kind == "local":
+        # Fresh ("spawn") processes: a forked child would inherit the locks of this
+        # process's threads, and each run needs a core and its own memory anyway.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            yield pool
+    elif kind == "dask":
+        from distributed import Client  # the optional 'dask' extra
+
+        with Client(scheduler) as client:
+            pool = client.get_executor(pure=False)  # concurrent.futures futures
+            try:
+                yield pool
+            finally:
+                pool.shutdown(wait=False)
+    else:
+        raise ValueError(f"unknown executor {kind!r}; expected one of {EXECUTORS}")
+
+
+def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
+          workers: int = 1, executor: str = "local", scheduler: str | None = None,
+          progress: Callable[[float], None] | None = None) -> dict:
     """Run every run whose report is not yet in out_dir; return (and save) the summary.
 
-    workers <= 1 runs them one after another in this process. More start a pool of
-    fresh ("spawn") processes: a forked child would inherit the parent's threads'
-    locks, and each run needs a core and its own memory anyway.
+    executor "local": `workers` processes, or this process alone when workers <= 1.
+    "dask": the workers of the Dask scheduler at `scheduler` (they need the scenario's
+    data files, e.g. a market histogram, at the same paths).
 
     Raises SweepInterrupted on Ctrl-C, after saving the summary of the runs done.
     """
@@ -75,27 +98,26 @@ def sweep(scenario_path: str | Path, runs: list[SweepRun], out_dir: str | Path, 
     todo = [r for r in runs if not (out_dir / r.file_name).exists()]
     finished = len(runs) - len(todo)
 
-    def tick() -> None:
+    def save(run: SweepRun, report: bytes) -> None:
         nonlocal finished
+        write_atomic(out_dir / run.file_name, report)
         finished += 1
         if progress is not None:
             progress(finished / len(runs))
 
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if executor == "local" and (workers <= 1 or len(todo) <= 1):
             for run in todo:
-                run_one(str(scenario_path), run, str(out_dir))
-                tick()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-                pending = {pool.submit(run_one, str(scenario_path), run, str(out_dir)) for run in todo}
+                save(run, run_one(scenario, run))
+        elif todo:
+            with _executor(executor, min(workers, len(todo)), scheduler) as pool:
+                pending = {pool.submit(run_one, scenario, run): run for run in todo}
                 try:
                     while pending:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
                         for future in done:
-                            future.result()  # a run's error stops the sweep, with its traceback
-                            tick()
+                            # A run's error stops the sweep, with its traceback.
+                            save(pending.pop(future), future.result())
                 except BaseException:
                     for future in pending:
                         future.cancel()

@@ -17,16 +17,20 @@ def scenario(tmp_path_factory):
     return two_hour_quickstart(tmp_path_factory.mktemp("sweep-scenario"))
 
 
+@pytest.fixture(scope="module")
+def spec(scenario):
+    return load_scenario(scenario)
+
+
 def test_plan_is_every_pair_once_scales_outermost():
     runs = sw.plan([0.5, 2.0, 0.5], [3, 4])
     assert [(r.budget_scale, r.seed) for r in runs] == [(0.5, 3), (0.5, 4), (2.0, 3), (2.0, 4)]
     assert len({r.file_name for r in sw.plan([1.0000001, 1.0000002], [1])}) == 2
 
 
-def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(scenario, tmp_path):
+def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(spec, tmp_path):
     runs = sw.plan([0.5, 2.0], [3, 4])
-    summary = sw.sweep(scenario, runs, tmp_path, workers=2)
-    spec = load_scenario(scenario)
+    summary = sw.sweep(spec, runs, tmp_path, workers=2)
     reports = {}
     for run in runs:
         expected = simulate(spec, run.seed, budget_scale=run.budget_scale).to_json()
@@ -43,32 +47,32 @@ def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(scenario, tmp_
     assert summary["by_scale"][1]["totals"]["spend"] >= half["totals"]["spend"]
 
 
-def test_rerun_does_only_missing_runs(scenario, tmp_path, monkeypatch):
+def test_rerun_does_only_missing_runs(spec, tmp_path, monkeypatch):
     runs = sw.plan([0.5, 1.0], [7])
-    sw.sweep(scenario, runs, tmp_path)
+    sw.sweep(spec, runs, tmp_path)
     kept = (tmp_path / runs[0].file_name).read_bytes()
     (tmp_path / runs[1].file_name).unlink()
     done = []
     real = sw.run_one
-    monkeypatch.setattr(sw, "run_one", lambda *a: (done.append(a[1]), real(*a)))
-    summary = sw.sweep(scenario, runs, tmp_path)
+    monkeypatch.setattr(sw, "run_one", lambda *a: done.append(a[1]) or real(*a))
+    summary = sw.sweep(spec, runs, tmp_path)
     assert done == [runs[1]]
     assert (tmp_path / runs[0].file_name).read_bytes() == kept
     assert summary["missing"] == []
 
 
-def test_ctrl_c_keeps_finished_runs_and_writes_no_partial_file(scenario, tmp_path, monkeypatch):
+def test_ctrl_c_keeps_finished_runs_and_writes_no_partial_file(spec, tmp_path, monkeypatch):
     runs = sw.plan([0.5, 1.0, 2.0], [7])
     real = sw.run_one
 
-    def interrupted_second(path, run, out_dir):
+    def interrupted_second(scenario, run):
         if run == runs[1]:
             raise KeyboardInterrupt
-        real(path, run, out_dir)
+        return real(scenario, run)
 
     monkeypatch.setattr(sw, "run_one", interrupted_second)
     with pytest.raises(sw.SweepInterrupted) as stop:
-        sw.sweep(scenario, runs, tmp_path)
+        sw.sweep(spec, runs, tmp_path)
     assert (stop.value.done, stop.value.total) == (1, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([runs[0].file_name, sw.SUMMARY_FILE])
     summary = json.loads((tmp_path / sw.SUMMARY_FILE).read_bytes())
@@ -91,6 +95,8 @@ def test_cli_sweep_prints_a_table_and_saves_every_run(scenario, tmp_path):
     ("--budget-scales", "0", "must be in (0"),
     ("--seeds", "-1", "must be >= 0"),
     ("--workers", "0", "must be >= 1"),
+    ("--executor", "slurm", "'slurm' is not one of local, dask"),
+    ("--scheduler", "tcp://127.0.0.1:1", "goes with --executor dask"),
 ])
 def test_cli_sweep_bad_option_exits_2(scenario, tmp_path, option, value, words):
     proc = rtb("sweep", scenario, "--out-dir", tmp_path / "out", option, value)
@@ -105,3 +111,16 @@ def test_cli_sweep_out_dir_that_is_a_file_exits_2(scenario, tmp_path):
     target.write_text("")
     proc = rtb("sweep", scenario, "--out-dir", target)
     assert proc.returncode == 2 and "--out-dir: is not a folder" in proc.stderr
+
+
+def test_dask_executor_runs_equal_single_runs(spec, tmp_path):
+    """The same sweep on a local Dask cluster (a worker process): the same reports."""
+    distributed = pytest.importorskip("distributed")
+    runs = sw.plan([0.5, 1.0], [5])
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        summary = sw.sweep(spec, runs, tmp_path, executor="dask", scheduler=cluster.scheduler_address)
+    assert summary["missing"] == []
+    for run in runs:
+        expected = simulate(spec, run.seed, budget_scale=run.budget_scale).to_json()
+        assert (tmp_path / run.file_name).read_bytes() == expected, run
