@@ -196,7 +196,7 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Run a scenario at several budget scales (and seeds): what-if per campaign."""
-    from rtb.sweep import EXECUTORS, SweepInterrupted, plan, sweep
+    from rtb.sweep import EXECUTORS, FolderOfAnotherSweep, SweepInterrupted, plan, sweep
 
     with input_errors():
         scales = _number_list(budget_scales, "--budget-scales", float,
@@ -226,6 +226,9 @@ def sweep_command(
         try:
             summary = sweep(spec, runs, out_dir, workers=workers, executor=executor,
                             scheduler=scheduler, progress=progress)
+        except FolderOfAnotherSweep:
+            raise InputError.single(str(out_dir), "--out-dir", "holds the runs of another scenario"
+                                    " (or of this one before an edit); use another folder") from None
         except SweepInterrupted as stop:
             progress.close()
             err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"

@@ -10,6 +10,7 @@ rebuilt from the run reports on disk, so it never depends on which runs happened
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import statistics
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
@@ -43,6 +44,10 @@ class SweepRun:
         return f"scale-{self.budget_scale!r}_seed-{self.seed}.json"
 
 
+class FolderOfAnotherSweep(ValueError):
+    """The output folder holds runs of another scenario (or of this one before an edit)."""
+
+
 class SweepInterrupted(Exception):
     """Ctrl-C during a sweep; the finished runs' reports and the summary are saved."""
 
@@ -55,6 +60,12 @@ def plan(budget_scales: list[float], seeds: list[int]) -> list[SweepRun]:
     """Every (scale, seed) pair, scales outermost, duplicates dropped, order kept."""
     return list(dict.fromkeys(SweepRun(float(s), int(seed))
                               for s in budget_scales for seed in seeds))
+
+
+def scenario_digest(scenario: Scenario) -> str:
+    """SHA-256 of the validated scenario: what a folder's runs were made from."""
+    canonical = orjson.dumps(scenario.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def run_one(scenario: Scenario, run: SweepRun) -> bytes:
@@ -92,9 +103,17 @@ def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
     "dask": the workers of the Dask scheduler at `scheduler` (they need the scenario's
     data files, e.g. a market histogram, at the same paths).
 
-    Raises SweepInterrupted on Ctrl-C, after saving the summary of the runs done.
+    Raises FolderOfAnotherSweep before any run if out_dir's summary names another
+    scenario: its reports must not be mixed in. Raises SweepInterrupted on Ctrl-C,
+    after saving the summary of the runs done.
     """
     out_dir = Path(out_dir)
+    digest = scenario_digest(scenario)
+    if _folder_digest(out_dir) not in (None, digest):
+        raise FolderOfAnotherSweep(f"{out_dir} holds the runs of another scenario (or of this"
+                                   " one before an edit); use another folder")
+    # The summary, written before the first run, marks the folder as this scenario's.
+    write_summary(runs, out_dir, digest)
     todo = [r for r in runs if not (out_dir / r.file_name).exists()]
     finished = len(runs) - len(todo)
 
@@ -123,12 +142,23 @@ def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
                         future.cancel()
                     raise
     except KeyboardInterrupt:
-        summary = write_summary(runs, out_dir)
+        summary = write_summary(runs, out_dir, digest)
         raise SweepInterrupted(len(summary["runs"]), len(runs)) from None
-    return write_summary(runs, out_dir)
+    return write_summary(runs, out_dir, digest)
 
 
-def write_summary(runs: list[SweepRun], out_dir: Path) -> dict:
+def _folder_digest(out_dir: Path) -> str | None:
+    """The scenario digest of the sweep already in out_dir; None if there is none."""
+    path = out_dir / SUMMARY_FILE
+    if not path.exists():
+        return None
+    try:
+        return str(orjson.loads(path.read_bytes()).get("scenario_sha256"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "unreadable"
+
+
+def write_summary(runs: list[SweepRun], out_dir: Path, digest: str) -> dict:
     """sweep.json from the run reports on disk: each run, and per scale the campaigns'
     figures averaged over its seeds (ratios over the runs where they are defined)."""
     reports = {}
@@ -152,6 +182,7 @@ def write_summary(runs: list[SweepRun], out_dir: Path) -> dict:
     summary = {
         "summary_version": SUMMARY_VERSION,
         "scenario": next(iter(reports.values()))["scenario"]["name"] if reports else None,
+        "scenario_sha256": digest,
         "runs": [{"budget_scale": run.budget_scale, "seed": run.seed, "report": run.file_name}
                  for run in runs if run in reports],
         "missing": [run.file_name for run in runs if run not in reports],

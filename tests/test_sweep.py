@@ -124,3 +124,21 @@ def test_dask_executor_runs_equal_single_runs(spec, tmp_path):
     for run in runs:
         expected = simulate(spec, run.seed, budget_scale=run.budget_scale).to_json()
         assert (tmp_path / run.file_name).read_bytes() == expected, run
+
+
+def test_a_folder_of_another_scenario_is_refused(scenario, spec, tmp_path):
+    out = tmp_path / "what-if"
+    out.mkdir()
+    sw.sweep(spec, sw.plan([1.0], [7]), out)
+    before = sorted(p.name for p in out.iterdir())
+    text = scenario.read_text()
+    assert "\nseed = 7\n" in text
+    edited = tmp_path / "edited.toml"
+    edited.write_text(text.replace("\nseed = 7\n", "\nseed = 8\n"))
+    with pytest.raises(sw.FolderOfAnotherSweep):
+        sw.sweep(load_scenario(edited), sw.plan([1.0, 2.0], [7]), out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    proc = rtb("sweep", edited, "--out-dir", out)
+    assert proc.returncode == 2 and "--out-dir: holds the runs of another scenario" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    sw.sweep(spec, sw.plan([1.0], [7]), out)  # the same scenario may resume
