@@ -248,15 +248,17 @@ def sweep_table(summary: dict) -> Table:
                           ("reach", "right"), ("conv", "right"), ("revenue", "right"),
                           ("ROMI", "right"), ("incr. ROMI", "right")]:
         table.add_column(name, justify=justify)
-    first = summary["by_scale"][0] if summary["by_scale"] else {"campaigns": []}
-    for k, camp in enumerate(first["campaigns"] + [{"id": "total"}]):
-        for group in summary["by_scale"]:
-            m = group["campaigns"][k] if camp["id"] != "total" else group["totals"]
-            table.add_row(camp["id"], f"{group['budget_scale']:g}", str(group["seeds"]),
+    groups = summary["by_scale"]
+    # One block of rows per campaign (a row per scale), then one for the totals.
+    blocks = [(camp["id"], [g["campaigns"][k] for g in groups], None)
+              for k, camp in enumerate(groups[0]["campaigns"] if groups else [])]
+    blocks.append(("total", [g["totals"] for g in groups], "bold"))
+    for name, rows, style in blocks:
+        for group, m in zip(groups, rows):
+            table.add_row(name, f"{group['budget_scale']:g}", str(group["seeds"]),
                           f"{m['budget']:,.2f}", f"{m['spend']:,.2f}", f"{m['impressions']:,.0f}",
                           f"{m['reach']:,.0f}", f"{m['conversions']:,.1f}", f"{m['revenue']:,.2f}",
-                          _fmt(m["romi"], "+.1%"), _fmt(m["incremental_romi"], "+.1%"),
-                          style="bold" if camp["id"] == "total" else None)
+                          _fmt(m["romi"], "+.1%"), _fmt(m["incremental_romi"], "+.1%"), style=style)
         table.add_section()
     return table
 
