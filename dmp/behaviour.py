@@ -13,7 +13,9 @@ from rtb.types import FORMATS, SECONDS_PER_DAY
 class Behaviour(NamedTuple):
     ctr_by_format: np.ndarray  # f8[n_formats]
     cvr_by_format: np.ndarray  # f8[n_formats]
-    fatigue: float
+    # CTR multiplier after n earlier exposures, (1 - fatigue) ** n for n = 0..255
+    # (exposures saturate at 255): looked up per impression instead of a pow().
+    click_fatigue: np.ndarray  # f8[256]
     mean_delay_s: float
     organic_rate_per_s: float  # conversions per user per second per advertiser
     attribution_window_s: float
@@ -31,7 +33,7 @@ def build_behaviour(s: Scenario) -> Behaviour:
     return Behaviour(
         ctr_by_format=np.array([b.ctr[f] if f in b.ctr else 0.0 for f in FORMATS]),
         cvr_by_format=np.array([b.cvr[f] if f in b.cvr else 0.0 for f in FORMATS]),
-        fatigue=b.fatigue,
+        click_fatigue=(1.0 - b.fatigue) ** np.arange(256),
         mean_delay_s=b.conversion_delay,
         organic_rate_per_s=b.organic_conversion_rate / SECONDS_PER_DAY,
         attribution_window_s=b.attribution_window,
@@ -58,10 +60,7 @@ def ad_outcomes(beh: Behaviour, time_s: np.ndarray, fmt: np.ndarray, user_ctr: n
     * campaign multiplier * lifts of the user's segments relevant to the advertiser.
     The delay is exponential with the scenario's mean.
     """
-    # (1 - fatigue) ** n looked up for n = 0..255 (exposures saturate at 255): the same
-    # values as the power, without a pow() per impression.
-    fatigue = (1.0 - beh.fatigue) ** np.arange(256)
-    p_click = beh.ctr_by_format[fmt] * user_ctr * ctr_mult * fatigue[prior_exposures]
+    p_click = beh.ctr_by_format[fmt] * user_ctr * ctr_mult * beh.click_fatigue[prior_exposures]
     clicked = u_click < p_click
     # Conversion odds only for the clicks (a conversion needs one): a few per thousand.
     k = np.flatnonzero(clicked)
