@@ -240,9 +240,11 @@ def sweep_command(
 
 
 def sweep_table(summary: dict) -> Table:
-    """Per campaign and budget scale: what the budget bought and returned (seed means)."""
+    """Per campaign and budget scale: what the budget bought and returned (seed means,
+    and for conversions and ROMI the lowest to highest over the seeds when there are several)."""
     table = Table(title=f"{summary['scenario']} - budget sweep",
-                  caption="Means over each scale's seeds. ROMI = (revenue x margin - cost) / cost.")
+                  caption="Means over each scale's seeds (lowest to highest)."
+                          " ROMI = (revenue x margin - cost) / cost.")
     for name, justify in [("campaign", "left"), ("scale", "right"), ("seeds", "right"),
                           ("budget", "right"), ("spend", "right"), ("impressions", "right"),
                           ("reach", "right"), ("conv", "right"), ("revenue", "right"),
@@ -255,12 +257,23 @@ def sweep_table(summary: dict) -> Table:
     blocks.append(("total", [g["totals"] for g in groups], "bold"))
     for name, rows, style in blocks:
         for group, m in zip(groups, rows):
+            several = group["seeds"] > 1
             table.add_row(name, f"{group['budget_scale']:g}", str(group["seeds"]),
                           f"{m['budget']:,.2f}", f"{m['spend']:,.2f}", f"{m['impressions']:,.0f}",
-                          f"{m['reach']:,.0f}", f"{m['conversions']:,.1f}", f"{m['revenue']:,.2f}",
-                          _fmt(m["romi"], "+.1%"), _fmt(m["incremental_romi"], "+.1%"), style=style)
+                          f"{m['reach']:,.0f}", _with_range(m, "conversions", ",.1f", several),
+                          f"{m['revenue']:,.2f}", _with_range(m, "romi", "+.1%", several),
+                          _with_range(m, "incremental_romi", "+.1%", several), style=style)
         table.add_section()
     return table
+
+
+def _with_range(figures: dict, name: str, spec: str, several: bool) -> str:
+    """A sweep figure's mean, then (lowest to highest) over the seeds if there are several."""
+    text = _fmt(figures[name], spec)
+    span = figures["range"][name]
+    if several and span is not None:
+        text += f" ({format(span[0], spec)} to {format(span[1], spec)})"
+    return text
 
 
 @app.command()

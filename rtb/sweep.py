@@ -26,9 +26,9 @@ from rtb.report import write_atomic
 from rtb.scenario import Scenario
 
 SUMMARY_FILE = "sweep.json"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: the ranges over seeds
 EXECUTORS = ("local", "dask")
-# Per-campaign report fields the summary averages over a scale's seeds.
+# Per-campaign report fields the summary gives over a scale's seeds: mean and range.
 SUMMARY_FIELDS = ("budget", "spend", "impressions", "reach", "clicks", "conversions",
                   "revenue", "romi", "incremental_romi")
 
@@ -170,13 +170,9 @@ def write_summary(runs: list[SweepRun], out_dir: Path, digest: str) -> dict:
     by_scale = []
     for scale in scales:
         group = [report for run, report in reports.items() if run.budget_scale == scale]
-        rows = []
-        for k, first in enumerate(group[0]["campaigns"]):
-            rows.append({"id": first["id"], **{
-                name: _mean([report["campaigns"][k][name] for report in group])
-                for name in SUMMARY_FIELDS}})
-        totals = {name: _mean([report["totals"][name] for report in group])
-                  for name in SUMMARY_FIELDS}
+        rows = [{"id": first["id"], **_over_seeds([report["campaigns"][k] for report in group])}
+                for k, first in enumerate(group[0]["campaigns"])]
+        totals = _over_seeds([report["totals"] for report in group])
         by_scale.append({"budget_scale": scale, "seeds": len(group),
                          "campaigns": rows, "totals": totals})
     summary = {
@@ -192,6 +188,15 @@ def write_summary(runs: list[SweepRun], out_dir: Path, digest: str) -> dict:
     return summary
 
 
-def _mean(values: list) -> float | None:
-    defined = [v for v in values if v is not None]
-    return round(statistics.fmean(defined), 6) if defined else None
+def _over_seeds(figures: list[dict]) -> dict:
+    """One campaign's (or the totals') figures at one scale, one dict per seed: each
+    field's mean, and under "range" its lowest and highest value, over the seeds where
+    it is defined (a ROMI is not without spend); None where it never is."""
+    summary: dict = {}
+    ranges: dict = {}
+    for name in SUMMARY_FIELDS:
+        defined = [f[name] for f in figures if f[name] is not None]
+        summary[name] = round(statistics.fmean(defined), 6) if defined else None
+        ranges[name] = [min(defined), max(defined)] if defined else None
+    summary["range"] = ranges
+    return summary

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 
 import rtb.sweep as sw
+from rtb.cli import sweep_table
 from rtb.engine import simulate
 from rtb.scenario import load_scenario
 from test_cli import rtb, two_hour_quickstart
@@ -43,6 +46,14 @@ def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(spec, tmp_path
     for k, row in enumerate(half["campaigns"]):
         spends = [reports[r]["campaigns"][k]["spend"] for r in runs if r.budget_scale == 0.5]
         assert row["spend"] == pytest.approx(sum(spends) / 2, abs=1e-6)
+        assert row["range"]["spend"] == [min(spends), max(spends)]
+    conversions = [reports[r]["totals"]["conversions"] for r in runs if r.budget_scale == 0.5]
+    assert half["totals"]["range"]["conversions"] == [min(conversions), max(conversions)]
+    # The table shows each scale's lowest to highest conversions over its seeds.
+    console = Console(width=250, record=True, file=io.StringIO())
+    console.print(sweep_table(summary))
+    total_row = next(line for line in console.export_text().splitlines() if "total" in line)
+    assert f"({min(conversions):,.1f} to {max(conversions):,.1f})" in total_row
     # A bigger budget buys at least as much in total.
     assert summary["by_scale"][1]["totals"]["spend"] >= half["totals"]["spend"]
 
