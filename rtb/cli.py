@@ -149,9 +149,7 @@ def run(
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     with input_errors():
-        if not 0 < budget_scale <= MAX_BUDGET_SCALE:
-            raise InputError.single("command line", "--budget-scale",
-                                    f"must be a number in (0, {MAX_BUDGET_SCALE:g}]")
+        _check_budget_scale(budget_scale)
         if seed is not None and seed < 0:
             raise InputError.single("command line", "--seed", "must be >= 0")
         check_output_path(out, "--out")
@@ -165,6 +163,12 @@ def run(
         if out is not None:
             report.write(out)
     out_console.print(campaign_table(report.to_dict()))
+
+
+def _check_budget_scale(budget_scale: float) -> None:
+    if not 0 < budget_scale <= MAX_BUDGET_SCALE:
+        raise InputError.single("command line", "--budget-scale",
+                                f"must be a number in (0, {MAX_BUDGET_SCALE:g}]")
 
 
 def _number_list(text: str, option: str, kind: type, ok: Callable[[float], bool],
@@ -182,6 +186,57 @@ def _number_list(text: str, option: str, kind: type, ok: Callable[[float], bool]
     return values
 
 
+def _check_executor_options(workers: int, executor: str, scheduler: str | None,
+                            out_dir: Path) -> None:
+    """The options sweep and compare share: where the runs go and where they are saved."""
+    from rtb.sweep import EXECUTORS
+
+    if workers < 1:
+        raise InputError.single("command line", "--workers", "must be >= 1")
+    if executor not in EXECUTORS:
+        raise InputError.single("command line", "--executor",
+                                f"{executor!r} is not one of {', '.join(EXECUTORS)}")
+    if (executor == "dask") != (scheduler is not None):
+        raise InputError.single("command line", "--scheduler",
+                                "goes with --executor dask, and it needs one")
+    if executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise InputError.single("command line", "--executor",
+                                "dask needs the dask extra: pip install 'rtbsim[dask]'")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError.single(str(out_dir), "--out-dir", "is not a folder")
+    if not out_dir.parent.exists():
+        raise InputError.single(str(out_dir), "--out-dir",
+                                f"folder {str(out_dir.parent)!r} does not exist")
+
+
+def _run_saving_on_interrupt(work: Callable[[Callable[[float], None]], dict], out_dir: Path,
+                             quiet: bool, description: str) -> dict:
+    """Run a sweep-like job with a progress bar: exit 2 if out_dir holds another
+    scenario's runs, 130 on Ctrl-C (the finished runs are saved)."""
+    from rtb.sweep import FolderOfAnotherSweep, SweepInterrupted
+
+    progress = LazyProgress(not quiet, description)
+    try:
+        return work(progress)
+    except FolderOfAnotherSweep:
+        raise InputError.single(str(out_dir), "--out-dir", "holds the runs of another scenario"
+                                " (or of this one before an edit); use another folder") from None
+    except SweepInterrupted as stop:
+        progress.close()
+        err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"
+                  " the same command finishes the rest", markup=False, highlight=False)
+        raise typer.Exit(code=130) from None
+    finally:
+        progress.close()
+
+
+WORKERS_OPTION = typer.Option(2, "--workers", help="local executor: runs at a time, one process each")
+EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (a process pool) or dask")
+SCHEDULER_OPTION = typer.Option(None, "--scheduler",
+                                help="dask: the scheduler's address, e.g. tcp://host:8786")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="no progress bar")
+
+
 @app.command("sweep")
 def sweep_command(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
@@ -189,54 +244,99 @@ def sweep_command(
     budget_scales: str = typer.Option("1", "--budget-scales", help="comma-separated, e.g. 0.5,1,2"),
     seeds: Optional[str] = typer.Option(None, "--seeds",
                                         help="comma-separated root seeds (default: the scenario's)"),
-    workers: int = typer.Option(2, "--workers", help="local executor: runs at a time, one process each"),
-    executor: str = typer.Option("local", "--executor", help="local (a process pool) or dask"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                            help="dask: the scheduler's address, e.g. tcp://host:8786"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    workers: int = WORKERS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    scheduler: Optional[str] = SCHEDULER_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run a scenario at several budget scales (and seeds): what-if per campaign."""
-    from rtb.sweep import EXECUTORS, FolderOfAnotherSweep, SweepInterrupted, plan, sweep
+    from rtb.sweep import plan, sweep
 
     with input_errors():
         scales = _number_list(budget_scales, "--budget-scales", float,
                               lambda x: 0 < x <= MAX_BUDGET_SCALE, f"must be in (0, {MAX_BUDGET_SCALE:g}]")
-        if workers < 1:
-            raise InputError.single("command line", "--workers", "must be >= 1")
-        if executor not in EXECUTORS:
-            raise InputError.single("command line", "--executor",
-                                    f"{executor!r} is not one of {', '.join(EXECUTORS)}")
-        if (executor == "dask") != (scheduler is not None):
-            raise InputError.single("command line", "--scheduler",
-                                    "goes with --executor dask, and it needs one")
-        if executor == "dask" and importlib.util.find_spec("distributed") is None:
-            raise InputError.single("command line", "--executor",
-                                    "dask needs the dask extra: pip install 'rtbsim[dask]'")
-        if out_dir.exists() and not out_dir.is_dir():
-            raise InputError.single(str(out_dir), "--out-dir", "is not a folder")
-        if not out_dir.parent.exists():
-            raise InputError.single(str(out_dir), "--out-dir",
-                                    f"folder {str(out_dir.parent)!r} does not exist")
+        _check_executor_options(workers, executor, scheduler, out_dir)
         spec = load_scenario(scenario)
         seed_list = ([spec.simulation.seed] if seeds is None else
                      _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0"))
-        out_dir.mkdir(exist_ok=True)
         runs = plan(scales, seed_list)
-        progress = LazyProgress(not quiet, f"sweeping {spec.name} ({len(runs)} runs)")
-        try:
-            summary = sweep(spec, runs, out_dir, workers=workers, executor=executor,
-                            scheduler=scheduler, progress=progress)
-        except FolderOfAnotherSweep:
-            raise InputError.single(str(out_dir), "--out-dir", "holds the runs of another scenario"
-                                    " (or of this one before an edit); use another folder") from None
-        except SweepInterrupted as stop:
-            progress.close()
-            err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"
-                      " the same command finishes the rest", markup=False, highlight=False)
-            raise typer.Exit(code=130) from None
-        finally:
-            progress.close()
+        summary = _run_saving_on_interrupt(
+            lambda progress: sweep(spec, runs, out_dir, workers=workers, executor=executor,
+                                   scheduler=scheduler, progress=progress),
+            out_dir, quiet, f"sweeping {spec.name} ({len(runs)} runs)")
     out_console.print(sweep_table(summary))
+
+
+@app.command("compare")
+def compare_command(
+    scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
+    campaign: str = typer.Option(..., "--campaign", help="the campaign whose strategy changes"),
+    strategies: list[str] = typer.Option(..., "--strategy", help="a strategy as in the scenario"
+                                         """ file, e.g. '{ kind = "value", shading = 0.7 }'; repeat for more"""),
+    out_dir: Path = typer.Option(..., "--out-dir", help="folder for the runs and compare.json"),
+    seeds: str = typer.Option("1,2,3,4,5", "--seeds", help="comma-separated root seeds, two or more"),
+    budget_scale: float = typer.Option(1.0, "--budget-scale", help="every budget times this"),
+    workers: int = WORKERS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    scheduler: Optional[str] = SCHEDULER_OPTION,
+    quiet: bool = QUIET_OPTION,
+) -> None:
+    """Compare bidding strategies for one campaign on the same traffic: paired differences."""
+    from rtb.compare import compare, parse_strategy
+
+    with input_errors():
+        seed_list = _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0")
+        if len(set(seed_list)) < 2:
+            raise InputError.single("command line", "--seeds",
+                                    "needs two seeds or more for a confidence interval")
+        _check_budget_scale(budget_scale)
+        _check_executor_options(workers, executor, scheduler, out_dir)
+        parsed = [parse_strategy(text, f"--strategy {k}") for k, text in enumerate(strategies, 1)]
+        spec = load_scenario(scenario)
+        n_runs = (len(parsed) + 1) * len(set(seed_list))
+        summary = _run_saving_on_interrupt(
+            lambda progress: compare(spec, campaign, parsed, seed_list, out_dir,
+                                     budget_scale=budget_scale, workers=workers, executor=executor,
+                                     scheduler=scheduler, progress=progress),
+            out_dir, quiet, f"comparing strategies on {spec.name} ({n_runs} runs)")
+    out_console.print(compare_table(summary))
+
+
+def compare_table(summary: dict) -> Table:
+    """Per strategy: the campaign's means over the seeds, and the paired differences
+    from the baseline with their 95 % confidence intervals."""
+    table = Table(title=f"{summary['scenario']} - {summary['campaign']}: strategies on the same"
+                        f" traffic ({len(summary['seeds'])} seeds)",
+                  caption="Means over the seeds; under each, the mean paired difference from the"
+                          " baseline (95 % confidence interval). ROMI = (revenue x margin - cost) / cost.")
+    for name, justify in [("strategy", "left"), ("spend", "right"), ("impressions", "right"),
+                          ("clicks", "right"), ("conv", "right"), ("incr. conv", "right"),
+                          ("CPA", "right"), ("ROMI", "right"), ("incr. ROMI", "right")]:
+        table.add_column(name, justify=justify)
+    columns = [("spend", ",.2f"), ("impressions", ",.0f"), ("clicks", ",.1f"),
+               ("conversions", ",.1f"), ("incremental_conversions", ",.1f"), ("cpa", ",.2f"),
+               ("romi", "+.1%"), ("incremental_romi", "+.1%")]
+    differences = {d["strategy"]: d for d in summary["differences"]}
+    for strategy in summary["strategies"]:
+        spec = "\n".join(f"{k} = {v}" for k, v in strategy["strategy"].items() if v is not None)
+        cells = [_fmt(strategy["means"][m], f) for m, f in columns]
+        diff = differences.get(strategy["name"])
+        if diff is not None:
+            cells = [f"{cell}\n{_difference(diff[m], f)}" for cell, (m, f) in zip(cells, columns)]
+        table.add_row(f"{strategy['name']}\n{spec}", *cells)
+        table.add_section()
+    return table
+
+
+def _difference(d: dict, spec: str) -> str:
+    """A paired difference: its mean with a sign, and the interval if there is one."""
+    if d["mean"] is None:
+        return "-"
+    sign = "" if spec.startswith("+") else "+"
+    text = format(d["mean"], sign + spec)
+    if d["ci95"] is not None:
+        text += f" ({format(d['ci95'][0], sign + spec)} to {format(d['ci95'][1], sign + spec)})"
+    return text
 
 
 def sweep_table(summary: dict) -> Table:

@@ -113,6 +113,7 @@ def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
         raise FolderOfAnotherSweep(f"{out_dir} holds the runs of another scenario (or of this"
                                    " one before an edit); use another folder")
     # The summary, written before the first run, marks the folder as this scenario's.
+    out_dir.mkdir(exist_ok=True)
     write_summary(runs, out_dir, digest)
     todo = [r for r in runs if not (out_dir / r.file_name).exists()]
     finished = len(runs) - len(todo)

@@ -1,0 +1,178 @@
+"""Strategy comparisons: one campaign's bidding strategy swapped, the same traffic.
+
+Every strategy runs the scenario once per seed, with only that campaign's strategy
+changed. Random streams are keyed by name and draw counts never depend on decisions,
+so a seed gives every strategy the same requests, users and outcomes' uniforms
+(common random numbers): the per-seed difference between two strategies is the
+strategy's effect plus less noise than two independent runs would carry. The
+comparison reports, per strategy, the campaign's means over the seeds and, against
+the baseline (the scenario's own strategy), the mean paired difference with a 95 %
+confidence interval (Student's t over the seeds).
+
+The runs are sweeps (rtb.sweep), one folder per strategy: written atomically as they
+finish, kept on Ctrl-C, and redone only where missing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tomllib
+from pathlib import Path
+from typing import Callable
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from rtb.errors import InputError
+from rtb.report import write_atomic
+from rtb.scenario import Scenario, StrategySpec, parse_scenario
+from rtb.sweep import SweepInterrupted, plan, sweep
+
+SUMMARY_FILE = "compare.json"
+SUMMARY_VERSION = 1
+BASELINE = "baseline"
+# The campaign's report fields compared.
+METRICS = ("spend", "impressions", "reach", "clicks", "conversions", "incremental_conversions",
+           "revenue", "cpa", "romi", "incremental_romi")
+# Student's t 0.975 quantiles for 1-30 degrees of freedom (standard tables); beyond,
+# the Cornish-Fisher expansion below agrees with them to 0.001 at 30.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    """Student's t distribution's 0.975 quantile with df >= 1 degrees of freedom."""
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+
+
+def parse_strategy(text: str, option: str) -> dict:
+    """A strategy written as in a scenario file, e.g. '{ kind = "value", shading = 0.7 }'."""
+    try:
+        table = tomllib.loads(f"strategy = {text}")["strategy"]
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError.single("command line", option, "not a TOML inline table such as"
+                                f' {{ kind = "value", shading = 0.7 }}: {exc}') from None
+    if not isinstance(table, dict):
+        raise InputError.single("command line", option, "not a TOML inline table such as"
+                                ' { kind = "value", shading = 0.7 }')
+    try:
+        TypeAdapter(StrategySpec).validate_python(table)
+    except ValidationError as exc:
+        raise InputError("command line", [
+            (".".join([option, *(str(p) for p in e["loc"][1:])]), e["msg"])
+            for e in exc.errors()]) from None
+    return table
+
+
+def with_strategy(scenario: Scenario, campaign: str, strategy: dict) -> Scenario:
+    """The scenario with one campaign's strategy replaced, validated as a whole."""
+    data = scenario.model_dump()
+    for spec in data["campaigns"]:
+        if spec["id"] == campaign:
+            spec["strategy"] = strategy
+            return parse_scenario(data, "command line")
+    known = ", ".join(c.id for c in scenario.campaigns)
+    raise InputError.single("command line", "--campaign", f"no campaign {campaign!r}; the"
+                            f" scenario has {known}")
+
+
+def compare(scenario: Scenario, campaign: str, strategies: list[dict], seeds: list[int],
+            out_dir: str | Path, *, budget_scale: float = 1.0, workers: int = 1,
+            executor: str = "local", scheduler: str | None = None,
+            progress: Callable[[float], None] | None = None) -> dict:
+    """Run the baseline and every strategy on each seed; return (and save) the summary.
+
+    Folder out_dir/baseline holds the scenario's own runs, out_dir/strategy-K those
+    of strategies[K-1]. Raises InputError for an unknown campaign or a strategy the
+    scenario refuses, rtb.sweep.FolderOfAnotherSweep if a folder holds runs made
+    with another strategy list, and SweepInterrupted on Ctrl-C (every finished run
+    is kept; the summary then covers the seeds all strategies have finished).
+    """
+    out_dir = Path(out_dir)
+    variants = {BASELINE: with_strategy(scenario, campaign, _strategy_of(scenario, campaign))}
+    for k, strategy in enumerate(strategies, start=1):
+        variants[f"strategy-{k}"] = with_strategy(scenario, campaign, strategy)
+    runs = plan([budget_scale], seeds)
+    total = len(variants) * len(runs)
+    out_dir.mkdir(exist_ok=True)
+    for k, (name, variant) in enumerate(variants.items()):
+        def step(fraction: float, done_before: int = k * len(runs)) -> None:
+            if progress is not None:
+                progress((done_before + fraction * len(runs)) / total)
+
+        try:
+            sweep(variant, runs, out_dir / name, workers=workers, executor=executor,
+                  scheduler=scheduler, progress=step)
+        except SweepInterrupted as stop:
+            write_summary(variants, campaign, runs, out_dir)
+            raise SweepInterrupted(k * len(runs) + stop.done, total) from None
+    return write_summary(variants, campaign, runs, out_dir)
+
+
+def _strategy_of(scenario: Scenario, campaign: str) -> dict:
+    for spec in scenario.campaigns:
+        if spec.id == campaign:
+            return spec.strategy.model_dump()
+    return {}  # with_strategy names the unknown campaign
+
+
+def write_summary(variants: dict[str, Scenario], campaign: str, runs: list, out_dir: Path) -> dict:
+    """compare.json from the reports on disk, over the seeds every strategy has run."""
+    figures: dict[str, dict[int, dict]] = {}
+    for name in variants:
+        figures[name] = {}
+        for run in runs:
+            path = out_dir / name / run.file_name
+            if path.exists():
+                report = orjson.loads(path.read_bytes())
+                figures[name][run.seed] = next(c for c in report["campaigns"] if c["id"] == campaign)
+    seeds = [run.seed for run in runs if all(run.seed in f for f in figures.values())]
+    strategies = []
+    for name, variant in variants.items():
+        spec = next(c for c in variant.campaigns if c.id == campaign)
+        strategies.append({
+            "name": name, "strategy": spec.strategy.model_dump(), "folder": name,
+            "means": {m: _mean([figures[name][s][m] for s in seeds]) for m in METRICS}})
+    differences = [
+        {"strategy": name, "against": BASELINE,
+         **{m: paired_difference([figures[name][s][m] for s in seeds],
+                                 [figures[BASELINE][s][m] for s in seeds]) for m in METRICS}}
+        for name in variants if name != BASELINE]
+    summary = {
+        "summary_version": SUMMARY_VERSION,
+        "scenario": next(iter(variants.values())).name,
+        "campaign": campaign,
+        "budget_scale": runs[0].budget_scale,
+        "seeds": seeds,
+        "missing_seeds": [run.seed for run in runs if run.seed not in seeds],
+        "strategies": strategies,
+        "differences": differences,
+    }
+    write_atomic(out_dir / SUMMARY_FILE, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def paired_difference(values: list, baseline: list) -> dict:
+    """Mean of the per-seed differences values - baseline, and its 95 % confidence
+    interval (t over the pairs; none with fewer than two), over the seeds where both
+    are defined (a ROMI or CPA is not without spend or conversions)."""
+    diffs = [v - b for v, b in zip(values, baseline) if v is not None and b is not None]
+    if not diffs:
+        return {"mean": None, "ci95": None, "pairs": 0}
+    mean = statistics.fmean(diffs)
+    ci = None
+    if len(diffs) > 1:
+        half = t975(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        ci = [round(mean - half, 6), round(mean + half, 6)]
+    return {"mean": round(mean, 6), "ci95": ci, "pairs": len(diffs)}
+
+
+def _mean(values: list) -> float | None:
+    defined = [v for v in values if v is not None]
+    return round(statistics.fmean(defined), 6) if defined else None

@@ -1,0 +1,124 @@
+"""rtb compare: one campaign's strategies on the same traffic, paired differences."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import rtb.compare as cmp
+import rtb.sweep as sw
+from rtb.engine import simulate
+from rtb.errors import InputError
+from test_cli import rtb
+
+CAMPAIGN = "sneakers-prospecting"  # a fixed 2.20 CPM bid in the quickstart
+OWN = {"kind": "fixed", "bid_cpm": 2.2}
+HIGHER = {"kind": "fixed", "bid_cpm": 3.0}
+
+
+def test_t_quantiles_table_meets_the_expansion():
+    assert cmp.t975(1) == 12.706 and cmp.t975(30) == 2.042
+    # The expansion used past the table agrees with its last entry, and decreases
+    # towards the normal quantile.
+    assert cmp.t975(31) < 2.042 and abs(cmp.t975(31) - 2.0395) < 0.001
+    assert cmp.t975(10_000) == pytest.approx(1.96, abs=0.001)
+
+
+def test_paired_difference_by_hand():
+    d = cmp.paired_difference([3, 5, 10, None], [1, 2, 4, 7])
+    # Differences 2, 3, 6: mean 11/3, sample sd sqrt(13/3), t(2) = 4.303.
+    half = 4.303 * math.sqrt(13 / 3) / math.sqrt(3)
+    assert d["pairs"] == 3 and d["mean"] == pytest.approx(11 / 3, abs=1e-6)
+    assert d["ci95"] == pytest.approx([11 / 3 - half, 11 / 3 + half], abs=1e-6)
+    assert cmp.paired_difference([1.0], [0.5]) == {"mean": 0.5, "ci95": None, "pairs": 1}
+    assert cmp.paired_difference([None], [1.0]) == {"mean": None, "ci95": None, "pairs": 0}
+
+
+def test_same_traffic_for_every_strategy(two_hour_spec, tmp_path):
+    seeds = [1, 2]
+    summary = cmp.compare(two_hour_spec, CAMPAIGN, [OWN, HIGHER], seeds, tmp_path, workers=2)
+    assert summary == json.loads((tmp_path / cmp.SUMMARY_FILE).read_bytes())
+    assert summary["seeds"] == seeds and summary["missing_seeds"] == []
+    run_name = {seed: sw.SweepRun(1.0, seed).file_name for seed in seeds}
+    # The baseline is the scenario as it is: the runs are rtb run's reports.
+    for seed in seeds:
+        expected = simulate(two_hour_spec, seed).to_json()
+        assert (tmp_path / "baseline" / run_name[seed]).read_bytes() == expected
+    # The scenario's own strategy, run again as a contender, differs by exactly nothing:
+    # the same requests, users and outcomes.
+    same, higher = summary["differences"]
+    assert same["strategy"] == "strategy-1" and higher["strategy"] == "strategy-2"
+    for metric in cmp.METRICS:
+        assert same[metric]["mean"] in (0.0, None), metric
+        assert same[metric]["ci95"] in ([0.0, 0.0], None), metric
+    # A higher fixed bid: each difference is the mean of the per-seed report differences.
+    def campaign(folder, seed):
+        report = json.loads((tmp_path / folder / run_name[seed]).read_bytes())
+        return next(c for c in report["campaigns"] if c["id"] == CAMPAIGN)
+
+    diffs = [campaign("strategy-2", s)["impressions"] - campaign("baseline", s)["impressions"]
+             for s in seeds]
+    assert higher["impressions"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert higher["impressions"]["pairs"] == 2
+    assert summary["strategies"][2]["strategy"]["bid_cpm"] == 3.0
+
+
+def test_ctrl_c_keeps_finished_runs_and_the_summary_covers_complete_seeds(two_hour_spec, tmp_path,
+                                                                           monkeypatch):
+    real = sw.run_one
+    calls = []
+
+    def interrupted_fourth(scenario, run):
+        calls.append(run)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(scenario, run)
+
+    monkeypatch.setattr(sw, "run_one", interrupted_fourth)
+    with pytest.raises(sw.SweepInterrupted) as stop:
+        cmp.compare(two_hour_spec, CAMPAIGN, [HIGHER], [3, 4], tmp_path)
+    assert (stop.value.done, stop.value.total) == (3, 4)
+    summary = json.loads((tmp_path / cmp.SUMMARY_FILE).read_bytes())
+    assert summary["seeds"] == [3] and summary["missing_seeds"] == [4]
+    # The same call does only the missing run.
+    monkeypatch.setattr(sw, "run_one", lambda *a: calls.append(a[1]) or real(*a))
+    summary = cmp.compare(two_hour_spec, CAMPAIGN, [HIGHER], [3, 4], tmp_path)
+    assert calls[4:] == [sw.SweepRun(1.0, 4)] and summary["seeds"] == [3, 4]
+
+
+def test_bad_strategy_or_campaign_names_the_option(two_hour_spec):
+    with pytest.raises(InputError) as bad:
+        cmp.parse_strategy('{ kind = "value", shading = 0 }', "--strategy 1")
+    assert bad.value.lines() == ["command line: --strategy 1.shading: Input should be greater"
+                                 " than 0"]
+    with pytest.raises(InputError, match="not a TOML inline table"):
+        cmp.parse_strategy("kind = value", "--strategy 1")
+    with pytest.raises(InputError, match="--campaign: no campaign 'nope'; the scenario has"):
+        cmp.with_strategy(two_hour_spec, "nope", OWN)
+
+
+def test_cli_compare_prints_the_differences(two_hour_scenario, tmp_path):
+    out = tmp_path / "strategies"
+    proc = rtb("compare", two_hour_scenario, "--campaign", CAMPAIGN,
+               "--strategy", '{ kind = "fixed", bid_cpm = 3.0 }', "--seeds", "1,2",
+               "--out-dir", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "strategies on the same traffic (2 seeds)" in proc.stdout
+    assert "bid_cpm = 3.0" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["baseline", cmp.SUMMARY_FILE, "strategy-1"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--strategy", '{ kind = "fixed", bid_cpm = -1 }'], "command line: --strategy 1.bid_cpm: "),
+    (["--strategy", "{ kind = ", "--seeds", "1,2"], "command line: --strategy 1: not a TOML"),
+    (["--strategy", '{ kind = "fixed", bid_cpm = 1 }', "--seeds", "3"], "--seeds: needs two seeds"),
+    (["--strategy", '{ kind = "fixed", bid_cpm = 1 }', "--campaign", "nope"], "--campaign: no campaign"),
+])
+def test_cli_compare_bad_input_exits_2_and_writes_nothing(two_hour_scenario, tmp_path, args, words):
+    base = ["compare", two_hour_scenario, "--campaign", CAMPAIGN, "--out-dir", tmp_path / "out"]
+    proc = rtb(*base, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
