@@ -244,6 +244,8 @@ def sweep_command(
     budget_scales: str = typer.Option("1", "--budget-scales", help="comma-separated, e.g. 0.5,1,2"),
     seeds: Optional[str] = typer.Option(None, "--seeds",
                                         help="comma-separated root seeds (default: the scenario's)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw the response curves:"
+                                        " a .png, .svg or .pdf file (the 'plot' extra)"),
     workers: int = WORKERS_OPTION,
     executor: str = EXECUTOR_OPTION,
     scheduler: Optional[str] = SCHEDULER_OPTION,
@@ -256,6 +258,7 @@ def sweep_command(
         scales = _number_list(budget_scales, "--budget-scales", float,
                               lambda x: 0 < x <= MAX_BUDGET_SCALE, f"must be in (0, {MAX_BUDGET_SCALE:g}]")
         _check_executor_options(workers, executor, scheduler, out_dir)
+        _check_plot_option(plot)
         spec = load_scenario(scenario)
         seed_list = ([spec.simulation.seed] if seeds is None else
                      _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0"))
@@ -264,7 +267,25 @@ def sweep_command(
             lambda progress: sweep(spec, runs, out_dir, workers=workers, executor=executor,
                                    scheduler=scheduler, progress=progress),
             out_dir, quiet, f"sweeping {spec.name} ({len(runs)} runs)")
+    if plot is not None:
+        from rtb.plot import plot_sweep
+
+        plot_sweep(summary, plot)
     out_console.print(sweep_table(summary))
+
+
+def _check_plot_option(plot: Path | None) -> None:
+    if plot is None:
+        return
+    from rtb.plot import FORMATS, plot_format
+
+    if plot_format(plot) is None:
+        raise InputError.single(str(plot), "--plot",
+                                "must end in " + ", ".join(f".{f}" for f in FORMATS))
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError.single("command line", "--plot",
+                                "pictures need the plot extra: pip install 'rtbsim[plot]'")
+    check_output_path(plot, "--plot")
 
 
 @app.command("compare")

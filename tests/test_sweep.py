@@ -92,6 +92,24 @@ def test_cli_sweep_prints_a_table_and_saves_every_run(two_hour_scenario, tmp_pat
                             sw.SUMMARY_FILE])
 
 
+def test_cli_sweep_draws_the_response_curves(two_hour_scenario, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, picture = tmp_path / "what-if", tmp_path / "curves.png"
+    args = ("sweep", two_hour_scenario, "--budget-scales", "0.5,1", "--seeds", "1,2",
+            "--out-dir", out, "--plot", picture, "--quiet")
+    assert rtb(*args).returncode == 0
+    drawn = picture.read_bytes()
+    assert drawn.startswith(b"\x89PNG\r\n\x1a\n") and len(drawn) > 10_000
+    # Run again: nothing to simulate, the same picture to the byte.
+    assert rtb(*args).returncode == 0 and picture.read_bytes() == drawn
+
+
+def test_cli_sweep_plot_of_another_kind_exits_2_before_any_run(two_hour_scenario, tmp_path):
+    proc = rtb("sweep", two_hour_scenario, "--out-dir", tmp_path / "out", "--plot", tmp_path / "c.gif")
+    assert proc.returncode == 2 and "--plot: must end in .png, .svg, .pdf" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("option, value, words", [
     ("--budget-scales", "0.5,x", "'x' is not a number"),
     ("--budget-scales", "0", "must be in (0"),
