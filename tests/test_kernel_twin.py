@@ -32,8 +32,9 @@ scalars, not from the kernel's code:
   winner pays media + fee + data from both budgets, counts against its caps, its user's
   exposure (saturating at 255) and reach, and its advertiser's last touch.
 
-About 650 random small batches (seeded numpy loops, so each failure names its seed) must
-give identical winners, prices, deal flags and every state array. Invariants are checked
+Random small markets must give identical winners, prices, deal flags and every state
+array: 2,600 from seeded numpy loops (each failure names its seed), and 400 more drawn by
+hypothesis through the same generator (a failure shrinks to a small market). Invariants are checked
 on the kernel's output directly, and hand-worked cases pin single rules.
 """
 
@@ -48,6 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rtb import types as T
 from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
@@ -539,7 +542,7 @@ def compare(case: Case, label: str) -> list[tuple]:
 
 
 BLOCKS = 13
-CASES_PER_BLOCK = 50
+CASES_PER_BLOCK = 200
 
 
 @pytest.mark.parametrize("block", range(BLOCKS))
@@ -547,6 +550,42 @@ def test_kernel_matches_twin_on_random_batches(block):
     for k in range(CASES_PER_BLOCK):
         seed = (20_261_201, block, k)
         compare(random_case(np.random.default_rng(seed)), f"seed {seed}")
+
+
+class DrawnRng:
+    """random_case's generator with hypothesis choosing every scalar: the market's shape
+    (sizes, modes, shares, steps) shrinks towards a small, plain market on a failure.
+    Arrays come from numpy, seeded by a drawn integer: drawn element by element they
+    would overflow hypothesis's buffer."""
+
+    def __init__(self, data: st.DataObject):
+        self.data = data
+        self.arrays = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="array seed"))
+
+    def random(self, size=None):
+        if size is None:
+            return self.data.draw(st.floats(0.0, 1.0, exclude_max=True))
+        return self.arrays.random(size)
+
+    def integers(self, low, high=None, size=None):
+        if size is not None:
+            return self.arrays.integers(low, high, size)
+        low, high = (0, low) if high is None else (low, high)
+        return self.data.draw(st.integers(int(low), int(high) - 1))
+
+    def choice(self, a, size=None, p=None):
+        if size is not None:
+            return self.arrays.choice(a, size, p=p)
+        return self.data.draw(st.sampled_from(list(a)))  # every option, whatever p
+
+    def uniform(self, low, high, size):
+        return self.arrays.uniform(low, high, size)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_kernel_matches_twin_on_markets_hypothesis_draws(data):
+    compare(random_case(DrawnRng(data)), "hypothesis market")
 
 
 # ---- invariants, checked on the kernel alone ----------------------------------------
