@@ -219,8 +219,9 @@ def _run_saving_on_interrupt(work: Callable[[Callable[[float], None]], dict], ou
     try:
         return work(progress)
     except FolderOfAnotherSweep:
-        raise InputError.single(str(out_dir), "--out-dir", "holds the runs of another scenario"
-                                " (or of this one before an edit); use another folder") from None
+        raise InputError.single(str(out_dir), "--out-dir", "holds runs made from something else"
+                                " (another scenario or strategy, or this one before an edit);"
+                                " use another folder") from None
     except SweepInterrupted as stop:
         progress.close()
         err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"

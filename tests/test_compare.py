@@ -122,3 +122,11 @@ def test_cli_compare_bad_input_exits_2_and_writes_nothing(two_hour_scenario, tmp
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_other_strategies_is_refused(two_hour_spec, tmp_path):
+    cmp.compare(two_hour_spec, CAMPAIGN, [HIGHER], [5, 6], tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json")}
+    with pytest.raises(sw.FolderOfAnotherSweep):
+        cmp.compare(two_hour_spec, CAMPAIGN, [OWN], [5, 6], tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json")} == before

@@ -160,6 +160,6 @@ def test_a_folder_of_another_scenario_is_refused(two_hour_scenario, two_hour_spe
         sw.sweep(load_scenario(edited), sw.plan([1.0, 2.0], [7]), out)
     assert sorted(p.name for p in out.iterdir()) == before
     proc = rtb("sweep", edited, "--out-dir", out)
-    assert proc.returncode == 2 and "--out-dir: holds the runs of another scenario" in proc.stderr
+    assert proc.returncode == 2 and "--out-dir: holds runs made from something else" in proc.stderr
     assert "Traceback" not in proc.stderr
     sw.sweep(two_hour_spec, sw.plan([1.0], [7]), out)  # the same scenario may resume
