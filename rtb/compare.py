@@ -73,10 +73,14 @@ def parse_strategy(text: str, option: str) -> dict:
 def with_strategy(scenario: Scenario, campaign: str, strategy: dict) -> Scenario:
     """The scenario with one campaign's strategy replaced, validated as a whole."""
     data = scenario.model_dump()
-    for spec in data["campaigns"]:
-        if spec["id"] == campaign:
-            spec["strategy"] = strategy
-            return parse_scenario(data, "command line")
+    data["campaigns"][_campaign_index(scenario, campaign)]["strategy"] = strategy
+    return parse_scenario(data, "command line")
+
+
+def _campaign_index(scenario: Scenario, campaign: str) -> int:
+    for k, spec in enumerate(scenario.campaigns):
+        if spec.id == campaign:
+            return k
     known = ", ".join(c.id for c in scenario.campaigns)
     raise InputError.single("command line", "--campaign", f"no campaign {campaign!r}; the"
                             f" scenario has {known}")
@@ -95,7 +99,8 @@ def compare(scenario: Scenario, campaign: str, strategies: list[dict], seeds: li
     is kept; the summary then covers the seeds all strategies have finished).
     """
     out_dir = Path(out_dir)
-    variants = {BASELINE: with_strategy(scenario, campaign, _strategy_of(scenario, campaign))}
+    own = scenario.campaigns[_campaign_index(scenario, campaign)].strategy.model_dump()
+    variants = {BASELINE: with_strategy(scenario, campaign, own)}
     for k, strategy in enumerate(strategies, start=1):
         variants[f"strategy-{k}"] = with_strategy(scenario, campaign, strategy)
     runs = plan([budget_scale], seeds)
@@ -113,13 +118,6 @@ def compare(scenario: Scenario, campaign: str, strategies: list[dict], seeds: li
             write_summary(variants, campaign, runs, out_dir)
             raise SweepInterrupted(k * len(runs) + stop.done, total) from None
     return write_summary(variants, campaign, runs, out_dir)
-
-
-def _strategy_of(scenario: Scenario, campaign: str) -> dict:
-    for spec in scenario.campaigns:
-        if spec.id == campaign:
-            return spec.strategy.model_dump()
-    return {}  # with_strategy names the unknown campaign
 
 
 def write_summary(variants: dict[str, Scenario], campaign: str, runs: list, out_dir: Path) -> dict:
