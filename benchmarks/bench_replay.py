@@ -95,12 +95,12 @@ def test_parse_theta(benchmark, theta_log: Path) -> None:
 
 @pytest.fixture(scope="session")
 def replay_inputs(theta_log: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Integer lin bids (b0 = 80) for the benchmark log, and the budget at c0 = 1/32."""
+    """Integer linear bids (base_cpm = 80) for the benchmark log, and the budget at c0 = 1/32."""
     log = read_bidlog(theta_log)
     info = rp.CampaignInfo(imp_train=312437, clk_train=1386, cost_train=19689072)  # 2997's
     zeros = np.zeros_like(log.pctr)
     view = BidView(pctr=log.pctr, pcvr=zeros, floor_cpm=zeros, uniform=zeros)
-    bids = rp.integer_bids(rp.build_strategy(rp.parse_strategy("lin:b0=80"), info).bid(view))
+    bids = rp.integer_bids(rp.build_strategy(rp.strategy_for_replay("linear:base_cpm=80"), info).bid(view))
     return bids, log.market_price, log.click, rp.episode_budget(info, 1 / 32, 1000)
 
 
@@ -123,12 +123,12 @@ def test_replay_kernel(benchmark, replay_inputs) -> None:
 
 
 def test_replay_2997(benchmark) -> None:
-    """The shared 156,063-line 2997 log, read and replayed end to end (lin, N=1000, c0=1/32)."""
+    """The shared 156,063-line 2997 log, read and replayed end to end (linear, N=1000, c0=1/32)."""
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ipinyou"
     if not (shared / "2997.info.json").exists():
         pytest.skip("shared iPinYou data not present")
     info = rp.load_info(shared / "2997.info.json")
-    spec = rp.parse_strategy("lin:b0=80")
+    spec = rp.strategy_for_replay("linear:base_cpm=80")
 
     def run() -> rp.ReplayResult:
         return rp.replay(read_bidlog(shared / "2997.test.theta.txt"), info, spec,

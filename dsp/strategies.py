@@ -13,6 +13,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from rtb.strategy_spec import (AnyStrategySpec, FixedBidSpec, LinearBidSpec, McpcBidSpec,
+                               OrtbBidSpec, RandomBidSpec, ValueBidSpec)
+
 
 class BidView(NamedTuple):
     """What a strategy sees of n requests for one campaign (all arrays f8[n])."""
@@ -144,3 +147,25 @@ class ValueBid(_Stateless):
 
     def formula(self) -> tuple[int, float, float, float]:
         return FORMULA_VALUE, self.value_per_conversion * self.shading * 1000.0, 0.0, 0.0
+
+
+def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None) -> Strategy:
+    """The strategy a spec (rtb.strategy_spec) describes, for the simulation and rtb replay.
+
+    Every parameter must be set: a scenario gives them all; rtb replay first fills in
+    what it derives from its log. value_per_conversion is the advertiser's, for `value`.
+    """
+    match spec:
+        case FixedBidSpec(bid_cpm=bid):
+            return ConstantBid(bid)
+        case LinearBidSpec(base_cpm=base, avg_ctr=avg) if avg is not None:
+            return LinearBid(base, avg)
+        case ValueBidSpec(shading=shading) if value_per_conversion is not None:
+            return ValueBid(value_per_conversion, shading)
+        case McpcBidSpec(target_cpc=cpc) if cpc is not None:
+            return McpcBid(cpc)
+        case OrtbBidSpec(c=c, lam=lam):
+            return OrtbBid(c, lam)
+        case RandomBidSpec(max_cpm=max_cpm):
+            return RandomBid(max_cpm)
+    raise ValueError(f"cannot bid with {spec!r}: a parameter it needs is not set")

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -18,6 +19,7 @@ from rich.table import Table
 from rtb.engine import simulate
 from rtb.errors import InputError
 from rtb.scenario import load_scenario
+from rtb.strategy_spec import DeprecatedSpelling, number_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rtbsim: a programmatic ad-buying simulator.")
@@ -30,9 +32,20 @@ err = Console(stderr=True)
 
 @contextmanager
 def input_errors() -> Iterator[None]:
-    """Turn InputError into one line per problem on stderr and exit code 2."""
+    """Turn InputError into one line per problem on stderr and exit code 2; a deprecated
+    spelling into one warning line."""
+    show = warnings.showwarning
+
+    def show_deprecation(message, category, *args, **kwargs) -> None:
+        if issubclass(category, DeprecatedSpelling):
+            err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
     try:
-        yield
+        with warnings.catch_warnings():  # restores showwarning after
+            warnings.showwarning = show_deprecation
+            yield
     except InputError as exc:
         for line in exc.lines():
             err.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -293,8 +306,10 @@ def _check_plot_option(plot: Path | None) -> None:
 def compare_command(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
     campaign: str = typer.Option(..., "--campaign", help="the campaign whose strategy changes"),
-    strategies: list[str] = typer.Option(..., "--strategy", help="a strategy as in the scenario"
-                                         """ file, e.g. '{ kind = "value", shading = 0.7 }'; repeat for more"""),
+    strategies: list[str] = typer.Option(
+        ..., "--strategy", help="""a strategy as in a scenario file, e.g. '{ kind = "value","""
+        """ shading = 0.7 }', or in the short form KIND:NAME=VALUE,..., e.g. value:shading=0.7;"""
+        " repeat for more"),
     out_dir: Path = typer.Option(..., "--out-dir", help="folder for the runs and compare.json"),
     seeds: str = typer.Option("1,2,3,4,5", "--seeds", help="comma-separated root seeds, two or more"),
     budget_scale: float = typer.Option(1.0, "--budget-scale", help="every budget times this"),
@@ -304,7 +319,8 @@ def compare_command(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Compare bidding strategies for one campaign on the same traffic: paired differences."""
-    from rtb.compare import compare, parse_strategy
+    from rtb.compare import compare
+    from rtb.strategy_spec import parse_strategy
 
     with input_errors():
         seed_list = _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0")
@@ -414,13 +430,16 @@ def replay_command(
     fmt: str = typer.Option("ipinyou-theta", "--format",
                             help="ipinyou-theta (click price pctr) or ipinyou-log (make-ipinyou-data TSV)"),
     info: Path = typer.Option(..., "--info", help="campaign info JSON (imp/clk/cost_train)"),
-    strategy: str = typer.Option(..., "--strategy",
-                                 help="mcpc | lin:b0=B | const:bid=B | rand:max=B | ortb:c=C,lambda=L"),
+    strategy: str = typer.Option(..., "--strategy", help="linear:base_cpm=B | mcpc | fixed:bid_cpm=B |"
+                                 " random:max_cpm=B | ortb:c=C,lam=L, or a TOML inline table as in a"
+                                 " scenario; linear's avg_ctr and mcpc's target_cpc default to the"
+                                 " info file's (deprecated: lin:b0, const:bid, rand:max, lambda)"),
     episode: int = typer.Option(1000, "--episode", help="requests per episode, N"),
     budget_fraction: str = typer.Option(..., "--budget-fraction", help="c0, e.g. 1/32 or 0.03125"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the result as JSON here"),
-    seed: int = typer.Option(0, "--seed", help="root seed (rand's uniforms)"),
-    tune: Optional[str] = typer.Option(None, "--tune", help="parameter to grid-search: b0 (lin)"),
+    seed: int = typer.Option(0, "--seed", help="root seed (random's uniforms)"),
+    tune: Optional[str] = typer.Option(None, "--tune", help="parameter to grid-search: base_cpm"
+                                       " (linear; deprecated: b0)"),
     validation: Optional[Path] = typer.Option(None, "--validation", help="log to tune on"),
     tune_grid: str = typer.Option("1:300:1", "--tune-grid", help="START:STOP:STEP, STOP included"),
     partial_episode: str = typer.Option("proportional", "--partial-episode",
@@ -435,7 +454,7 @@ def replay_command(
 
     with input_errors():
         check_output_path(out, "--out")
-        spec = rp.parse_strategy(strategy, tuning=tune)
+        spec = rp.strategy_for_replay(strategy, tune=tune)
         c0 = rp.parse_budget_fraction(budget_fraction)
         if (tune is None) != (validation is None):
             raise InputError.single("--validation", "", "--tune and --validation go together")
@@ -450,7 +469,7 @@ def replay_command(
             valid = read(validation)
             _replay_report_skipped(validation, valid)
             spec, tuning = rp.tune(valid, campaign, spec, tune, grid, **protocol)
-            out_console.print(f"tuned {tuning.parameter} = {rp.number_text(tuning.chosen)} "
+            out_console.print(f"tuned {tuning.parameter} = {number_text(tuning.chosen)} "
                               f"on {validation}: {tuning.clicks} clicks (grid of {tuning.grid.size})"
                               + ("; best at the grid's end, consider a wider --tune-grid"
                                  if tuning.at_edge else ""), markup=False, highlight=False)

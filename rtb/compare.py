@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import math
 import statistics
-import tomllib
 from pathlib import Path
 from typing import Callable
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from rtb.errors import InputError
 from rtb.report import write_atomic
-from rtb.scenario import Scenario, StrategySpec, parse_scenario
+from rtb.scenario import Scenario, parse_scenario
 from rtb.sweep import SweepInterrupted, plan, sweep
 
 SUMMARY_FILE = "compare.json"
@@ -51,28 +50,13 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
 
 
-def parse_strategy(text: str, option: str) -> dict:
-    """A strategy written as in a scenario file, e.g. '{ kind = "value", shading = 0.7 }'."""
-    try:
-        table = tomllib.loads(f"strategy = {text}")["strategy"]
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError.single("command line", option, "not a TOML inline table such as"
-                                f' {{ kind = "value", shading = 0.7 }}: {exc}') from None
-    if not isinstance(table, dict):
-        raise InputError.single("command line", option, "not a TOML inline table such as"
-                                ' { kind = "value", shading = 0.7 }')
-    try:
-        TypeAdapter(StrategySpec).validate_python(table)
-    except ValidationError as exc:
-        raise InputError("command line", [
-            (".".join([option, *(str(p) for p in e["loc"][1:])]), e["msg"])
-            for e in exc.errors()]) from None
-    return table
-
-
-def with_strategy(scenario: Scenario, campaign: str, strategy: dict) -> Scenario:
-    """The scenario with one campaign's strategy replaced, validated as a whole."""
+def with_strategy(scenario: Scenario, campaign: str, strategy: BaseModel | dict | str) -> Scenario:
+    """The scenario with one campaign's strategy replaced, validated as a whole. The
+    strategy: a model of rtb.strategy_spec, a dict as in a scenario file, or a string in
+    either form rtb.strategy_spec.parse_strategy reads."""
     data = scenario.model_dump()
+    if isinstance(strategy, BaseModel):
+        strategy = strategy.model_dump()
     data["campaigns"][_campaign_index(scenario, campaign)]["strategy"] = strategy
     return parse_scenario(data, "command line")
 
@@ -86,8 +70,8 @@ def _campaign_index(scenario: Scenario, campaign: str) -> int:
                             f" scenario has {known}")
 
 
-def compare(scenario: Scenario, campaign: str, strategies: list[dict], seeds: list[int],
-            out_dir: str | Path, *, budget_scale: float = 1.0, workers: int = 1,
+def compare(scenario: Scenario, campaign: str, strategies: list[BaseModel | dict | str],
+            seeds: list[int], out_dir: str | Path, *, budget_scale: float = 1.0, workers: int = 1,
             executor: str = "local", scheduler: str | None = None,
             progress: Callable[[float], None] | None = None) -> dict:
     """Run the baseline and every strategy on each seed; return (and save) the summary.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,10 +23,13 @@ import numpy as np
 import orjson
 from numba import njit
 
-from dsp.strategies import BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid, Strategy
+from dsp.strategies import BidView, Strategy, from_spec
 from rtb.bidlog import BidLog
 from rtb.errors import InputError
 from rtb.seeding import stream
+from rtb.strategy_spec import (KINDS, PARAM_ALIASES, AnyStrategySpec, DeprecatedSpelling,
+                               LinearBidSpec, McpcBidSpec, RandomBidSpec, ValueBidSpec,
+                               parse_strategy, short_form, strategy_data)
 
 MAX_BID = 300  # the protocol's bid cap: the highest iPinYou market price, fen CPM
 NO_BID = -1  # an integer bid that wins nothing (every market price is >= 0)
@@ -33,16 +37,7 @@ PARTIAL_EPISODES = ("proportional", "drop", "full")
 RESULT_KEYS = ("auctions", "impressions", "clicks", "cost", "win_rate", "cpm", "ecpc",
                "strategy", "episode", "budget_fraction")
 
-# Strategy specs: kind -> the parameters it takes (all required).
-STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
-    "mcpc": (),
-    "lin": ("b0",),
-    "const": ("bid",),
-    "rand": ("max",),
-    "ortb": ("c", "lambda"),
-}
-TUNABLE: dict[str, tuple[str, ...]] = {"lin": ("b0",)}  # what --tune can search, per kind
-_POSITIVE = {"max", "c", "lambda"}  # parameters that must be > 0 (the others >= 0)
+TUNABLE: dict[str, tuple[str, ...]] = {"linear": ("base_cpm",)}  # what --tune can search, per kind
 SPEC_FIELD = "--strategy"
 
 
@@ -97,89 +92,74 @@ def load_info(path: str | Path) -> CampaignInfo:
     return CampaignInfo(**values)
 
 
-@dataclass(frozen=True)
-class StrategySpec:
-    """A parsed `--strategy` value, e.g. kind "lin" with params {"b0": 80.0}."""
+def strategy_for_replay(text: str, *, tune: str | None = None) -> AnyStrategySpec:
+    """`--strategy`, in either form of rtb.strategy_spec, for a replay (and `--tune`).
 
-    kind: str
-    params: dict[str, float] = field(default_factory=dict)
-
-    def text(self) -> str:
-        """The canonical spec, e.g. "lin:b0=80" or "ortb:c=50,lambda=5.2e-07"."""
-        if not self.params:
-            return self.kind
-        return self.kind + ":" + ",".join(f"{k}={number_text(v)}" for k, v in self.params.items())
-
-
-def parse_strategy(text: str, *, tuning: str | None = None) -> StrategySpec:
-    """Parse `kind[:name=value,...]`; `tuning` names a parameter the caller will search for."""
-    kind, _, rest = text.strip().partition(":")
-    if kind not in STRATEGY_PARAMS:
-        raise InputError.single(SPEC_FIELD, "", f"unknown strategy {kind!r} in {text!r}; expected "
-                                "one of " + ", ".join(STRATEGY_PARAMS))
-    wanted = STRATEGY_PARAMS[kind]
-    params: dict[str, float] = {}
-    seen: set[str] = set()
-    problems: list[tuple[str, str]] = []
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, raw = (s.strip() for s in item.partition("="))
-        seen.add(key)
-        if not eq:
-            problems.append((key, "expected name=value"))
-        elif key not in wanted:
-            problems.append((key, f"unknown parameter of {kind!r}; it takes "
-                             + (", ".join(wanted) if wanted else "none")))
-        elif key in params:
-            problems.append((key, "given twice"))
-        else:
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append((key, f"must be a number, got {raw!r}"))
-                continue
-            low_ok = value > 0 if key in _POSITIVE else value >= 0
-            if not math.isfinite(value) or not low_ok:
-                problems.append((key, f"must be {'>' if key in _POSITIVE else '>='} 0 and finite, "
-                                 f"got {raw!r}"))
-            else:
-                params[key] = value
-    if tuning is not None:
-        if tuning not in TUNABLE.get(kind, ()):
-            problems.append((tuning, f"--tune {tuning} is not available for {kind!r}; it tunes "
-                             + ", ".join(f"{k}'s {' '.join(v)}" for k, v in TUNABLE.items())))
-        elif tuning in seen:
-            problems.append((tuning, "is tuned (--tune); leave it out of --strategy"))
-    example = kind + ":" + ",".join(f"{k}=VALUE" for k in wanted)
-    problems += [(k, f"missing; write {example}") for k in wanted if k not in seen and k != tuning]
-    if problems:
-        raise InputError(SPEC_FIELD, problems)
-    return StrategySpec(kind, {k: params[k] for k in wanted if k in params})
+    Linear's avg_ctr and mcpc's target_cpc may be left out: the replay derives them from
+    the info file. A tuned parameter must be left out; the spec holds 0 for it until
+    tune() chooses.
+    """
+    data = _strategy_fields(text)
+    kind = data.get("kind")
+    if tune is not None and kind in KINDS:  # (an unknown kind is parse_strategy's to report)
+        parameter = tuned_parameter(kind, tune)
+        if parameter != tune:
+            warnings.warn(f"--tune {tune}: deprecated name (now {parameter}); it goes in the next"
+                          " release", DeprecatedSpelling, stacklevel=2)
+        if parameter in data:
+            raise InputError.single("command line", f"{SPEC_FIELD}.{parameter}",
+                                    "is tuned (--tune); leave it out of --strategy")
+        data[parameter] = 0.0
+    spec = parse_strategy(data, SPEC_FIELD, require_all=False)
+    _check_replayable(spec)
+    return spec
 
 
-def build_strategy(spec: StrategySpec, info: CampaignInfo) -> Strategy:
-    """The dsp strategy for a spec; prices in the log's CPM unit."""
-    p = spec.params
-    match spec.kind:
-        case "mcpc":
+def tuned_parameter(kind: str, name: str) -> str:
+    """The current name of a parameter `--tune` may search (b0 -> base_cpm), else InputError."""
+    parameter = PARAM_ALIASES.get(kind, {}).get(name, name)
+    if parameter not in TUNABLE.get(kind, ()):
+        raise InputError.single("command line", "--tune", f"{name} cannot be tuned for {kind!r};"
+                                " it tunes " + ", ".join(f"{k}'s {' '.join(v)}"
+                                                        for k, v in TUNABLE.items()))
+    return parameter
+
+
+def _strategy_fields(text: str) -> dict[str, object]:
+    try:
+        return strategy_data(text)
+    except ValueError as exc:
+        raise InputError.single("command line", SPEC_FIELD, str(exc)) from None
+
+
+def _check_replayable(spec: AnyStrategySpec) -> None:
+    if isinstance(spec, ValueBidSpec):
+        raise InputError.single("command line", SPEC_FIELD, "'value' cannot be replayed: an iPinYou"
+                                " log has no value per conversion (nor pCVR); use linear, mcpc,"
+                                " ortb, fixed or random")
+
+
+def build_strategy(spec: AnyStrategySpec, info: CampaignInfo) -> Strategy:
+    """The dsp strategy for a spec, with what it leaves out derived from the training data;
+    prices in the log's CPM unit."""
+    _check_replayable(spec)
+    match spec:
+        case LinearBidSpec(avg_ctr=None):
+            _require_clicks(info, spec)
+            spec = spec.model_copy(update={"avg_ctr": info.avg_ctr})
+        case McpcBidSpec(target_cpc=None):
             _require_clicks(info, spec)
             # McpcBid bids target_cpc * pCTR * 1000 and the log's unit is CPM, so the
             # target is the training cost per click in money: cpc / 1000.
-            return McpcBid(target_cpc=info.cpc / 1000.0)
-        case "lin":
-            _require_clicks(info, spec)
-            return LinearBid(base_cpm=p["b0"], avg_ctr=info.avg_ctr)
-        case "const":
-            return ConstantBid(bid_cpm=p["bid"])
-        case "rand":
-            return RandomBid(max_cpm=p["max"])
-        case "ortb":
-            return OrtbBid(c=p["c"], lam=p["lambda"])
-    raise AssertionError(spec.kind)  # parse_strategy admits only the kinds above
+            spec = spec.model_copy(update={"target_cpc": info.cpc / 1000.0})
+    return from_spec(spec)
 
 
-def _require_clicks(info: CampaignInfo, spec: StrategySpec) -> None:
+def _require_clicks(info: CampaignInfo, spec: AnyStrategySpec) -> None:
     if info.clk_train == 0:
-        raise InputError.single("--info", "clk_train", f"must be > 0 for strategy {spec.kind!r}")
+        derived = "avg_ctr" if spec.kind == "linear" else "target_cpc"
+        raise InputError.single("--info", "clk_train", f"must be > 0 to derive {spec.kind}'s"
+                                f" {derived} (or give {derived} in --strategy)")
 
 
 def parse_budget_fraction(text: str) -> float:
@@ -255,7 +235,7 @@ def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
 class ReplayResult:
     """Totals of one replay, plus per-episode arrays for checks and plots."""
 
-    strategy: str  # canonical spec, e.g. "lin:b0=80"
+    strategy: str  # canonical short form, e.g. "linear:base_cpm=80"
     episode: int  # N, requests per episode
     budget_fraction: float  # c0
     budget: int  # B of a full episode, sum of prices (the log's CPM unit)
@@ -318,7 +298,7 @@ class ReplayResult:
 def replay(
     log: BidLog,
     info: CampaignInfo,
-    spec: StrategySpec,
+    spec: AnyStrategySpec,
     *,
     episode: int,
     budget_fraction: float,
@@ -347,17 +327,17 @@ def replay(
         tail_budget = budget if partial == "full" else episode_budget(info, budget_fraction, tail)
     auctions, imps, clicks, spend = replay_nb(bids, log.market_price, log.click, episode,
                                               budget, tail_budget, MAX_BID)
-    return ReplayResult(spec.text(), episode, budget_fraction, budget, tail_budget,
+    return ReplayResult(short_form(spec), episode, budget_fraction, budget, tail_budget,
                         auctions, imps, clicks, spend)
 
 
-def _bid_view(log: BidLog, spec: StrategySpec, seed: int) -> BidView:
-    """What the strategy sees: the log's pCTRs; no floors; uniforms only for `rand`."""
+def _bid_view(log: BidLog, spec: AnyStrategySpec, seed: int) -> BidView:
+    """What the strategy sees: the log's pCTRs; no floors; uniforms only for `random`."""
     n = log.pctr.shape[0]
     zeros = np.zeros(n)
     # The uniforms come from their own named stream, so a replay with seed s draws the
-    # same numbers whatever else runs.
-    uniform = stream(seed, "replay/rand").random(n) if spec.kind == "rand" else zeros
+    # same numbers whatever else runs. (The name predates the kind's new name, random.)
+    uniform = stream(seed, "replay/rand").random(n) if isinstance(spec, RandomBidSpec) else zeros
     return BidView(pctr=log.pctr, pcvr=zeros, floor_cpm=zeros, uniform=uniform)
 
 
@@ -395,7 +375,7 @@ def parse_grid(text: str) -> np.ndarray:
 def tune(
     validation: BidLog,
     info: CampaignInfo,
-    spec: StrategySpec,
+    spec: AnyStrategySpec,
     parameter: str,
     grid: np.ndarray,
     *,
@@ -403,22 +383,21 @@ def tune(
     budget_fraction: float,
     seed: int = 0,
     partial: str = "proportional",
-) -> tuple[StrategySpec, Tuning]:
+) -> tuple[AnyStrategySpec, Tuning]:
     """Choose `parameter` from `grid` by clicks on the validation log (same protocol).
 
     Ties go to the smallest value. Returns the spec with the chosen value filled in.
     """
+    parameter = tuned_parameter(spec.kind, parameter)
+    # The grid's extremes must be values the model accepts; the values between then are.
+    for value in {float(grid[0]), float(grid[-1])}:
+        parse_strategy({**spec.model_dump(), parameter: value}, "--tune-grid", require_all=False)
     clicks = np.empty(grid.size, np.int64)
     for k, value in enumerate(grid):
-        trial = StrategySpec(spec.kind, {**spec.params, parameter: float(value)})
+        trial = spec.model_copy(update={parameter: float(value)})
         clicks[k] = replay(validation, info, trial, episode=episode, budget_fraction=budget_fraction,
                            seed=seed, partial=partial).clicks
     best = int(np.argmax(clicks))  # argmax returns the first maximum: the smallest value
     chosen = float(grid[best])
-    params = {k: (chosen if k == parameter else spec.params[k]) for k in STRATEGY_PARAMS[spec.kind]}
-    return StrategySpec(spec.kind, params), Tuning(parameter, chosen, int(clicks[best]), grid, clicks)
-
-
-def number_text(value: float) -> str:
-    """A parameter as written back into a spec: integers without ".0", others by repr."""
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    return (spec.model_copy(update={parameter: chosen}),
+            Tuning(parameter, chosen, int(clicks[best]), grid, clicks))

@@ -15,16 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from rtb.errors import InputError
+from rtb.spec_base import MAX_CPM, MAX_MONEY, Cpm, Money, Spec
+# The strategy models live in rtb.strategy_spec (shared with rtb compare and rtb replay);
+# re-exported here, where a scenario's other models are.
+from rtb.strategy_spec import (KINDS, FixedBidSpec, LinearBidSpec, McpcBidSpec,  # noqa: F401
+                               OrtbBidSpec, RandomBidSpec, StrategySpec, ValueBidSpec,
+                               missing_in_scenario)
 from rtb.types import DEVICES, FORMATS
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -54,19 +53,10 @@ Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 Share = Annotated[float, Field(ge=0, le=1)]
 FeeRate = Annotated[float, Field(ge=0, lt=1)]
-# Bounds that keep every amount within int64 micros with room for sums.
-MAX_MONEY = 1e9
-MAX_CPM = 1e6
-Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
-Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
 MAX_DURATION_S = 3660 * 86400.0  # ten years
 Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Format = Literal["banner", "video", "native"]
 Device = Literal["desktop", "mobile"]
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---- simulation clock -------------------------------------------------------------
@@ -267,48 +257,6 @@ class AdvertiserSpec(Spec):
         return self
 
 
-class FixedBidSpec(Spec):
-    kind: Literal["fixed"]
-    bid_cpm: Cpm
-
-
-class LinearBidSpec(Spec):
-    """bid = base_cpm * pCTR / avg_ctr."""
-
-    kind: Literal["linear"]
-    base_cpm: Cpm
-    avg_ctr: Annotated[float, Field(ge=1e-9, le=1)]
-
-
-class ValueBidSpec(Spec):
-    """bid = shading * pCTR * pCVR * advertiser's value per conversion * 1000."""
-
-    kind: Literal["value"]
-    shading: Annotated[float, Field(gt=0, le=10)] = 1.0
-
-
-class McpcBidSpec(Spec):
-    kind: Literal["mcpc"]
-    target_cpc: Money
-
-
-class OrtbBidSpec(Spec):
-    kind: Literal["ortb"]
-    c: Annotated[float, Field(gt=0, le=MAX_CPM)]
-    lam: Annotated[float, Field(ge=1e-12, le=1e6)]
-
-
-class RandomBidSpec(Spec):
-    kind: Literal["random"]
-    max_cpm: Cpm
-
-
-StrategySpec = Annotated[
-    Union[FixedBidSpec, LinearBidSpec, ValueBidSpec, McpcBidSpec, OrtbBidSpec, RandomBidSpec],
-    Field(discriminator="kind"),
-]
-
-
 class TargetingSpec(Spec):
     """Empty lists mean "any". Segments: the user must be in at least one."""
 
@@ -350,7 +298,10 @@ class CampaignSpec(Spec):
 class SegmentSpec(Spec):
     id: Id
     share: Share = Field(description="share of users in the segment")
-    party: Literal["first", "second", "third"] = "third"
+    party: Literal["first", "second", "third"] = Field(
+        "third", description="first: an advertiser's own data (owner), free, for its campaigns only;"
+        " second, third: bought at data_cpm by any advertiser")
+    owner: Id | None = Field(None, description="first party only: the advertiser whose data it is")
     data_cpm: Cpm = Field(0.0, description="data cost per thousand impressions that use it")
     match_rate: Share = Field(1.0, description="share of members a DSP can recognise")
     cvr_lift: Annotated[float, Field(gt=0, le=100)] = Field(
@@ -406,7 +357,8 @@ class Scenario(Spec):
 
 
 def reference_problems(s: Scenario) -> list[tuple[str, str]]:
-    """Cross-field checks pydantic cannot express per field: ids, references, flights."""
+    """Cross-field checks pydantic cannot express per field: ids, references, flights,
+    first-party data, and the strategy parameters only `rtb replay` may leave out."""
     problems: list[tuple[str, str]] = []
 
     def unique(items: list, path: str) -> set[str]:
@@ -465,10 +417,17 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
 
     problems += _supply_rule_problems(s)
 
+    owners: dict[str, str] = {}  # first-party segment -> its advertiser
     for i, seg in enumerate(s.dmp.segments):
         for j, adv in enumerate(seg.advertisers):
             if adv not in advertisers:
                 problems.append((f"dmp.segments[{i}].advertisers[{j}]", f"unknown advertiser {adv!r}"))
+        problems += [(f"dmp.segments[{i}].{name}", message) for name, message in _party_problems(seg)]
+        if seg.party == "first" and seg.owner is not None:
+            if seg.owner in advertisers:
+                owners[seg.id] = seg.owner
+            else:
+                problems.append((f"dmp.segments[{i}].owner", f"unknown advertiser {seg.owner!r}"))
 
     sim_start, sim_end = s.simulation.start, s.simulation.end
     for i, c in enumerate(s.campaigns):
@@ -480,6 +439,12 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
         for j, seg in enumerate(c.targeting.segments):
             if seg not in segments:
                 problems.append((f"{at}.targeting.segments[{j}]", f"unknown segment {seg!r}"))
+            elif owners.get(seg, c.advertiser) != c.advertiser:
+                problems.append((f"{at}.targeting.segments[{j}]", f"segment {seg!r} is first-party"
+                                 f" data of advertiser {owners[seg]!r}: only its campaigns may"
+                                 " target it"))
+        problems += [(f"{at}.strategy.{name}", message)
+                     for name, message in missing_in_scenario(c.strategy)]
         for j, cat in enumerate(c.targeting.categories):
             if cat not in categories:
                 problems.append((f"{at}.targeting.categories[{j}]",
@@ -500,6 +465,20 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             problems.append((f"{at}.end", "flight end is outside the simulation"))
         if c.daily_budget is not None and c.daily_budget > c.budget:
             problems.append((f"{at}.daily_budget", "daily budget exceeds the total budget"))
+    return problems
+
+
+def _party_problems(seg: SegmentSpec) -> list[tuple[str, str]]:
+    """First-party data is an advertiser's own: it has an owner and costs nothing to use."""
+    if seg.party != "first":
+        return [] if seg.owner is None else [
+            ("owner", f"only a first-party segment has an owner; this one is {seg.party}-party")]
+    problems = []
+    if seg.owner is None:
+        problems.append(("owner", "required for a first-party segment: the advertiser whose data it is"))
+    if seg.data_cpm != 0:
+        problems.append(("data_cpm", f"must be 0 (or left out) for a first-party segment: its owner"
+                                     f" does not buy its own data, got {seg.data_cpm:g}"))
     return problems
 
 
@@ -557,8 +536,7 @@ def _field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("lognormal", "histogram", "fixed", "linear", "value", "mcpc", "ortb",
-                      "random", "function-after", "function-before"):
+        elif part in ("lognormal", "histogram", *KINDS, "function-after", "function-before"):
             continue  # pydantic's union-branch tags say nothing to a user
         else:
             path += f".{part}" if path else str(part)

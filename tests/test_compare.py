@@ -11,6 +11,7 @@ import rtb.compare as cmp
 import rtb.sweep as sw
 from rtb.engine import simulate
 from rtb.errors import InputError
+from rtb.strategy_spec import DeprecatedSpelling, parse_strategy
 from test_cli import rtb
 
 CAMPAIGN = "sneakers-prospecting"  # a fixed 2.20 CPM bid in the quickstart
@@ -90,13 +91,38 @@ def test_ctrl_c_keeps_finished_runs_and_the_summary_covers_complete_seeds(two_ho
 
 def test_bad_strategy_or_campaign_names_the_option(two_hour_spec):
     with pytest.raises(InputError) as bad:
-        cmp.parse_strategy('{ kind = "value", shading = 0 }', "--strategy 1")
+        parse_strategy('{ kind = "value", shading = 0 }', "--strategy 1")
     assert bad.value.lines() == ["command line: --strategy 1.shading: Input should be greater"
                                  " than 0"]
-    with pytest.raises(InputError, match="not a TOML inline table"):
-        cmp.parse_strategy("kind = value", "--strategy 1")
+    with pytest.raises(InputError, match="--strategy 1: unknown strategy kind 'kind = value'"):
+        parse_strategy("kind = value", "--strategy 1")
     with pytest.raises(InputError, match="--campaign: no campaign 'nope'; the scenario has"):
         cmp.with_strategy(two_hour_spec, "nope", OWN)
+
+
+@pytest.mark.parametrize("strategy", [
+    "linear:base_cpm=2,avg_ctr=0.002",
+    '{ kind = "linear", base_cpm = 2, avg_ctr = 0.002 }',
+    {"kind": "linear", "base_cpm": 2.0, "avg_ctr": 0.002},
+    parse_strategy("linear:base_cpm=2,avg_ctr=0.002", "--strategy 1"),
+])
+def test_every_form_of_a_strategy_gives_the_same_variant(two_hour_spec, strategy):
+    variant = cmp.with_strategy(two_hour_spec, CAMPAIGN, strategy)
+    expected = cmp.with_strategy(two_hour_spec, CAMPAIGN, {"kind": "linear", "base_cpm": 2.0,
+                                                           "avg_ctr": 0.002})
+    assert variant == expected
+    assert variant.campaigns[1].strategy.model_dump() == {"kind": "linear", "base_cpm": 2.0,
+                                                          "avg_ctr": 0.002}
+
+
+def test_a_strategy_without_what_only_replay_derives_is_refused(two_hour_spec):
+    with pytest.raises(InputError) as bad:
+        cmp.with_strategy(two_hour_spec, CAMPAIGN, {"kind": "mcpc"})
+    assert bad.value.lines() == ["command line: campaigns[1].strategy.target_cpc: required: only"
+                                 " rtb replay may leave target_cpc out (it derives it from the"
+                                 " log's training data)"]
+    with pytest.warns(DeprecatedSpelling), pytest.raises(InputError, match="avg_ctr: required"):
+        parse_strategy("lin:b0=2", "--strategy 1")
 
 
 def test_cli_compare_prints_the_differences(two_hour_scenario, tmp_path):
@@ -108,11 +134,26 @@ def test_cli_compare_prints_the_differences(two_hour_scenario, tmp_path):
     assert "strategies on the same traffic (2 seeds)" in proc.stdout
     assert "bid_cpm = 3.0" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["baseline", cmp.SUMMARY_FILE, "strategy-1"]
+    # The same strategy in the short form (an old spelling, too) is the same comparison:
+    # nothing to run again, the same summary.
+    summary = (out / cmp.SUMMARY_FILE).read_bytes()
+    for short in ("fixed:bid_cpm=3", "const:bid=3"):
+        proc = rtb("compare", two_hour_scenario, "--campaign", CAMPAIGN, "--strategy", short,
+                   "--seeds", "1,2", "--out-dir", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert (out / cmp.SUMMARY_FILE).read_bytes() == summary
+    assert proc.stderr.strip() == ("warning: strategy 'const:bid=3': deprecated names const (now"
+                                   " fixed), bid (now bid_cpm); they go in the next release")
 
 
 @pytest.mark.parametrize("args, words", [
     (["--strategy", '{ kind = "fixed", bid_cpm = -1 }'], "command line: --strategy 1.bid_cpm: "),
     (["--strategy", "{ kind = ", "--seeds", "1,2"], "command line: --strategy 1: not a TOML"),
+    (["--strategy", "fixed:bid_cpm=-1"], "command line: --strategy 1.bid_cpm: "),
+    (["--strategy", "fixed:bid_cpm=1", "--strategy", "fixed:bid=x"],
+     "command line: --strategy 2.bid_cpm: Input should be a valid number"),
+    (["--strategy", "linear:base_cpm=2"], "command line: --strategy 1.avg_ctr: required"),
+    (["--strategy", "turbo:x=1"], "command line: --strategy 1: unknown strategy kind 'turbo'"),
     (["--strategy", '{ kind = "fixed", bid_cpm = 1 }', "--seeds", "3"], "--seeds: needs two seeds"),
     (["--strategy", '{ kind = "fixed", bid_cpm = 1 }', "--campaign", "nope"], "--campaign: no campaign"),
 ])

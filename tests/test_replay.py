@@ -15,6 +15,8 @@ from rtb import replay as rp
 from rtb.bidlog import BidLog, read_bidlog
 from rtb.errors import InputError
 from rtb.seeding import stream
+from rtb.strategy_spec import (AnyStrategySpec, DeprecatedSpelling, LinearBidSpec, McpcBidSpec,
+                               OrtbBidSpec, RandomBidSpec, short_form)
 
 # cost_train / imp_train = 40 and c0 = 1/4: 10 per request, so an episode of 3 gets 30.
 INFO = {"imp_train": 1000, "clk_train": 125, "cost_train": 40_000}  # avg CTR 1/8
@@ -35,7 +37,7 @@ def make_log(rows: list[tuple[int, int, float]]) -> BidLog:
 
 
 def run(spec: str, rows=ROWS, info=INFO, episode: int = 3, c0: float = C0, **kw) -> rp.ReplayResult:
-    return rp.replay(make_log(rows), rp.CampaignInfo(**info), rp.parse_strategy(spec),
+    return rp.replay(make_log(rows), rp.CampaignInfo(**info), rp.strategy_for_replay(spec),
                      episode=episode, budget_fraction=c0, **kw)
 
 
@@ -65,7 +67,7 @@ class TestProtocolByHand:
         # Episode 1 (B=30): 20>=10 wins (left 20); 20<25 loses; 20>=5 wins (left 15).
         # Episode 2 (B=30): 20<30 loses; 20>=20 wins, a tie (left 10); min(20,10)>=0 wins.
         # Tail (proportional: int(40*0.25*1)=10): min(20,10)=10<15 loses.
-        r = run("const:bid=20")
+        r = run("fixed:bid_cpm=20")
         assert (r.budget, r.tail_budget) == (30, 10)
         assert r.episode_impressions.tolist() == [2, 2, 0]
         assert r.episode_clicks.tolist() == [2, 1, 0]
@@ -78,7 +80,7 @@ class TestProtocolByHand:
 
     def test_remaining_budget_caps_a_high_bid(self) -> None:
         # bid 300: the second request would win at 25 but only 20 of 30 is left.
-        r = run("const:bid=300")
+        r = run("fixed:bid_cpm=300")
         assert r.episode_impressions.tolist()[0] == 2
         assert r.episode_spend.tolist()[0] == 15
 
@@ -88,23 +90,23 @@ class TestProtocolByHand:
         ("drop", -1, 6, 4, 3, 35),
     ])
     def test_partial_episode_rules(self, partial, tail_budget, auctions, impressions, clicks, spend) -> None:
-        r = run("const:bid=20", partial=partial)
+        r = run("fixed:bid_cpm=20", partial=partial)
         assert r.tail_budget == tail_budget
         assert (r.auctions, r.impressions, r.clicks, r.spend) == (auctions, impressions, clicks, spend)
 
     def test_no_tail_when_the_log_divides(self) -> None:
-        r = run("const:bid=20", rows=ROWS[:6])
+        r = run("fixed:bid_cpm=20", rows=ROWS[:6])
         assert r.tail_budget == -1 and r.episode_auctions.tolist() == [3, 3]
 
     def test_bid_cap_is_300(self) -> None:
         rows = [(0, 300, 0.5), (0, 301, 0.5)]
-        r = run("const:bid=1000", rows=rows, episode=2, c0=100.0)  # budget 8000: never binds
+        r = run("fixed:bid_cpm=1000", rows=rows, episode=2, c0=100.0)  # budget 8000: never binds
         assert r.episode_impressions.tolist() == [1]
 
-    def test_lin_bid_is_floored(self) -> None:
-        # bid = b0 * pctr / avg_ctr = 10 * pctr * 8: pctr 5/32 -> 12.5 -> 12.
+    def test_linear_bid_is_floored(self) -> None:
+        # bid = base_cpm * pctr / avg_ctr = 10 * pctr * 8: pctr 5/32 -> 12.5 -> 12.
         rows = [(0, 12, 5 / 32), (0, 13, 5 / 32), (1, 20, 0.25), (0, 21, 0.25)]
-        r = run("lin:b0=10", rows=rows, episode=4, c0=100.0)
+        r = run("linear:base_cpm=10", rows=rows, episode=4, c0=100.0)
         assert (r.impressions, r.clicks, r.spend) == (2, 1, 32)
 
     def test_mcpc_bids_pctr_times_training_cpc(self) -> None:
@@ -116,23 +118,23 @@ class TestProtocolByHand:
     def test_ortb_formula(self) -> None:
         # sqrt(c / lambda * pctr + c^2) - c = sqrt(10 * 128 * 0.625 + 100) - 10 = 20.
         rows = [(0, 20, 0.625), (0, 21, 0.625)]
-        r = run("ortb:c=10,lambda=0.0078125", rows=rows, episode=2, c0=100.0)
+        r = run("ortb:c=10,lam=0.0078125", rows=rows, episode=2, c0=100.0)
         assert r.episode_impressions.tolist() == [1]
 
-    def test_rand_uses_its_named_stream(self) -> None:
+    def test_random_uses_its_named_stream(self) -> None:
         rng = np.random.default_rng(3)
         rows = [(int(c), int(p), 0.5) for c, p in zip(rng.random(500) < 0.2, rng.integers(0, 100, 500))]
-        r = run("rand:max=120", rows=rows, episode=50, c0=1.0, seed=9)
+        r = run("random:max_cpm=120", rows=rows, episode=50, c0=1.0, seed=9)
         bids = np.floor(stream(9, "replay/rand").random(500) * 120)
         want = replay_py(bids, [p for _, p, _ in rows], [c for c, _, _ in rows], 50,
                          rp.episode_budget(rp.CampaignInfo(**INFO), 1.0, 50), -1)
         assert r.episode_impressions.tolist() == [w[1] for w in want]
         assert r.episode_clicks.tolist() == [w[2] for w in want]
-        assert run("rand:max=120", rows=rows, episode=50, c0=1.0, seed=9).spend == r.spend
-        assert run("rand:max=120", rows=rows, episode=50, c0=1.0, seed=10).spend != r.spend
+        assert run("random:max_cpm=120", rows=rows, episode=50, c0=1.0, seed=9).spend == r.spend
+        assert run("random:max_cpm=120", rows=rows, episode=50, c0=1.0, seed=10).spend != r.spend
 
     def test_zero_denominators_are_null(self, tmp_path: Path) -> None:
-        r = run("const:bid=0", rows=[(0, 5, 0.5), (0, 7, 0.5)], episode=2)
+        r = run("fixed:bid_cpm=0", rows=[(0, 5, 0.5), (0, 7, 0.5)], episode=2)
         d = r.to_dict()
         assert list(d) == list(rp.RESULT_KEYS)
         assert (d["impressions"], d["cost"], d["cpm"], d["ecpc"]) == (0, 0.0, None, None)
@@ -164,45 +166,84 @@ class TestKernelTwin:
 
 
 class TestSpecs:
-    @pytest.mark.parametrize(("text", "kind", "params", "canonical"), [
-        ("mcpc", "mcpc", {}, "mcpc"),
-        ("lin:b0=80", "lin", {"b0": 80.0}, "lin:b0=80"),
-        ("lin: b0 = 12.5 ", "lin", {"b0": 12.5}, "lin:b0=12.5"),
-        ("const:bid=0", "const", {"bid": 0.0}, "const:bid=0"),
-        ("rand:max=300", "rand", {"max": 300.0}, "rand:max=300"),
-        ("ortb:lambda=5e-7,c=50", "ortb", {"c": 50.0, "lambda": 5e-7}, "ortb:c=50,lambda=5e-07"),
+    @pytest.mark.parametrize(("text", "spec", "canonical"), [
+        # What replay derives from the info file may be left out (and stays out of the text).
+        ("mcpc", McpcBidSpec(kind="mcpc"), "mcpc"),
+        ("linear:base_cpm=80", LinearBidSpec(kind="linear", base_cpm=80), "linear:base_cpm=80"),
+        ('{ kind = "linear", base_cpm = 80 }', LinearBidSpec(kind="linear", base_cpm=80),
+         "linear:base_cpm=80"),
+        ("linear: base_cpm = 12.5 ,avg_ctr=0.002",
+         LinearBidSpec(kind="linear", base_cpm=12.5, avg_ctr=0.002),
+         "linear:base_cpm=12.5,avg_ctr=0.002"),
+        ("random:max_cpm=300", RandomBidSpec(kind="random", max_cpm=300), "random:max_cpm=300"),
+        ("ortb:lam=5e-7,c=50", OrtbBidSpec(kind="ortb", c=50, lam=5e-7), "ortb:c=50,lam=5e-07"),
     ])
-    def test_valid(self, text, kind, params, canonical) -> None:
-        spec = rp.parse_strategy(text)
-        assert (spec.kind, spec.params, spec.text()) == (kind, params, canonical)
+    def test_valid(self, text, spec, canonical) -> None:
+        got = rp.strategy_for_replay(text)
+        assert got == spec and short_form(got) == canonical
+        assert rp.replay(make_log(ROWS), rp.CampaignInfo(**INFO), got, episode=3,
+                         budget_fraction=C0).strategy == canonical
+
+    @pytest.mark.parametrize(("old", "new"), [
+        ("lin:b0=80", "linear:base_cpm=80"), ("lin: b0 = 12.5 ", "linear:base_cpm=12.5"),
+        ("const:bid=0", "fixed:bid_cpm=0"), ("rand:max=300", "random:max_cpm=300"),
+        ("ortb:lambda=5e-7,c=50", "ortb:c=50,lam=5e-07"),
+    ])
+    def test_old_spellings_are_deprecated_aliases(self, old, new) -> None:
+        with pytest.warns(DeprecatedSpelling, match="deprecated names"):
+            spec = rp.strategy_for_replay(old)
+        assert spec == rp.strategy_for_replay(new) and short_form(spec) == new
+
+    @pytest.mark.parametrize(("old", "new"), [
+        ("const:bid=20", "fixed:bid_cpm=20"), ("lin:b0=10", "linear:base_cpm=10"),
+        ("rand:max=120", "random:max_cpm=120"),
+        ("ortb:c=10,lambda=0.0078125", "ortb:c=10,lam=0.0078125"),
+    ])
+    def test_old_spellings_replay_the_same(self, old, new) -> None:
+        rows = [(c, p, q) for c, p, q in ROWS] * 3
+        with pytest.warns(DeprecatedSpelling):
+            before = run(old, rows=rows, seed=4).to_dict()
+        assert before == run(new, rows=rows, seed=4).to_dict()
 
     @pytest.mark.parametrize(("text", "lines"), [
-        ("linear:b0=1", ["--strategy: unknown strategy 'linear' in 'linear:b0=1'; expected one of "
-                         "mcpc, lin, const, rand, ortb"]),
-        ("lin", ["--strategy: b0: missing; write lin:b0=VALUE"]),
-        ("lin:b0=x", ["--strategy: b0: must be a number, got 'x'"]),
-        ("lin:b0=-1", ["--strategy: b0: must be >= 0 and finite, got '-1'"]),
-        ("lin:b0=inf", ["--strategy: b0: must be >= 0 and finite, got 'inf'"]),
-        ("lin:b0", ["--strategy: b0: expected name=value"]),
-        ("lin:b0=1,b0=2", ["--strategy: b0: given twice"]),
-        ("mcpc:b0=1", ["--strategy: b0: unknown parameter of 'mcpc'; it takes none"]),
-        ("rand:max=0", ["--strategy: max: must be > 0 and finite, got '0'"]),
-        ("ortb:c=1", ["--strategy: lambda: missing; write ortb:c=VALUE,lambda=VALUE"]),
-        ("const:price=1,bid=2", ["--strategy: price: unknown parameter of 'const'; it takes bid"]),
+        ("lin2:b0=1", ["command line: --strategy: unknown strategy kind 'lin2'; expected one of fixed,"
+                       " linear, value, mcpc, ortb, random, written KIND:NAME=VALUE,... such as"
+                       " linear:base_cpm=80,avg_ctr=0.001 or as a TOML inline table such as"
+                       ' { kind = "linear", base_cpm = 80, avg_ctr = 0.001 }']),
+        ("linear", ["command line: --strategy.base_cpm: Field required"]),
+        ("linear:base_cpm=x", ["command line: --strategy.base_cpm: Input should be a valid number,"
+                               " unable to parse string as a number"]),
+        ("linear:base_cpm=-1", ["command line: --strategy.base_cpm: Input should be greater than or"
+                                " equal to 0"]),
+        ("linear:base_cpm", ["command line: --strategy: 'base_cpm': expected NAME=VALUE, as in"
+                             " linear:base_cpm=80,avg_ctr=0.001"]),
+        ("linear:base_cpm=1,base_cpm=2", ["command line: --strategy: base_cpm: given twice"]),
+        ("mcpc:b0=1", ["command line: --strategy.b0: unknown parameter of 'mcpc'; it takes target_cpc"]),
+        ("ortb:c=1", ["command line: --strategy.lam: Field required"]),
+        ("value", ["command line: --strategy: 'value' cannot be replayed: an iPinYou log has no value"
+                   " per conversion (nor pCVR); use linear, mcpc, ortb, fixed or random"]),
     ])
     def test_invalid(self, text, lines) -> None:
         with pytest.raises(InputError) as excinfo:
-            rp.parse_strategy(text)
+            rp.strategy_for_replay(text)
         assert excinfo.value.lines() == lines
 
     def test_tuning_rules(self) -> None:
-        assert rp.parse_strategy("lin", tuning="b0").params == {}
-        with pytest.raises(InputError, match="b0: is tuned"):
-            rp.parse_strategy("lin:b0=5", tuning="b0")
+        assert rp.strategy_for_replay("linear", tune="base_cpm").base_cpm == 0.0  # until tune() chooses
+        with pytest.raises(InputError, match=r"--strategy\.base_cpm: is tuned"):
+            rp.strategy_for_replay("linear:base_cpm=5", tune="base_cpm")
+        with pytest.raises(InputError, match=r"--strategy\.base_cpm: is tuned"), \
+                pytest.warns(DeprecatedSpelling):
+            rp.strategy_for_replay("lin:b0=5", tune="b0")
         with pytest.raises(InputError) as excinfo:
-            rp.parse_strategy("const:bid=5", tuning="bid")
-        assert excinfo.value.lines() == ["--strategy: bid: --tune bid is not available for 'const'; "
-                                         "it tunes lin's b0"]
+            rp.strategy_for_replay("fixed:bid_cpm=5", tune="bid_cpm")
+        assert excinfo.value.lines() == ["command line: --tune: bid_cpm cannot be tuned for 'fixed';"
+                                         " it tunes linear's base_cpm"]
+
+    def test_given_avg_ctr_is_used_instead_of_the_info_file_s(self) -> None:
+        # INFO's avg CTR is 1/8; with avg_ctr = 1/16 every bid doubles.
+        assert run("linear:base_cpm=10,avg_ctr=0.0625").to_dict() | {"strategy": ""} == \
+            run("linear:base_cpm=20").to_dict() | {"strategy": ""}
 
     @pytest.mark.parametrize(("text", "value"), [("1/32", 0.03125), ("0.03125", 0.03125),
                                                  ("3.125e-2", 0.03125), (" 1/3 ", 1 / 3), ("2", 2.0)])
@@ -237,22 +278,35 @@ class TestSpecs:
         with pytest.raises(InputError, match="not valid JSON"):
             rp.load_info(path)
         path.write_text(json.dumps({"imp_train": 10, "clk_train": 0, "cost_train": 5}))
-        with pytest.raises(InputError, match="clk_train: must be > 0 for strategy 'mcpc'"):
+        with pytest.raises(InputError, match="clk_train: must be > 0 to derive mcpc's target_cpc"):
             run("mcpc", info=json.loads(path.read_text()))
+        # Given in --strategy, nothing needs deriving.
+        assert run("mcpc:target_cpc=0.5", info=json.loads(path.read_text())).auctions == len(ROWS)
 
 
 class TestTuning:
-    # avg CTR 1/8 and pctr 1/8: lin bids exactly b0. One clicked request at price 50.
+    # avg CTR 1/8 and pctr 1/8: linear bids exactly base_cpm. One clicked request at price 50.
     ROWS = [(0, 10, 0.125), (1, 50, 0.125)]
 
-    def tune(self, grid: str) -> tuple[rp.StrategySpec, rp.Tuning]:
-        return rp.tune(make_log(self.ROWS), rp.CampaignInfo(**INFO), rp.parse_strategy("lin", tuning="b0"),
-                       "b0", rp.parse_grid(grid), episode=2, budget_fraction=100.0)
+    def tune(self, grid: str, parameter: str = "base_cpm") -> tuple[AnyStrategySpec, rp.Tuning]:
+        spec = rp.strategy_for_replay("linear", tune=parameter)
+        return rp.tune(make_log(self.ROWS), rp.CampaignInfo(**INFO), spec, parameter,
+                       rp.parse_grid(grid), episode=2, budget_fraction=100.0)
 
     def test_chooses_the_smallest_best(self) -> None:
         spec, tuning = self.tune("10:100:10")
         assert tuning.grid_clicks.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
-        assert (spec.text(), tuning.chosen, tuning.clicks, tuning.at_edge) == ("lin:b0=50", 50.0, 1, False)
+        assert (short_form(spec), tuning.parameter, tuning.chosen, tuning.clicks, tuning.at_edge) == (
+            "linear:base_cpm=50", "base_cpm", 50.0, 1, False)
+
+    def test_the_alias_b0_tunes_base_cpm(self) -> None:
+        with pytest.warns(DeprecatedSpelling, match="--tune b0: deprecated name"):
+            spec, tuning = self.tune("10:100:10", parameter="b0")
+        assert (short_form(spec), tuning.parameter) == ("linear:base_cpm=50", "base_cpm")
+
+    def test_a_grid_beyond_the_model_s_bounds_is_refused(self) -> None:
+        with pytest.raises(InputError, match=r"--tune-grid\.base_cpm: Input should be less than"):
+            self.tune("0:2e6:1e6")
 
     def test_no_clicks_anywhere_picks_the_first_and_edge_is_flagged(self) -> None:
         assert self.tune("10:40:10")[1].chosen == 10.0
@@ -279,12 +333,13 @@ class TestShared2997:
         n = log.market_price.shape[0]
         # One episode spanning the log: its budget (63.02 per request) exceeds the test
         # period's cost (55.2 per request), so every request is won: the test totals.
-        r = rp.replay(log, info, rp.parse_strategy("const:bid=1e9"), episode=n, budget_fraction=1.0)
+        r = rp.replay(log, info, rp.strategy_for_replay("fixed:bid_cpm=1e6"), episode=n, budget_fraction=1.0)
         assert (r.auctions, r.impressions, r.clicks, r.spend) == (raw["imp_test"], raw["imp_test"],
                                                                   raw["clk_test"], raw["cost_test"])
         assert r.win_rate == 1.0
         # With N = 1000 an episode is won whole exactly when its prices fit its budget.
-        r = rp.replay(log, info, rp.parse_strategy("const:bid=1e9"), episode=1000, budget_fraction=1.0)
+        r = rp.replay(log, info, rp.strategy_for_replay("fixed:bid_cpm=1e6"), episode=1000,
+                      budget_fraction=1.0)
         sums = np.add.reduceat(log.market_price.astype(np.int64), np.arange(0, n, 1000))
         budgets = np.full(sums.size, r.budget)
         budgets[-1] = r.tail_budget
@@ -293,21 +348,23 @@ class TestShared2997:
 
     def test_bid_zero_wins_only_free_requests(self, data) -> None:
         log, info, _ = data
-        r = rp.replay(log, info, rp.parse_strategy("const:bid=0"), episode=1000, budget_fraction=1 / 32)
+        r = rp.replay(log, info, rp.strategy_for_replay("fixed:bid_cpm=0"), episode=1000,
+                      budget_fraction=1 / 32)
         free = log.market_price == 0
         assert r.impressions == int(free.sum()) and r.spend == 0
         assert r.clicks == int(log.click[free].sum())
 
-    @pytest.mark.parametrize("spec", ["mcpc", "lin:b0=14", "lin:b0=80", "lin:b0=251"])
+    @pytest.mark.parametrize("spec", ["mcpc", "linear:base_cpm=14", "linear:base_cpm=80",
+                                      "linear:base_cpm=251"])
     def test_matches_rlb_dp_loop(self, data, spec: str) -> None:
         # rlb-dp's Mcpc/Lin_Bid.run, literally: int(theta * cpc), int(theta * b0 / theta_avg),
         # and its trailing partial episode keeps the full budget (partial="full").
         log, info, _ = data
-        kind = rp.parse_strategy(spec)
+        kind = rp.strategy_for_replay(spec)
         if kind.kind == "mcpc":
             bids = [int(t * info.cpc) for t in log.pctr.tolist()]
         else:
-            b0 = kind.params["b0"]
+            b0 = kind.base_cpm
             bids = [int(t * b0 / info.avg_ctr) for t in log.pctr.tolist()]
         budget = rp.episode_budget(info, 1 / 32, 1000)
         want = np.array(replay_py(bids, log.market_price.tolist(), log.click.tolist(), 1000, budget, budget))
@@ -317,8 +374,8 @@ class TestShared2997:
     def test_replay_takes_well_under_a_second(self, ipinyou_dir: Path, data) -> None:
         _, info, _ = data
         path = ipinyou_dir / "2997.test.theta.txt"
-        spec = rp.parse_strategy("lin:b0=80")
-        run("lin:b0=80")  # the replay kernel compiled (or loaded from numba's cache)
+        spec = rp.strategy_for_replay("linear:base_cpm=80")
+        run("linear:base_cpm=80")  # the replay kernel compiled (or loaded from numba's cache)
         start = time.perf_counter()
         r = rp.replay(read_bidlog(path), info, spec, episode=1000, budget_fraction=1 / 32)
         elapsed = time.perf_counter() - start
@@ -344,16 +401,30 @@ class TestCli:
         log, info = files
         out = tmp_path / "replay.json"
         proc = rtb(str(log), "--format", "ipinyou-theta", "--info", str(info), "--strategy",
-                   "const:bid=20", "--episode", "3", "--budget-fraction", "1/4", "--out", str(out))
+                   "fixed:bid_cpm=20", "--episode", "3", "--budget-fraction", "1/4", "--out", str(out))
         assert proc.returncode == 0, proc.stderr
         assert "auctions" in proc.stdout and "eCPC" in proc.stdout
         data = json.loads(out.read_text())
         assert list(data) == list(rp.RESULT_KEYS)
         assert data == {"auctions": 7, "impressions": 4, "clicks": 3, "cost": 0.035,
                         "win_rate": 4 / 7, "cpm": 8.75, "ecpc": 0.035 / 3,
-                        "strategy": "const:bid=20", "episode": 3, "budget_fraction": 0.25}
+                        "strategy": "fixed:bid_cpm=20", "episode": 3, "budget_fraction": 0.25}
 
     def test_tune_reports_the_chosen_value(self, tmp_path: Path) -> None:
+        log = tmp_path / "valid.txt"
+        log.write_text(theta_text(TestTuning.ROWS))
+        info = tmp_path / "info.json"
+        info.write_text(json.dumps(INFO))
+        out = tmp_path / "r.json"
+        proc = rtb(str(log), "--info", str(info), "--strategy", "linear", "--tune", "base_cpm",
+                   "--validation", str(log), "--tune-grid", "10:100:10", "--episode", "2",
+                   "--budget-fraction", "100", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert "tuned base_cpm = 50" in proc.stdout
+        assert json.loads(out.read_text())["strategy"] == "linear:base_cpm=50"
+        assert proc.stderr == ""
+
+    def test_old_spellings_still_work_and_warn(self, tmp_path: Path) -> None:
         log = tmp_path / "valid.txt"
         log.write_text(theta_text(TestTuning.ROWS))
         info = tmp_path / "info.json"
@@ -363,18 +434,30 @@ class TestCli:
                    str(log), "--tune-grid", "10:100:10", "--episode", "2", "--budget-fraction", "100",
                    "--out", str(out))
         assert proc.returncode == 0, proc.stderr
-        assert "tuned b0 = 50" in proc.stdout
-        assert json.loads(out.read_text())["strategy"] == "lin:b0=50"
+        assert "tuned base_cpm = 50" in proc.stdout
+        assert json.loads(out.read_text())["strategy"] == "linear:base_cpm=50"
+        assert proc.stderr.splitlines() == [
+            "warning: strategy 'lin': deprecated names lin (now linear); they go in the next release",
+            "warning: --tune b0: deprecated name (now base_cpm); it goes in the next release"]
 
     @pytest.mark.parametrize(("args", "message"), [
-        (["--strategy", "lin:b0=x", "--budget-fraction", "1/4"],
-         "--strategy: b0: must be a number, got 'x'"),
-        (["--strategy", "const:bid=1", "--budget-fraction", "0"], "--budget-fraction: must be > 0"),
-        (["--strategy", "lin", "--tune", "b0", "--budget-fraction", "1/4"],
+        (["--strategy", "linear:base_cpm=x", "--budget-fraction", "1/4"],
+         "command line: --strategy.base_cpm: Input should be a valid number"),
+        (["--strategy", "lin:b0=-1", "--budget-fraction", "1/4"],
+         "command line: --strategy.base_cpm: Input should be greater than or equal to 0"),
+        (["--strategy", '{ kind = "fixed", bid_cpm = -1 }', "--budget-fraction", "1/4"],
+         "command line: --strategy.bid_cpm: Input should be greater than or equal to 0"),
+        (["--strategy", "value:shading=0.5", "--budget-fraction", "1/4"],
+         "command line: --strategy: 'value' cannot be replayed: an iPinYou log has no value per"
+         " conversion"),
+        (["--strategy", "fixed:bid_cpm=1", "--tune", "bid_cpm", "--budget-fraction", "1/4"],
+         "command line: --tune: bid_cpm cannot be tuned for 'fixed'"),
+        (["--strategy", "fixed:bid_cpm=1", "--budget-fraction", "0"], "--budget-fraction: must be > 0"),
+        (["--strategy", "linear", "--tune", "base_cpm", "--budget-fraction", "1/4"],
          "--validation: --tune and --validation go together"),
-        (["--strategy", "const:bid=1", "--budget-fraction", "1/4", "--format", "csv"],
+        (["--strategy", "fixed:bid_cpm=1", "--budget-fraction", "1/4", "--format", "csv"],
          "unknown format 'csv'"),
-        (["--strategy", "const:bid=1", "--budget-fraction", "1/4", "--episode", "0"],
+        (["--strategy", "fixed:bid_cpm=1", "--budget-fraction", "1/4", "--episode", "0"],
          "--episode: must be >= 1, got 0"),
     ])
     def test_bad_input_exits_2_without_traceback(self, files, args, message) -> None:
@@ -387,7 +470,7 @@ class TestCli:
     def test_malformed_line_and_skip_bad(self, files) -> None:
         log, info = files
         log.write_text("0 1 0.5\n0 oops 0.5\n1 2 0.5\n")
-        args = [str(log), "--info", str(info), "--strategy", "const:bid=5", "--budget-fraction", "1"]
+        args = [str(log), "--info", str(info), "--strategy", "fixed:bid_cpm=5", "--budget-fraction", "1"]
         proc = rtb(*args)
         assert proc.returncode == 2
         assert proc.stderr.strip() == (f"{log}: line 2: market price must be a non-negative integer "
@@ -415,7 +498,7 @@ class TestCli:
         log.write_text("\t".join(LOG_HEADER) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
         out = tmp_path / "r.json"
         proc = rtb(str(log), "--format", "ipinyou-log", "--pctr", "0.001", "--info", str(info),
-                   "--strategy", "const:bid=20", "--episode", "3", "--budget-fraction", "1/4",
+                   "--strategy", "fixed:bid_cpm=20", "--episode", "3", "--budget-fraction", "1/4",
                    "--out", str(out))
         assert proc.returncode == 0, proc.stderr
         assert json.loads(out.read_text())["impressions"] == 4  # the same requests as ROWS
@@ -423,7 +506,7 @@ class TestCli:
     def test_shared_2997(self, ipinyou_dir: Path, tmp_path: Path) -> None:
         out = tmp_path / "r.json"
         proc = rtb(str(ipinyou_dir / "2997.test.theta.txt"), "--format", "ipinyou-theta", "--info",
-                   str(ipinyou_dir / "2997.info.json"), "--strategy", "const:bid=0", "--episode", "1000",
+                   str(ipinyou_dir / "2997.info.json"), "--strategy", "fixed:bid_cpm=0", "--episode", "1000",
                    "--budget-fraction", "1/32", "--out", str(out))
         assert proc.returncode == 0, proc.stderr
         data = json.loads(out.read_text())

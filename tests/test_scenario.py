@@ -374,3 +374,95 @@ def test_duration_beyond_calendar_is_an_input_error(duration):
     """Otherwise computing the end date raises OverflowError or ValueError, not InputError."""
     assert_problem(problem(scenario(**{"simulation.duration": duration})), "test.toml",
                    "simulation.duration")
+
+
+# ---- strategies: a table or the short form, both the one model ----------------------------
+
+@pytest.mark.parametrize("strategy", [
+    {"kind": "linear", "base_cpm": 2.0, "avg_ctr": 0.002},
+    "linear:base_cpm=2,avg_ctr=0.002",
+    '{ kind = "linear", base_cpm = 2, avg_ctr = 0.002 }',
+])
+def test_strategy_as_a_table_or_in_the_short_form(strategy):
+    s = parse_scenario(scenario(**{"campaigns.0.strategy": strategy}), "test.toml")
+    assert s == parse_scenario(scenario(**{"campaigns.0.strategy": {
+        "kind": "linear", "base_cpm": 2.0, "avg_ctr": 0.002}}), "test.toml")
+
+
+def test_short_form_strategy_in_a_toml_file(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL_TOML.replace('strategy = { kind = "fixed", bid_cpm = 2.0 }',
+                                         'strategy = "fixed:bid_cpm=2"'))
+    assert load_scenario(path) == parse_scenario(scenario(), str(path))
+
+
+@pytest.mark.parametrize("strategy, field, words", [
+    ("fixed:bid_cpm=-1", "campaigns[0].strategy.bid_cpm", ["greater than or equal to 0"]),
+    ("fixed:bid_cpm", "campaigns[0].strategy", ["expected NAME=VALUE"]),
+    ("magic:x=1", "campaigns[0].strategy", ["unknown strategy kind", "magic"]),
+    ({"kind": "linear", "base_cpm": 2.0}, "campaigns[0].strategy.avg_ctr",
+     ["required", "only rtb replay"]),
+    ("linear:base_cpm=2", "campaigns[0].strategy.avg_ctr", ["required", "only rtb replay"]),
+    ({"kind": "mcpc"}, "campaigns[0].strategy.target_cpc", ["required", "only rtb replay"]),
+])
+def test_bad_strategy_names_its_field(strategy, field, words):
+    err = problem(scenario(**{"campaigns.0.strategy": strategy}))
+    assert_problem(err, "test.toml", field, *words)
+
+
+# ---- a segment's party: first-party data is its owner's, and free -----------------------------
+
+def with_segment(segment: dict, *, advertiser_of_campaign: str = "adv-a") -> dict:
+    """MINIMAL with a second advertiser (adv-b), `segment` as seg-a, and camp-a targeting it."""
+    data = scenario(**{"dmp.segments.0": {"id": "seg-a", "share": 0.2, **segment},
+                       "campaigns.0.targeting": {"segments": ["seg-a"]},
+                       "campaigns.0.advertiser": advertiser_of_campaign})
+    data["advertisers"].append({"id": "adv-b", "value_per_conversion": 20.0})
+    return data
+
+
+@pytest.mark.parametrize("segment", [
+    {"party": "first", "owner": "adv-a"},
+    {"party": "first", "owner": "adv-a", "data_cpm": 0.0},
+    {"party": "second", "data_cpm": 0.5},
+    {"party": "third", "data_cpm": 1.5},
+    {},  # third party, free: as before
+])
+def test_valid_parties(segment):
+    s = parse_scenario(with_segment(segment), "test.toml")
+    assert s.dmp.segments[0].owner == segment.get("owner")
+
+
+@pytest.mark.parametrize("segment, field, words", [
+    ({"party": "first"}, "dmp.segments[0].owner", ["required", "first-party"]),
+    ({"party": "first", "owner": "nope"}, "dmp.segments[0].owner", ["unknown advertiser", "nope"]),
+    ({"party": "first", "owner": "adv-a", "data_cpm": 0.5}, "dmp.segments[0].data_cpm",
+     ["must be 0", "first-party", "0.5"]),
+    ({"party": "second", "owner": "adv-a"}, "dmp.segments[0].owner",
+     ["only a first-party segment has an owner", "second-party"]),
+    ({"owner": "adv-a"}, "dmp.segments[0].owner", ["only a first-party", "third-party"]),
+    ({"party": "first", "owner": "adv-a bad"}, "dmp.segments[0].owner", ["pattern"]),
+])
+def test_bad_party(segment, field, words):
+    assert_problem(problem(with_segment(segment)), "test.toml", field, *words)
+
+
+def test_only_the_owner_s_campaigns_may_target_first_party_data():
+    data = with_segment({"party": "first", "owner": "adv-b"})
+    err = problem(data)
+    assert_problem(err, "test.toml", "campaigns[0].targeting.segments[0]", "seg-a", "first-party",
+                   "adv-b")
+    assert len(err.problems) == 1
+    # The owner's campaign may; second- and third-party data any advertiser may buy.
+    parse_scenario(with_segment({"party": "first", "owner": "adv-b"}, advertiser_of_campaign="adv-b"),
+                   "test.toml")
+    for party in ("second", "third"):
+        parse_scenario(with_segment({"party": party, "data_cpm": 1.0}, advertiser_of_campaign="adv-b"),
+                       "test.toml")
+
+
+def test_quickstart_and_large_first_party_segments_have_owners():
+    for name in ("quickstart", "large"):
+        s = load_scenario(REPO / "scenarios" / f"{name}.toml")
+        first = [seg for seg in s.dmp.segments if seg.party == "first"]
+        assert first and all(seg.owner is not None and seg.data_cpm == 0 for seg in first)

@@ -1,0 +1,198 @@
+"""Bidding-strategy specs: one model and one parser, for scenarios, `rtb compare` and `rtb replay`.
+
+A strategy is written either as a TOML inline table, as in a scenario file,
+
+    { kind = "linear", base_cpm = 80, avg_ctr = 0.001 }
+
+or in the short form KIND[:NAME=VALUE,...],
+
+    linear:base_cpm=80,avg_ctr=0.001
+
+and both give the same pydantic model (a scenario's `strategy` may be either). The
+short form also takes, for one release, `rtb replay`'s old spellings (`lin:b0=`,
+`const:bid=`, `rand:max=`, `ortb:...,lambda=`), with a DeprecatedSpelling warning.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import warnings
+from typing import Annotated, Literal, Union
+
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+
+from rtb.errors import InputError
+from rtb.spec_base import MAX_CPM, Cpm, Money, Spec
+
+KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random")
+# `rtb replay`'s spellings before the two vocabularies became one; accepted in the short
+# form until the next release.
+KIND_ALIASES = {"lin": "linear", "const": "fixed", "rand": "random"}
+PARAM_ALIASES = {"linear": {"b0": "base_cpm"}, "fixed": {"bid": "bid_cpm"},
+                 "random": {"max": "max_cpm"}, "ortb": {"lambda": "lam"}}
+# Parameters the model lets out because `rtb replay` derives them from its log's
+# training data; a scenario (and so `rtb compare`) must give them.
+DERIVED_BY_REPLAY = {"linear": ("avg_ctr",), "mcpc": ("target_cpc",)}
+SHORT_EXAMPLE = "linear:base_cpm=80,avg_ctr=0.001"
+TABLE_EXAMPLE = '{ kind = "linear", base_cpm = 80, avg_ctr = 0.001 }'
+
+
+class DeprecatedSpelling(FutureWarning):
+    """A strategy written with an old `rtb replay` name; FutureWarning, so users see it."""
+
+
+class FixedBidSpec(Spec):
+    kind: Literal["fixed"]
+    bid_cpm: Cpm
+
+
+class LinearBidSpec(Spec):
+    """bid = base_cpm * pCTR / avg_ctr."""
+
+    kind: Literal["linear"]
+    base_cpm: Cpm
+    avg_ctr: Annotated[float, Field(ge=1e-9, le=1)] | None = Field(
+        None, description="rtb replay: clk_train / imp_train when left out")
+
+
+class ValueBidSpec(Spec):
+    """bid = shading * pCTR * pCVR * advertiser's value per conversion * 1000."""
+
+    kind: Literal["value"]
+    shading: Annotated[float, Field(gt=0, le=10)] = 1.0
+
+
+class McpcBidSpec(Spec):
+    """bid = target_cpc * pCTR * 1000."""
+
+    kind: Literal["mcpc"]
+    target_cpc: Money | None = Field(
+        None, description="rtb replay: the training cost per click when left out")
+
+
+class OrtbBidSpec(Spec):
+    """bid = sqrt(c / lam * pCTR + c^2) - c."""
+
+    kind: Literal["ortb"]
+    c: Annotated[float, Field(gt=0, le=MAX_CPM)]
+    lam: Annotated[float, Field(ge=1e-12, le=1e6)]
+
+
+class RandomBidSpec(Spec):
+    kind: Literal["random"]
+    max_cpm: Cpm
+
+
+AnyStrategySpec = Union[FixedBidSpec, LinearBidSpec, ValueBidSpec, McpcBidSpec, OrtbBidSpec,
+                        RandomBidSpec]
+
+
+def strategy_data(text: str) -> dict[str, object]:
+    """The fields of a strategy written in either form, with the current names and the
+    values as written (the model converts them); ValueError says what is wrong."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = tomllib.loads(f"strategy = {text}")
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"not a TOML inline table such as {TABLE_EXAMPLE}: {exc}") from None
+        if set(doc) != {"strategy"} or not isinstance(doc["strategy"], dict):
+            raise ValueError(f"not one TOML inline table such as {TABLE_EXAMPLE}")
+        return doc["strategy"]
+    word, _, rest = text.partition(":")
+    word = word.strip()
+    kind = KIND_ALIASES.get(word, word)
+    if kind not in KINDS:
+        raise ValueError(f"unknown strategy kind {word!r}; expected one of {', '.join(KINDS)},"
+                         f" written KIND:NAME=VALUE,... such as {SHORT_EXAMPLE} or as a TOML"
+                         f" inline table such as {TABLE_EXAMPLE}")
+    renamed = [(word, kind)] if word != kind else []
+    data: dict[str, object] = {"kind": kind}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        name, eq, value = (s.strip() for s in item.partition("="))
+        if not (eq and name and value):
+            raise ValueError(f"{item!r}: expected NAME=VALUE, as in {SHORT_EXAMPLE}")
+        current = PARAM_ALIASES.get(kind, {}).get(name, name)
+        if current in data:
+            raise ValueError(f"{current}: given twice")
+        if current != name:
+            renamed.append((name, current))
+        data[current] = value
+    if renamed:
+        warnings.warn(f"strategy {text!r}: deprecated names " + ", ".join(
+            f"{old} (now {new})" for old, new in renamed) + "; they go in the next release",
+            DeprecatedSpelling, stacklevel=2)
+    return data
+
+
+def _from_text(value: object) -> object:
+    return strategy_data(value) if isinstance(value, str) else value
+
+
+# The field type of a scenario's `strategy`: a table, or a string in either form.
+StrategySpec = Annotated[AnyStrategySpec, Field(discriminator="kind"), BeforeValidator(_from_text)]
+_ADAPTER: TypeAdapter[AnyStrategySpec] = TypeAdapter(StrategySpec)
+
+
+def parse_strategy(text: str | dict, field: str, *, file: str = "command line",
+                   require_all: bool = True) -> AnyStrategySpec:
+    """A strategy in either form (or its fields as a dict) as its model; InputError names
+    `field` and the problem.
+
+    require_all: the parameters only `rtb replay` can derive (linear's avg_ctr, mcpc's
+    target_cpc) must be given, as in a scenario; replay passes False.
+    """
+    try:
+        spec = _ADAPTER.validate_python(text)
+    except ValidationError as exc:
+        raise InputError(file, [(_path(field, e["loc"]), error_message(e))
+                                for e in exc.errors()]) from None
+    problems = missing_in_scenario(spec) if require_all else []
+    if problems:
+        raise InputError(file, [(f"{field}.{name}", message) for name, message in problems])
+    return spec
+
+
+def missing_in_scenario(spec: AnyStrategySpec) -> list[tuple[str, str]]:
+    """(parameter, problem) for each parameter left out that only `rtb replay` can derive."""
+    return [(name, f"required: only rtb replay may leave {name} out (it derives it from the log's"
+                   " training data)")
+            for name in DERIVED_BY_REPLAY.get(spec.kind, ()) if getattr(spec, name) is None]
+
+
+def _path(field: str, loc: tuple) -> str:
+    # loc starts with pydantic's union-branch tag (the kind), which says nothing to a user.
+    names = [str(part) for part in loc if part not in KINDS and not str(part).startswith("function-")]
+    return ".".join([field, *names])
+
+
+def error_message(error: dict) -> str:
+    """A pydantic error about a strategy, in words that name the kinds and parameters."""
+    kind = error["loc"][0] if error["loc"] and error["loc"][0] in KINDS else None
+    match error["type"]:
+        case "value_error":
+            return str(error["ctx"]["error"])
+        case "extra_forbidden" if kind is not None:
+            model = next(m for m in AnyStrategySpec.__args__ if m.model_fields["kind"].annotation
+                         == Literal[kind])
+            takes = [name for name in model.model_fields if name != "kind"]
+            return f"unknown parameter of {kind!r}; it takes " + (", ".join(takes) or "none")
+        case "union_tag_invalid":
+            return (f"unknown strategy kind {error['ctx']['tag']!r}; expected one of "
+                    + ", ".join(KINDS))
+        case "union_tag_not_found":
+            return "missing kind; expected one of " + ", ".join(KINDS)
+    return error["msg"]
+
+
+def short_form(spec: AnyStrategySpec) -> str:
+    """The canonical short form, e.g. "linear:base_cpm=80" or "ortb:c=50,lam=5.2e-07";
+    parameters left out (None) stay out."""
+    params = [f"{name}={number_text(value)}" for name, value in spec.model_dump().items()
+              if name != "kind" and value is not None]
+    return spec.kind + (":" + ",".join(params) if params else "")
+
+
+def number_text(value: float) -> str:
+    """A parameter as written back into a spec: integers without ".0", others by repr."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
