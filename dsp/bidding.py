@@ -26,14 +26,14 @@ class CampaignView:
     """
 
     def __init__(self, predicted_ctr, ctr_multiplier, base_cvr, cvr_multiplier, floor_cpm,
-                 u_strategy, stream_offset):
+                 rng: np.random.Generator):
         self._predicted_ctr = predicted_ctr
         self._ctr_multiplier = ctr_multiplier
         self._base_cvr = base_cvr
         self._cvr_multiplier = cvr_multiplier
         self.floor_cpm = floor_cpm
-        self._u = u_strategy
-        self._offset = stream_offset
+        self._rng = rng
+        self._uniform = None
 
     @property
     def pctr(self) -> np.ndarray:
@@ -45,10 +45,11 @@ class CampaignView:
 
     @property
     def uniform(self) -> np.ndarray:
-        # The tick's shared uniforms rotated by a fixed per-campaign offset: uniform
-        # for every campaign, and adding a campaign moves no one else's.
-        u = self._u + self._offset
-        return np.subtract(u, 1.0, out=u, where=u >= 1.0)
+        # Drawn from the campaign's own stream, once per tick that asks: independent of
+        # every other campaign's, and no other campaign's draws move.
+        if self._uniform is None:
+            self._uniform = self._rng.random(self._base_cvr.size)
+        return self._uniform
 
 
 class BidFormulas(NamedTuple):
@@ -57,6 +58,7 @@ class BidFormulas(NamedTuple):
     code: np.ndarray  # i8[nc]: FORMULA_* or CUSTOM
     params: np.ndarray  # f8[nc, 3]
     max_bid_cpm: np.ndarray  # f8[nc]: inf when none
+    uniform_row: np.ndarray  # i8[nc]: FORMULA_UNIFORM campaigns' row of the tick's uniforms; -1 else
 
 
 def bid_formulas(table: CampaignTable) -> BidFormulas:
@@ -68,15 +70,17 @@ def bid_formulas(table: CampaignTable) -> BidFormulas:
         if formula is not None:
             code[c], *params[c] = formula()
     max_bid = np.array([np.inf if m is None else m for m in table.max_bid_cpm], dtype=np.float64)
-    return BidFormulas(code, params, max_bid)
+    uniform = code == S.FORMULA_UNIFORM
+    uniform_row = np.where(uniform, np.cumsum(uniform) - 1, -1).astype(np.int64)
+    return BidFormulas(code, params, max_bid, uniform_row)
 
 
 BLOCK = 64  # requests per block: a block's bids (64 x nc) stay in L1/L2 while written
 
 
 @njit(cache=True, nogil=True)
-def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr_multiplier,
-                     stream_offset, user_factor, user, base_ctr, base_cvr, u_strategy,
+def _formula_bids_nb(code, params, max_bid_cpm, uniform_row, active, dsp, ctr_multiplier,
+                     cvr_multiplier, user_factor, user, base_ctr, base_cvr, uniforms,
                      predicted, out):
     """out[i, c] = campaign c's built-in formula on request i (NaN when inactive).
 
@@ -101,7 +105,7 @@ def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr
                 continue
             m = max_bid_cpm[c]
             p0, p1, p2 = params[c, 0], params[c, 1], params[c, 2]
-            ctr_mult, cvr_mult, offset, d = ctr_multiplier[c], cvr_multiplier[c], stream_offset[c], dsp[c]
+            ctr_mult, cvr_mult, d = ctr_multiplier[c], cvr_multiplier[c], dsp[c]
             if not active[c]:
                 for i in range(start, stop):
                     out[i, c] = np.nan
@@ -109,10 +113,9 @@ def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr
                 for i in range(start, stop):
                     out[i, c] = m if p0 > m else p0
             elif k == S.FORMULA_UNIFORM:
+                row = uniform_row[c]
                 for i in range(start, stop):
-                    x = u_strategy[i] + offset
-                    x = x - 1.0 if x >= 1.0 else x
-                    b = x * p0
+                    b = uniforms[row, i] * p0
                     out[i, c] = m if b > m else b  # np.minimum's rule: NaN stays NaN
             elif k == S.FORMULA_PCTR:
                 for i in range(start, stop):
@@ -130,7 +133,7 @@ def _formula_bids_nb(code, params, max_bid_cpm, active, dsp, ctr_multiplier, cvr
 
 def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.ndarray,
                  base_ctr: np.ndarray, base_cvr: np.ndarray, user: np.ndarray,
-                 u_strategy: np.ndarray, active: np.ndarray | None = None
+                 uniforms: np.ndarray, active: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(bids f8[n, nc], predicted f8[n_dsp, n]): the built-in strategies' bids.
 
@@ -139,27 +142,31 @@ def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.nd
     strategies' columns are left unset: finish_bids fills them.
     user_factor f4[n_users, n_dsp]: each DSP's estimate of a user's click propensity
     (truth times the model's error). base_ctr/base_cvr: per request, by format.
+    uniforms f8[k, n]: row formulas.uniform_row[c] for each FORMULA_UNIFORM campaign c,
+    drawn from that campaign's own stream.
     """
     nc = len(table.ids)
     bids = np.empty((user.size, nc))
     predicted = np.empty((user_factor.shape[1], user.size))  # one row per DSP
     if active is None:
         active = np.ones(nc, dtype=np.bool_)
-    _formula_bids_nb(formulas.code, formulas.params, formulas.max_bid_cpm, active, table.dsp,
-                     table.ctr_multiplier, table.cvr_multiplier, table.stream_offset, user_factor,
-                     user, base_ctr, base_cvr, u_strategy, predicted, bids)
+    _formula_bids_nb(formulas.code, formulas.params, formulas.max_bid_cpm, formulas.uniform_row,
+                     active, table.dsp, table.ctr_multiplier, table.cvr_multiplier, user_factor,
+                     user, base_ctr, base_cvr, uniforms, predicted, bids)
     return bids, predicted
 
 
 def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
                 bids: np.ndarray, predicted: np.ndarray, base_cvr: np.ndarray,
-                floor_cpm: np.ndarray, u_strategy: np.ndarray) -> np.ndarray:
-    """NaN for inactive campaigns, and the custom strategies' bids (their own bid())."""
+                floor_cpm: np.ndarray, rngs: tuple[np.random.Generator, ...]) -> np.ndarray:
+    """NaN for inactive campaigns, and the custom strategies' bids (their own bid()).
+
+    rngs: each campaign's own stream, for a custom strategy's view.uniform."""
     for c in np.flatnonzero(~active):
         bids[:, c] = np.nan
     for c in np.flatnonzero(active & (formulas.code == CUSTOM)):
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
-                            table.cvr_multiplier[c], floor_cpm, u_strategy, table.stream_offset[c])
+                            table.cvr_multiplier[c], floor_cpm, rngs[c])
         column = table.strategies[c].bid(view)
         if table.max_bid_cpm[c] is not None:
             column = np.minimum(column, table.max_bid_cpm[c])

@@ -7,32 +7,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dsp.strategies import (ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid, Strategy,
-                            ValueBid)
-from rtb.auction import campaign_words
-from rtb.scenario import (DEVICE_CODE, FORMAT_CODE, FixedBidSpec, LinearBidSpec, McpcBidSpec,
-                          OrtbBidSpec, RandomBidSpec, Scenario, ValueBidSpec)
+from dsp.strategies import Strategy, from_spec
+from rtb.kernel import campaign_words
+from rtb.scenario import DEVICE_CODE, FORMAT_CODE, Scenario
 from rtb.seeding import unit_fraction
 from rtb.types import CAP_KINDS, CAP_NONE, PPM, cpm_to_micros, units_to_micros
 
 NO_LIMIT_MICROS = np.int64(2**62)  # a daily budget that never binds
-
-
-def strategy_from_spec(spec, value_per_conversion: float) -> Strategy:
-    match spec:
-        case FixedBidSpec(bid_cpm=bid):
-            return ConstantBid(bid)
-        case LinearBidSpec(base_cpm=base, avg_ctr=avg):
-            return LinearBid(base, avg)
-        case ValueBidSpec(shading=shading):
-            return ValueBid(value_per_conversion, shading)
-        case McpcBidSpec(target_cpc=cpc):
-            return McpcBid(cpc)
-        case OrtbBidSpec(c=c, lam=lam):
-            return OrtbBid(c, lam)
-        case RandomBidSpec(max_cpm=max_cpm):
-            return RandomBid(max_cpm)
-    raise TypeError(f"unknown strategy spec {spec!r}")
 
 
 class CampaignTable(NamedTuple):
@@ -57,10 +38,10 @@ class CampaignTable(NamedTuple):
     cap_kind: np.ndarray  # i1[nc]
     cap_limit: np.ndarray  # i4[nc]
     cap_window_s: np.ndarray  # f8[nc]
-    stream_offset: np.ndarray  # f8[nc]: fixed per campaign id, decorrelates shared uniforms
+    pace_offset: np.ndarray  # f8[nc]: fixed per campaign id: rotates the shared pacing uniform
     strategies: tuple[Strategy, ...]
-    slot_blocked: np.ndarray  # bool[n_slot, nc]: the campaign targets the slot (format, device,
-    # category) but brand safety forbids the pair (brand_safety_blocks); its bit is clear in slot_words
+    slot_blocked_words: np.ndarray  # u8[n_slot, n_words]: the campaign targets the slot (format,
+    # device, category) but brand safety forbids the pair (brand_safety_blocks); clear in slot_words
 
 
 def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
@@ -161,8 +142,8 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
         cap_kind=cap_kind,
         cap_limit=cap_limit,
         cap_window_s=cap_window,
-        stream_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
-        strategies=tuple(strategy_from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion)
+        pace_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
+        strategies=tuple(from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion)
                          for c in camps),
-        slot_blocked=slot_blocked,
+        slot_blocked_words=campaign_words(slot_blocked),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsp.campaigns import NO_LIMIT_MICROS, CampaignTable
-from rtb.auction import CampaignBook
+from rtb.kernel import CampaignBook
 
 MIN_SHARE = 1e-3  # never throttle to zero: the controller needs spend to observe
 
@@ -19,13 +19,13 @@ class Pacer:
     root of their ratio: damped, so traffic's daily shape does not make it oscillate.
     """
 
-    def __init__(self, table: CampaignTable, share: np.ndarray):
+    def __init__(self, table: CampaignTable):
         self.table = table
-        self.share = share  # shared with the exchange, updated in place
-        self._last_spent = np.zeros(share.size, dtype=np.int64)
+        self._last_spent = np.zeros(len(table.ids), dtype=np.int64)
         self._last_t = 0.0
 
-    def update(self, book: CampaignBook, t: float) -> None:
+    def update(self, book: CampaignBook, share: np.ndarray, t: float) -> None:
+        """Set `share` (the run state's pacing shares) from the spend since the last update."""
         spent = book.media_micros + book.fee_micros + book.data_cost_micros
         dt = t - self._last_t
         if dt <= 0:
@@ -47,4 +47,4 @@ class Pacer:
 
         grow = np.where(rate > 0, np.sqrt(target / np.maximum(rate, 1e-9)), 2.0)
         paced = tb.even_pacing & (t >= tb.flight_start_s)
-        self.share[:] = np.where(paced, np.clip(self.share * grow, MIN_SHARE, 1.0), 1.0)
+        share[:] = np.where(paced, np.clip(share * grow, MIN_SHARE, 1.0), 1.0)

@@ -1,4 +1,4 @@
-"""SimPy drives the run: a tick process, pacing updates, dynamic floors and delayed conversions."""
+"""SimPy drives the run: a tick process, pacing updates and dynamic floors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import simpy
 from dsp.pacing import Pacer
 from rtb.exchange import Exchange
 from rtb.memory import keep_freed_memory
+from rtb.market import Market, build_market
 from rtb.report import ImpressionLog, Report, build_report
 from rtb.scenario import Scenario
-from rtb.world import build_world
+from rtb.state import RunState, new_run_state
 
 PACING_INTERVAL_S = 900.0  # pacing reacts every 15 simulated minutes (or every tick, if longer)
 
@@ -29,17 +30,18 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     if budget_scale <= 0:
         raise ValueError("budget_scale must be positive")
     keep_freed_memory()
-    # A finished run's SimPy processes form reference cycles that keep its world (about
+    # A finished run's SimPy processes form reference cycles that keep its state (about
     # a gigabyte for `large`) alive until the garbage collector runs. Collect first, so
-    # a sweep's next world reuses warm memory instead of faulting in fresh pages, which
+    # a sweep's next run reuses warm memory instead of faulting in fresh pages, which
     # on this VM cost about 1.5 s per 650 MB.
     gc.collect()
-    world = build_world(scenario, seed, budget_scale)
-    log = ImpressionLog(log_path, world) if log_path is not None else None
+    market = build_market(scenario, seed, budget_scale)
+    state = new_run_state(market)
+    log = ImpressionLog(log_path, market.labels) if log_path is not None else None
     exchange = None
     try:
-        exchange = Exchange(world, log)
-        _run(world, exchange, progress)
+        exchange = Exchange(market, state, log)
+        _run(market, state, exchange, progress)
     except BaseException:
         if log is not None:
             log.abort()
@@ -49,13 +51,18 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
             exchange.close()
     if log is not None:
         log.close()
-    return build_report(world, exchange.tally, budget_scale)
+    return build_report(market, state)
 
 
-def _run(world, exchange: Exchange, progress) -> None:
+def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
+    """Every tick in order; between ticks the slow processes (pacing, moving floors).
+
+    A tick settles the conversions that fall in it, so nothing waits for a process:
+    conversions after the end of the run are never counted.
+    """
     env = simpy.Environment()
-    tick, duration = world.tick_s, world.duration_s
-    pacer = Pacer(world.campaigns, exchange.pace_share)
+    tick, duration = market.tick_s, market.duration_s
+    pacer = Pacer(market.campaigns)
 
     def ticks():
         t = 0.0
@@ -68,19 +75,13 @@ def _run(world, exchange: Exchange, progress) -> None:
             yield env.timeout(t1 - t)
             t = t1
 
-    # Slow processes run half a tick after a tick boundary, so their order relative to
+    # Slow processes run half a tick off a tick boundary, so their order relative to
     # the ticks never rests on SimPy's same-time FIFO rule.
-    def conversions():
-        yield env.timeout(tick / 2)
-        while True:
-            exchange.settle_conversions(min(env.now + tick / 2, duration))
-            yield env.timeout(tick)
-
     def pacing():
         every = max(1, round(PACING_INTERVAL_S / tick)) * tick
         yield env.timeout(every + tick / 2)
         while True:
-            pacer.update(world.book, env.now - tick / 2)
+            pacer.update(state.book, state.pace_share, env.now - tick / 2)
             yield env.timeout(every)
 
     # Dynamic floors: each dynamic floors table updates its slots' floors every
@@ -95,11 +96,9 @@ def _run(world, exchange: Exchange, progress) -> None:
             yield env.timeout(every)
 
     env.process(ticks())
-    env.process(conversions())
     env.process(pacing())
-    dynamic = world.floors.dynamic
+    dynamic = state.dynamic_floors
     if dynamic is not None:
-        for group, spec in enumerate(dynamic.groups):
-            env.process(floor_updates(group, spec.interval))
+        for group, rule in enumerate(dynamic.groups):
+            env.process(floor_updates(group, rule.interval))
     env.run(until=duration)
-    exchange.settle_conversions(duration)

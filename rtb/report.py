@@ -115,22 +115,9 @@ def _frequency_cap(table, c: int) -> dict | None:
             "kind": "calendar" if kind == CAP_CALENDAR else "rolling"}
 
 
-def _bid_outcomes(outcomes: np.ndarray, blocked: int) -> dict:
-    """The kernel's outcome counts, with brand-safety blocks split out of not_targeted.
-
-    The kernel never visits a blocked (slot, campaign) pair, so it counts those bids as
-    not targeted; `blocked` (exact, counted by the exchange) is the part of them that
-    targeting let through: brand safety is the test right after targeting.
-    """
-    counts = {name: int(outcomes[k]) for k, name in enumerate(OUTCOME_NAMES)}
-    counts["not_targeted"] -= blocked
-    out = {"not_targeted": counts.pop("not_targeted"), "blocked": blocked}
-    out.update(counts)
-    return out
-
-
-def build_report(world, tally, budget_scale: float) -> Report:
-    s, table, book = world.scenario, world.campaigns, world.book
+def build_report(market, state) -> Report:
+    """The report of a finished run: the market's labels and the run state's books."""
+    m, table, book, tally, labels = market, market.campaigns, state.book, state.tally, market.labels
     ledger = tally.ledger
     ledger.close(_total(book.media_micros), _total(book.fee_micros), _total(book.data_cost_micros))
     campaigns = []
@@ -141,8 +128,8 @@ def build_report(world, tally, budget_scale: float) -> Report:
         wins = int(book.outcomes[c, WON])
         campaigns.append({
             "id": cid,
-            "advertiser": s.advertisers[a].id,
-            "dsp": s.dsps[int(table.dsp[c])].id,
+            "advertiser": labels.advertisers[a],
+            "dsp": labels.dsps[int(table.dsp[c])],
             "budget": _money(table.budget_micros[c]),
             "spend": _money(spend),
             "media_cost": _money(book.media_micros[c]),
@@ -152,17 +139,17 @@ def build_report(world, tally, budget_scale: float) -> Report:
                 impressions=wins, reach=int(book.reach[c]), clicks=int(tally.clicks[c]),
                 conversions=int(tally.attributed_conversions[c]),
                 incremental_conversions=int(tally.ad_conversions[c]), spend_micros=spend,
-                media_micros=int(book.media_micros[c]), value=float(world.advertiser_value[a]),
-                margin=float(world.advertiser_margin[a])),
+                media_micros=int(book.media_micros[c]), value=float(m.advertiser_value[a]),
+                margin=float(m.advertiser_margin[a])),
             "bids": bids,
             "wins": wins,
             "win_rate": _ratio(wins, bids),
             "frequency_cap": _frequency_cap(table, c),
-            "bid_outcomes": _bid_outcomes(book.outcomes[c], int(tally.blocked_bids[c])),
+            "bid_outcomes": {name: int(book.outcomes[c, k]) for k, name in enumerate(OUTCOME_NAMES)},
         })
 
-    value = world.advertiser_value[table.advertiser]
-    margin = world.advertiser_margin[table.advertiser]
+    value = m.advertiser_value[table.advertiser]
+    margin = m.advertiser_margin[table.advertiser]
     spend_total = _total(book.media_micros) + _total(book.fee_micros) + _total(book.data_cost_micros)
     revenue = float((tally.attributed_conversions * value).sum())
     gross = float((tally.attributed_conversions * value * margin).sum())
@@ -177,7 +164,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
         "fees": _money(_total(book.fee_micros)),
         **campaign_metrics(
             impressions=int(book.outcomes[:, WON].sum()),
-            reach=int(np.count_nonzero(world.users.exposures.any(axis=1))),
+            reach=int(np.count_nonzero(state.users.exposures.any(axis=1))),
             clicks=int(tally.clicks.sum()), conversions=int(tally.attributed_conversions.sum()),
             incremental_conversions=int(tally.ad_conversions.sum()), spend_micros=spend_total,
             media_micros=_total(book.media_micros), value=0.0, margin=0.0),
@@ -191,13 +178,13 @@ def build_report(world, tally, budget_scale: float) -> Report:
         "incremental_romi": _ratio(inc_gross - total_spend, total_spend),
     })
 
-    inv = world.inventory
+    inv = m.inventory
     publishers = []
-    for p, pub in enumerate(s.publishers):
+    for p, pub_id in enumerate(labels.publishers):
         requests, imps = int(tally.pub_requests[p]), int(tally.pub_impressions[p])
         publishers.append({
-            "id": pub.id,
-            "ssp": s.ssps[int(inv.publisher_ssp[p])].id,
+            "id": pub_id,
+            "ssp": labels.ssps[int(inv.publisher_ssp[p])],
             "requests": requests,
             "impressions": imps,
             "fill_rate": _ratio(imps, requests),
@@ -212,17 +199,17 @@ def build_report(world, tally, budget_scale: float) -> Report:
     data = {
         "report_version": REPORT_VERSION,
         "scenario": {
-            "name": s.name,
-            "seed": world.seed,
-            "start": s.simulation.start.isoformat(),
-            "duration": s.simulation.duration,
-            "tick": s.simulation.tick,
-            "auction": s.exchange.auction,
-            "budget_scale": budget_scale,
+            "name": labels.scenario,
+            "seed": m.seed,
+            "start": labels.start,
+            "duration": m.duration_s,
+            "tick": m.tick_s,
+            "auction": labels.auction,
+            "budget_scale": m.budget_scale,
         },
         "attribution": {
             "model": "last-touch",
-            "window_seconds": world.behaviour.attribution_window_s,
+            "window_seconds": m.behaviour.attribution_window_s,
             "conversions": "attributed: last touch within the window (what an ad platform reports)",
             "incremental_conversions": "caused by the campaign's ads (known exactly in simulation)",
         },
@@ -237,7 +224,7 @@ def build_report(world, tally, budget_scale: float) -> Report:
             "fees": _money(ledger.exchange_fees),
         },
         "audience": {
-            "users": world.n_users,
+            "users": m.n_users,
             "organic_conversions": tally.organic_conversions,
         },
         "ledger": ledger.to_dict(),
@@ -255,15 +242,13 @@ class ImpressionLog:
     leaves a partial log under the requested name.
     """
 
-    def __init__(self, path: str | Path, world):
+    def __init__(self, path: str | Path, labels):
         self.path = Path(path)
         fd, self._tmp = temp_file_beside(self.path)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._file.write(LOG_HEADER)
-        s = world.scenario
-        self._slot_label = np.array([f"{pub.id},{slot.id}" for pub in s.publishers for slot in pub.slots],
-                                    dtype=object)
-        self._campaign = np.array(world.campaigns.ids, dtype=object)
+        self._slot_label = np.array(labels.slots, dtype=object)
+        self._campaign = np.array(labels.campaigns, dtype=object)
 
     def write(self, time_s, user, slot, campaign, floor_cpm, bid_cpm, price_cpm, clicked, converted):
         rows = zip(time_s.tolist(), user.tolist(), self._slot_label[slot], self._campaign[campaign],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 # Money: integer micros of the scenario's currency. One impression at CPM p costs
@@ -40,18 +42,20 @@ CAP_KINDS = {"calendar": CAP_CALENDAR, "rolling": CAP_ROLLING}
 # and floor that fails is the reason; the bids left (candidates) are ranked, and those
 # ranked above the winner that could not pay or were capped end out_of_budget or
 # frequency_capped, the winner won, the rest lost to a higher bid or to the market.
-OUTCOME_NOT_TARGETED = 0  # targeting, flight, a brand-safety block or a private deal excludes it
-OUTCOME_PACED = 1  # pacing skipped it to spread the budget
-LOSS_BELOW_FLOOR = 2
-LOSS_BELOW_DEAL_FLOOR = 3  # a private deal's floor (or fixed price) was not met
-LOSS_OUT_OF_BUDGET = 4
-LOSS_FREQUENCY_CAPPED = 5
-LOSS_LOST_TO_BID = 6
-LOSS_LOST_TO_MARKET = 7
-WON = 8
-N_OUTCOMES = 9
+OUTCOME_NOT_TARGETED = 0  # targeting, the flight or a private deal excludes it
+OUTCOME_BLOCKED = 1  # targeted in every other way, but brand safety forbids the (slot, campaign) pair
+OUTCOME_PACED = 2  # pacing skipped it to spread the budget
+LOSS_BELOW_FLOOR = 3
+LOSS_BELOW_DEAL_FLOOR = 4  # a private deal's floor (or fixed price) was not met
+LOSS_OUT_OF_BUDGET = 5
+LOSS_FREQUENCY_CAPPED = 6
+LOSS_LOST_TO_BID = 7
+LOSS_LOST_TO_MARKET = 8
+WON = 9
+N_OUTCOMES = 10
 OUTCOME_NAMES = (
     "not_targeted",
+    "blocked",
     "paced",
     "below_floor",
     "below_deal_floor",
@@ -80,3 +84,29 @@ def cpm_to_micros(cpm: np.ndarray | float) -> np.ndarray:
 
 def units_to_micros(units: float) -> int:
     return int(round(units * MICROS_PER_UNIT))
+
+
+class RequestBatch(NamedTuple):
+    """One tick's bid requests, one row per request, sorted by time (all arrays [n]).
+
+    The one request type of a run: the SSP stage fills the inventory fields, the DMP
+    stage the audience fields; the uniforms are drawn for every request whatever
+    becomes of it, so two runs that decide differently still see the same draws
+    (common random numbers).
+    """
+
+    time_s: np.ndarray  # f8: seconds since the simulation start
+    slot: np.ndarray  # i8: ad slot index
+    publisher: np.ndarray  # i4: the slot's publisher
+    format: np.ndarray  # u1: the slot's format (index into FORMATS)
+    deal: np.ndarray  # i4: private-marketplace deal on offer, -1 = none
+    market_cpm: np.ndarray  # f8: the rest of the market's best bid, CPM; NaN = none
+    floor_cpm: np.ndarray  # f8: the open auction's floor, CPM
+    user: np.ndarray  # i8: user index
+    geo: np.ndarray  # u1: the user's country (index into the audience's geo names)
+    user_ctr: np.ndarray  # f4: the user's true click propensity (mean 1)
+    user_segments: np.ndarray  # u8: the user's true segment bits
+    u_pace: np.ndarray  # f8: uniform in [0, 1) for pacing throttles
+    u_click: np.ndarray  # f8: uniform for the click, if an impression is won
+    u_convert: np.ndarray  # f8: uniform for the conversion, if clicked
+    u_delay: np.ndarray  # f8: uniform for the conversion's delay

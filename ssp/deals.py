@@ -6,14 +6,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtb.auction import Deals, no_deals
+from rtb.kernel import Deals, no_deals
 from rtb.scenario import Scenario
 
 
 class DealBook(NamedTuple):
     deals: Deals  # what the kernel reads
     ids: tuple[str, ...]
-    publisher: np.ndarray  # i4[nd]
     slot_cumulative: np.ndarray  # f8[n_slot, k]: cumulative share of the slot's deals, inf-padded
     slot_deal: np.ndarray  # i4[n_slot, k + 1]: deal of each share band; -1 after the last
 
@@ -49,8 +48,7 @@ def build_deals(s: Scenario) -> DealBook:
             private=np.array([deal.private for _, _, deal in specs], dtype=np.bool_),
             allowed=allowed.reshape(len(specs), nc),
         )
-    return DealBook(deals, tuple(deal.id for _, _, deal in specs),
-                    np.array([p for p, _, _ in specs], dtype=np.int32), cumulative, slot_deal)
+    return DealBook(deals, tuple(deal.id for _, _, deal in specs), cumulative, slot_deal)
 
 
 def assign_deals(book: DealBook, slot: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -3,7 +3,8 @@
 Rules depend only on a slot's attributes (its publisher's domain, its id, format and
 device) and the user's country, so the whole rule set is evaluated once per (slot,
 geo) when the world is built, and a tick reads a request's floor with one gather:
-`table[slot, geo[user]]`. Dynamic floors update the same table in place between ticks.
+`table[slot, geo[user]]`. The market holds the table the rules give (FloorBook); a run
+with dynamic floors moves its own copy of it between ticks (DynamicFloors, run state).
 
 Which floor a request gets (a slot's floors table is its publisher's `floors`, or, if
 the publisher has none, its SSP's):
@@ -20,12 +21,11 @@ Without any floors table a slot's floor is its `floor_cpm`, as before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from rtb.scenario import WILDCARD, DynamicFloorSpec, FloorRuleSpec, FloorsSpec, Scenario
-from rtb.types import UNSOLD
+from rtb.scenario import WILDCARD, FloorRuleSpec, FloorsSpec, Scenario
 
 RULE_FIELDS = ("domain", "slot", "format", "device", "country")
 
@@ -75,6 +75,15 @@ def floors_table_of(s: Scenario) -> list[FloorsSpec | None]:
     return [pub.floors if pub.floors is not None else ssp_floors[pub.ssp] for pub in s.publishers]
 
 
+class DynamicRule(NamedTuple):
+    """A floors table's `dynamic` settings, as plain numbers."""
+
+    interval: float  # seconds between updates (rounded to whole ticks by the engine)
+    quantile: float
+    rate: float
+    min_requests: int
+
+
 @dataclass
 class DynamicFloors:
     """Moves floors toward a quantile of the prices their requests fetched.
@@ -90,10 +99,10 @@ class DynamicFloors:
     values are <= v. No randomness: the same prices give the same floors.
     """
 
-    table: np.ndarray  # f8[n_slot, n_geo]: shared with FloorBook, updated in place
+    table: np.ndarray  # f8[n_slot, n_geo]: the run's floors, updated in place
     floor_min: np.ndarray  # f8[n_slot]
     slot_group: np.ndarray  # i4[n_slot]: dynamic group of the slot, -1 = static floors
-    groups: tuple[DynamicFloorSpec, ...]
+    groups: tuple[DynamicRule, ...]
     _values: list[list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -138,74 +147,34 @@ class DynamicFloors:
         flat[cells] = np.maximum(moved, self.floor_min[cells // self.table.shape[1]])
 
 
-@dataclass
-class FloorBook:
-    """The open-auction floor of every (slot, user geo), and the dynamic floors, if any."""
+class FloorBook(NamedTuple):
+    """The open-auction floor of every (slot, user geo) as the rules give it (market data)."""
 
     table: np.ndarray  # f8[n_slot, n_geo]
     floor_min: np.ndarray  # f8[n_slot]
     geo_names: tuple[str, ...]
-    dynamic: DynamicFloors | None
+    slot_group: np.ndarray  # i4[n_slot]: dynamic group of the slot, -1 = static floors
+    groups: tuple[DynamicRule, ...]  # one per dynamic floors table; empty: floors never move
 
-    def floor_cpm(self, slot: np.ndarray, geo: np.ndarray) -> np.ndarray:
-        """f8[n]: each request's floor, from its slot and its user's geo."""
-        return self.table[slot, geo]
-
-
-@njit(cache=True)
-def count_floor_hits_nb(second_price, winner, price_cpm, floor_cpm, market_cpm, deal, deal_private,
-                        deal_won, bids, slot, user, time_s, slot_words, user_words, flight_start_s,
-                        flight_end_s, slot_publisher, hits):
-    """Add to hits[publisher] each request of the tick the open-auction floor acted on.
-
-    A request counts unless it carries a private deal or was sold through its deal. It
-    is a hit if, in second price, it sold at exactly the floor (no second bid above it),
-    or if it went unsold though bids came, the highest below the floor: the market's
-    bid (NaN = none) or a bid (NaN = none) of a campaign that targets the request
-    (slot_words & user_words, flight), whether or not pacing, budget or caps let it in.
-    bids f8[n, nc], one row per request. One pass in numba: in numpy this costs a
-    dozen small-array calls per tick.
-    """
-    n_words = slot_words.shape[1]
-    one = np.uint64(1)
-    for i in range(winner.size):
-        d = deal[i]
-        if deal_won[i] or (d >= 0 and deal_private[d]):
-            continue
-        floor = floor_cpm[i]
-        s = slot[i]
-        if winner[i] != UNSOLD:
-            if second_price and price_cpm[i] == floor:
-                hits[slot_publisher[s]] += 1
-            continue
-        top = market_cpm[i] if market_cpm[i] >= 0.0 else -1.0  # NaN compares false
-        t = time_s[i]
-        u = user[i]
-        for w in range(n_words):
-            word = slot_words[s, w] & user_words[u, w]
-            c = w * 64
-            while word != 0:
-                if word & one:
-                    b = bids[i, c]
-                    if b > top and flight_start_s[c] <= t and t < flight_end_s[c]:
-                        top = b
-                word >>= one
-                c += 1
-        if 0.0 <= top < floor:
-            hits[slot_publisher[s]] += 1
+    def start_dynamic(self) -> DynamicFloors | None:
+        """A run's moving floors, starting from the rules' table; None if none move."""
+        if not self.groups:
+            return None
+        return DynamicFloors(self.table.copy(), self.floor_min, self.slot_group, self.groups)
 
 
 def build_floors(s: Scenario, geo_names: tuple[str, ...]) -> FloorBook:
     """Evaluate every publisher's (or SSP's) rules for each of its slots and each geo."""
     rows, floor_min, slot_group = [], [], []
-    groups: list[DynamicFloorSpec] = []
+    groups: list[DynamicRule] = []
     group_of: dict[int, int] = {}  # id() of a floors table -> its group (a shared SSP table is one)
     for pub, spec in zip(s.publishers, floors_table_of(s)):
         group = -1
         if spec is not None and spec.dynamic is not None:
             group = group_of.setdefault(id(spec), len(groups))
             if group == len(groups):
-                groups.append(spec.dynamic)
+                d = spec.dynamic
+                groups.append(DynamicRule(d.interval, d.quantile, d.rate, d.min_requests))
         for slot in pub.slots:
             sets_floor = "floor_cpm" in slot.model_fields_set
             base = {"domain": pub.domain, "slot": slot.id, "format": slot.format, "device": slot.device}
@@ -214,9 +183,5 @@ def build_floors(s: Scenario, geo_names: tuple[str, ...]) -> FloorBook:
             floor_min.append(spec.floor_min if spec is not None else 0.0)
             slot_group.append(group)
     table = np.array(rows, dtype=np.float64).reshape(len(rows), len(geo_names))
-    floor_min_arr = np.array(floor_min, dtype=np.float64)
-    dynamic = None
-    if groups:
-        dynamic = DynamicFloors(table, floor_min_arr, np.array(slot_group, dtype=np.int32),
-                                tuple(groups))
-    return FloorBook(table, floor_min_arr, tuple(geo_names), dynamic)
+    return FloorBook(table, np.array(floor_min, dtype=np.float64), tuple(geo_names),
+                     np.array(slot_group, dtype=np.int32), tuple(groups))

@@ -22,7 +22,6 @@ class Inventory(NamedTuple):
     slot_publisher: np.ndarray  # i4[ns]
     slot_format: np.ndarray  # u1[ns]
     slot_device: np.ndarray  # u1[ns]
-    slot_floor_cpm: np.ndarray  # f8[ns]: the slot's own floor_cpm (requests' floors: ssp/floors.py)
     slot_rate: np.ndarray  # f8[ns]: average requests per second
     hourly: np.ndarray  # f8[np, 24]: traffic multiplier by UTC hour, mean 1
     weekly: np.ndarray  # f8[np, 7]: multiplier Monday..Sunday, mean 1
@@ -40,19 +39,17 @@ def _mean_one(shape: list[float] | None, default: np.ndarray) -> np.ndarray:
 def build_inventory(ssps: list[SspSpec], publishers: list[PublisherSpec]) -> Inventory:
     ssp_index = {s.id: i for i, s in enumerate(ssps)}
     categories = tuple(sorted({p.category for p in publishers}))
-    slot_pub, fmt, dev, floor, rate = [], [], [], [], []
+    slot_pub, fmt, dev, rate = [], [], [], []
     for p, pub in enumerate(publishers):
         for slot in pub.slots:
             slot_pub.append(p)
             fmt.append(FORMAT_CODE[slot.format])
             dev.append(DEVICE_CODE[slot.device])
-            floor.append(slot.floor_cpm)
             rate.append(slot.daily_requests / SECONDS_PER_DAY)
     return Inventory(
         slot_publisher=np.array(slot_pub, dtype=np.int32),
         slot_format=np.array(fmt, dtype=np.uint8),
         slot_device=np.array(dev, dtype=np.uint8),
-        slot_floor_cpm=np.array(floor, dtype=np.float64),
         slot_rate=np.array(rate, dtype=np.float64),
         hourly=np.stack([_mean_one(p.hourly_shape, DEFAULT_HOURLY_SHAPE) for p in publishers]),
         weekly=np.stack([_mean_one(p.weekly_shape, np.ones(7)) for p in publishers]),
@@ -63,14 +60,10 @@ def build_inventory(ssps: list[SspSpec], publishers: list[PublisherSpec]) -> Inv
     )
 
 
-class Requests(NamedTuple):
-    time_s: np.ndarray  # f8[n], sorted: seconds since the simulation start
-    slot: np.ndarray  # i8[n]
-
-
 def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
-                      rng: np.random.Generator) -> Requests:
-    """The tick's requests: a Poisson process per slot, merged and sorted by time.
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The tick's requests as (time_s f8[n], sorted; slot i8[n]): a Poisson process per
+    slot, merged and sorted by time.
 
     Rates follow the publisher's hourly and weekly shape at the tick's start (ticks are
     meant to be much shorter than an hour). Drawn as one Poisson count for the whole
@@ -89,4 +82,4 @@ def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
     time_s = t0 + dt * (arrivals[:-1] / arrivals[-1])
     cumulative = np.cumsum(rates)
     slot = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
-    return Requests(time_s, np.minimum(slot, rates.size - 1))
+    return time_s, np.minimum(slot, rates.size - 1)

@@ -10,24 +10,31 @@ from rtb.scenario import HistogramMarketSpec, LognormalMarketSpec, read_histogra
 
 
 class BackgroundMarket:
-    """Draws the highest competing bid of buyers outside the scenario, CPM; NaN = none."""
+    """Draws the highest competing bid of buyers outside the scenario, CPM; NaN = none.
+
+    Built once from the spec (a histogram file is read then); draws read only numbers.
+    """
 
     def __init__(self, spec: LognormalMarketSpec | HistogramMarketSpec | None):
-        self.spec = spec
-        if isinstance(spec, HistogramMarketSpec):
+        self.present = spec is not None
+        self.participation = spec.participation if spec is not None else 0.0
+        self.lognormal = isinstance(spec, LognormalMarketSpec)
+        if self.lognormal:
+            self.median_cpm, self.sigma = spec.median_cpm, spec.sigma
+        elif isinstance(spec, HistogramMarketSpec):
             counts = np.asarray(read_histogram(Path(spec.file), spec.key))
-            self._cdf = np.cumsum(counts) / counts.sum()
+            self.cdf = np.cumsum(counts) / counts.sum()
+            self.scale = spec.scale
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        spec = self.spec
-        if spec is None:
+        if not self.present:
             return np.full(n, np.nan)
         # A fixed number of draws per request, whatever the participation, so the
         # stream's position never depends on a parameter's value.
-        present = rng.random(n) < spec.participation
-        if isinstance(spec, LognormalMarketSpec):
-            price = spec.median_cpm * np.exp(spec.sigma * rng.standard_normal(n))
+        present = rng.random(n) < self.participation
+        if self.lognormal:
+            price = self.median_cpm * np.exp(self.sigma * rng.standard_normal(n))
         else:
-            bucket = np.searchsorted(self._cdf, rng.random(n), side="right")
-            price = np.minimum(bucket, self._cdf.size - 1) * spec.scale
+            bucket = np.searchsorted(self.cdf, rng.random(n), side="right")
+            price = np.minimum(bucket, self.cdf.size - 1) * self.scale
         return np.where(present, price, np.nan)

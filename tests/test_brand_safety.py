@@ -17,7 +17,7 @@ import pytest
 from rtb import simulate
 from rtb.errors import InputError
 from rtb.scenario import parse_scenario
-from rtb.world import build_world
+from rtb.market import build_market
 from dsp.campaigns import brand_safety_blocks
 
 
@@ -98,7 +98,7 @@ def blocked_run(tmp_path_factory):
 
 def test_block_matrix(blocked_run):
     spec, _, _ = blocked_run
-    world = build_world(spec)
+    world = build_market(spec)
     blocked = brand_safety_blocks(spec, world.inventory)
     pub_of_slot = world.inventory.slot_publisher
     for row, p in enumerate(pub_of_slot):
@@ -138,13 +138,14 @@ def test_blocked_bids_are_counted_exactly(blocked_run):
         assert outcomes["out_of_budget"] == 0, cid
     # A video-only campaign: banner requests are not targeted, and of the blocked
     # publisher's requests only the video ones count as blocked.
-    world = build_world(spec)
+    world = build_market(spec)
     video = camps["sneakers-video"]["bid_outcomes"]
     assert 0 < video["blocked"] < requests["kids"]
     assert video["blocked"] + video["not_targeted"] + sum(
         v for k, v in video.items() if k not in ("blocked", "not_targeted")) == sum(requests.values())
     assert list(camps["beer"]["bid_outcomes"])[:3] == ["not_targeted", "blocked", "paced"]
-    assert world.campaigns.slot_blocked.sum() == 2 * len(BLOCKED) - 1  # video-only: one slot of kids
+    blocked_pairs = np.unpackbits(world.campaigns.slot_blocked_words.view(np.uint8), axis=1).sum()
+    assert blocked_pairs == 2 * len(BLOCKED) - 1  # video-only: one slot of kids
 
 
 def test_blocked_video_count_matches_the_requests_it_would_have_bid_on(tmp_path):
@@ -178,7 +179,7 @@ def test_case_insensitive_domains_and_ssp_lists():
     data = market()
     data["ssps"][0]["blocked_domains"] = ["SHOES.Example"]
     spec = parse_scenario(data, "ssp.toml")
-    world = build_world(spec)
+    world = build_market(spec)
     blocked = brand_safety_blocks(spec, world.inventory)
     shoes = [CAMPAIGNS.index("sneakers"), CAMPAIGNS.index("sneakers-video")]
     ssp_a = np.isin(world.inventory.slot_publisher, [0, 1])

@@ -13,13 +13,13 @@ import math
 import numpy as np
 import pytest
 
-from dsp.campaigns import NO_LIMIT_MICROS, strategy_from_spec
+from dsp.campaigns import NO_LIMIT_MICROS
 from dsp.strategies import (BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid,
-                            ValueBid)
+                            ValueBid, from_spec)
 from rtb import simulate
 from rtb.scenario import parse_scenario
 from rtb.seeding import unit_fraction
-from rtb.world import build_world
+from rtb.market import build_market
 
 
 def view(n=5, seed=0) -> BidView:
@@ -102,10 +102,10 @@ SCENARIO = {
 def test_strategies_from_specs():
     data = SCENARIO
     spec = parse_scenario(data, "dsp.toml")
-    table = build_world(spec).campaigns
+    table = build_market(spec).campaigns
     kinds = [type(s) for s in table.strategies]
     assert kinds == [ConstantBid, ConstantBid]
-    value = strategy_from_spec(
+    value = from_spec(
         parse_scenario({**data, "campaigns": [{**data["campaigns"][0],
                                                "strategy": {"kind": "value", "shading": 0.5}}]},
                        "v.toml").campaigns[0].strategy, 40.0)
@@ -117,7 +117,7 @@ def test_campaign_money_arrays():
         {**SCENARIO["campaigns"][0], "daily_budget": 3.5, "targeting": {"segments": ["s1", "s2"]},
          "start": "2026-03-02T06:00:00Z", "end": "2026-03-02T18:30:00Z"},
         SCENARIO["campaigns"][1]]}
-    table = build_world(parse_scenario(data, "t.toml"), budget_scale=1.5).campaigns
+    table = build_market(parse_scenario(data, "t.toml"), budget_scale=1.5).campaigns
     assert table.ids == ("even", "asap")
     assert table.budget_micros.tolist() == [18_000_000, 18_000_000]
     assert table.daily_budget_micros.tolist() == [5_250_000, NO_LIMIT_MICROS]
@@ -128,15 +128,15 @@ def test_campaign_money_arrays():
     assert table.even_pacing.tolist() == [True, False]
 
 
-def test_stream_offsets_depend_on_campaign_id_only():
-    table = build_world(parse_scenario(SCENARIO, "t.toml")).campaigns
+def test_pacing_offsets_depend_on_campaign_id_only():
+    table = build_market(parse_scenario(SCENARIO, "t.toml")).campaigns
     more = {**SCENARIO, "campaigns": [{**SCENARIO["campaigns"][0], "id": "new"},
                                       *SCENARIO["campaigns"]]}
-    bigger = build_world(parse_scenario(more, "t.toml")).campaigns
-    assert bigger.stream_offset[1:].tolist() == table.stream_offset.tolist()
-    assert table.stream_offset.tolist() == [unit_fraction("campaign/even"),
-                                            unit_fraction("campaign/asap")]
-    assert len(set(bigger.stream_offset.tolist())) == 3
+    bigger = build_market(parse_scenario(more, "t.toml")).campaigns
+    assert bigger.pace_offset[1:].tolist() == table.pace_offset.tolist()
+    assert table.pace_offset.tolist() == [unit_fraction("campaign/even"),
+                                          unit_fraction("campaign/asap")]
+    assert len(set(bigger.pace_offset.tolist())) == 3
 
 
 # ---- pacing --------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_fused_formulas_give_the_strategies_numpy_bits():
     max bids and inactive campaigns included; a custom strategy keeps its bid()."""
     from dsp.bidding import CampaignView, bid_formulas, finish_bids, formula_bids
 
-    base = build_world(parse_scenario(SCENARIO, "dsp.toml")).campaigns
+    base = build_market(parse_scenario(SCENARIO, "dsp.toml")).campaigns
     strategies = (ConstantBid(1.7), RandomBid(3.0), LinearBid(2.0, 0.003), McpcBid(0.9),
                   OrtbBid(40.0, 2e-6), ValueBid(40.0, 0.8), _Shifted(), ConstantBid(9.0))
     nc = len(strategies)
@@ -185,28 +185,64 @@ def test_fused_formulas_give_the_strategies_numpy_bits():
     table = base._replace(
         ids=tuple(f"c{c}" for c in range(nc)), strategies=strategies,
         dsp=np.arange(nc, dtype=np.int32) % 2, ctr_multiplier=rng.uniform(0.5, 1.5, nc),
-        cvr_multiplier=rng.uniform(0.5, 1.5, nc), stream_offset=rng.random(nc),
+        cvr_multiplier=rng.uniform(0.5, 1.5, nc),
         max_bid_cpm=(None, 2.5, None, 3.0, None, None, 4.0, None))
     n, n_users = 300, 50
     user_factor = rng.uniform(0.5, 2.0, (n_users, 2)).astype(np.float32)
     user = rng.integers(0, n_users, n)
     base_ctr, base_cvr = rng.uniform(0.001, 0.01, n), rng.uniform(0.01, 0.1, n)
-    floor, u = rng.uniform(0, 2, n), rng.random(n)
+    floor = rng.uniform(0, 2, n)
     active = np.ones(nc, bool)
     active[7] = False
+    # Each campaign's own stream (the exchange's dsp/campaign/ID/bids), twice: once for
+    # the exchange's path, once for the strategies' own bid().
+    def campaign_streams():
+        return tuple(np.random.default_rng(100 + c) for c in range(nc))
+
     # The exchange's two steps: formulas for all (ahead of the tick), then the tick's
     # active set and the custom strategies.
     formulas = bid_formulas(table)
-    got, predicted_nb = formula_bids(table, formulas, user_factor, base_ctr, base_cvr, user, u)
-    got = finish_bids(table, formulas, active, got, predicted_nb, base_cvr, floor, u)
+    streams = campaign_streams()
+    uniforms = np.array([streams[c].random(n) for c in np.flatnonzero(formulas.uniform_row >= 0)])
+    got, predicted_nb = formula_bids(table, formulas, user_factor, base_ctr, base_cvr, user, uniforms)
+    got = finish_bids(table, formulas, active, got, predicted_nb, base_cvr, floor, streams)
     predicted = (user_factor[user] * base_ctr[:, None]).T
-    for c, strategy in enumerate(strategies):
+    for c, (strategy, own) in enumerate(zip(strategies, campaign_streams())):
         want = strategy.bid(CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c],
-                                         base_cvr, table.cvr_multiplier[c], floor, u,
-                                         table.stream_offset[c]))
+                                         base_cvr, table.cvr_multiplier[c], floor, own))
         if table.max_bid_cpm[c] is not None:
             want = np.minimum(want, table.max_bid_cpm[c])
         if not active[c]:
             want = np.full(n, np.nan)
         np.testing.assert_array_equal(got[:, c], want, err_msg=type(strategy).__name__)
     assert (got[:, 1] == 2.5).any() and (got[:, 1] < 2.5).any()  # the max bid bound some
+
+
+def _random_bidders(second_strategy: dict):
+    """Two campaigns on the same traffic: a `random` one, and the second as given."""
+    from rtb.exchange import Exchange
+    from rtb.state import new_run_state
+
+    camps = [{**SCENARIO["campaigns"][1], "id": "r1", "strategy": {"kind": "random", "max_cpm": 5.0}},
+             {**SCENARIO["campaigns"][1], "id": "r2", "strategy": second_strategy}]
+    market = build_market(parse_scenario({**SCENARIO, "campaigns": camps}, "r.toml"), 3)
+    exchange = Exchange(market, new_run_state(market))
+    try:
+        return exchange._prepare(0.0, 4 * 3600.0).formula_bids
+    finally:
+        exchange.close()
+
+
+def test_random_bidders_are_independent_and_keep_their_draws():
+    """Two `random` campaigns bid from their own streams: uncorrelated bids (the old
+    shared uniform shifted per campaign made them move together), and one campaign's
+    draws stay the same whatever the other's strategy (common random numbers)."""
+    both = _random_bidders({"kind": "random", "max_cpm": 5.0})
+    n = both.shape[0]
+    assert n > 2000
+    r = np.corrcoef(both[:, 0], both[:, 1])[0, 1]
+    assert abs(r) < 4 / np.sqrt(n), r  # about 4 standard errors of a zero correlation
+    assert not np.array_equal(both[:, 0], both[:, 1])
+    fixed = _random_bidders({"kind": "fixed", "bid_cpm": 1.0})
+    np.testing.assert_array_equal(fixed[:, 0], both[:, 0])
+    assert (fixed[:, 1] == 1.0).all()

@@ -20,7 +20,7 @@ import pytest
 from rtb import simulate
 from rtb.errors import InputError
 from rtb.scenario import DynamicFloorSpec, FloorRuleSpec, parse_scenario
-from rtb.world import build_world
+from rtb.market import build_market
 from ssp import floors as floors_mod
 from ssp.floors import DynamicFloors, build_floors, matching_rule
 
@@ -180,7 +180,7 @@ def test_without_floors_tables_a_slot_floor_is_its_floor_cpm():
     book = build_floors(spec, tuple(spec.dmp.geos))
     slot_floor = [slot.floor_cpm for pub in spec.publishers for slot in pub.slots]
     np.testing.assert_array_equal(book.table, np.repeat(np.array(slot_floor)[:, None], 3, axis=1))
-    assert book.dynamic is None
+    assert book.groups == () and book.start_dynamic() is None
 
 
 def test_table_matches_the_python_twin_on_random_rule_sets():
@@ -375,8 +375,8 @@ def test_dynamic_floors_follow_the_documented_rule_in_a_run(tmp_path, monkeypatc
                   games={"dynamic": {"interval": "45m", "quantile": 0.6, "rate": 1.0,
                                      "min_requests": 5}})
     spec, report, log, snapshots = dynamic_run(tmp_path, monkeypatch, data)
-    world = build_world(spec)
-    dyn = world.floors.dynamic
+    world = build_market(spec)
+    dyn = world.floors
     assert len(dyn.groups) == 2
     # 3 h: news updates before 30, 60, ..., 180 min (6); games before 45, 90, 135, 180 (4).
     assert sorted(g for g, *_ in snapshots) == [0] * 6 + [1] * 4
@@ -454,7 +454,7 @@ def test_every_logged_price_meets_the_floor_the_rules_give(tmp_path, auction):
     log_path = tmp_path / "imps.csv"
     simulate(spec, log_path=log_path)
     log = read_log(log_path)
-    world = build_world(spec)
+    world = build_market(spec)
     pubs = {p["id"]: p for p in data["publishers"]}
     geo_names = world.audience.geo_names
     seen = set()
@@ -501,56 +501,3 @@ def test_first_price_floor_hits_are_only_unsold_requests():
     report = simulate(parse_scenario(data, "hits.toml")).to_dict()
     for p in report["publishers"]:
         assert p["floor_hits"] == p["requests"] - p["impressions"]  # every request had a bid
-
-
-def floor_hits_py(second_price, winner, price_cpm, floor_cpm, market_cpm, deal, deal_private,
-                  deal_won, bids, slot, user, time_s, slot_ok, user_ok, flight_start_s,
-                  flight_end_s, slot_publisher, n_pub) -> list[int]:
-    """The README's floor_hits, request by request, from plain targeting booleans."""
-    hits = [0] * n_pub
-    for i in range(winner.size):
-        if deal_won[i] or (deal[i] >= 0 and deal_private[deal[i]]):
-            continue
-        pub = slot_publisher[slot[i]]
-        if winner[i] != -1:
-            hits[pub] += bool(second_price and price_cpm[i] == floor_cpm[i])
-            continue
-        offered = [] if math.isnan(market_cpm[i]) else [market_cpm[i]]
-        offered += [bids[c, i] for c in range(bids.shape[0])
-                    if slot_ok[slot[i], c] and user_ok[user[i], c] and bids[c, i] >= 0.0
-                    and flight_start_s[c] <= time_s[i] < flight_end_s[c]]
-        hits[pub] += bool(offered) and max(offered) < floor_cpm[i]
-    return hits
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_floor_hit_kernel_matches_its_python_twin(seed):
-    from rtb.auction import campaign_words
-    from ssp.floors import count_floor_hits_nb
-    rng = np.random.default_rng(seed)
-    n, nc, n_slot, n_user, n_pub, nd = 400, int(rng.choice([3, 70, 130])), 7, 50, 3, 2
-    prices = lambda size: np.round(rng.uniform(0, 3, size), 1)  # noqa: E731 (ties on purpose)
-    bids = np.where(rng.random((nc, n)) < 0.3, np.nan, prices((nc, n)))
-    bids[rng.random((nc, n)) < 0.05] = -1.0
-    slot_ok, user_ok = rng.random((n_slot, nc)) < 0.6, rng.random((n_user, nc)) < 0.6
-    winner = rng.choice([-1, -2, 0, 1], n).astype(np.int32)
-    floor = prices(n)
-    price = np.where(rng.random(n) < 0.5, floor, prices(n))
-    market = np.where(rng.random(n) < 0.3, np.nan, prices(n))
-    deal = rng.choice([-1, -1, 0, 1], n).astype(np.int32)
-    deal_private = np.array([True, False])
-    deal_won = (deal >= 0) & (rng.random(n) < 0.3)
-    slot = rng.integers(0, n_slot, n)
-    user = rng.integers(0, n_user, n)
-    time_s = np.sort(rng.uniform(0, 100, n))
-    start, end = rng.uniform(0, 50, nc), rng.uniform(50, 120, nc)
-    slot_pub = rng.integers(0, n_pub, n_slot).astype(np.int32)
-    for second in (True, False):
-        hits = np.zeros(n_pub, dtype=np.int64)
-        count_floor_hits_nb(second, winner, price, floor, market, deal, deal_private, deal_won,
-                            np.ascontiguousarray(bids.T), slot, user, time_s, campaign_words(slot_ok), campaign_words(user_ok),
-                            start, end, slot_pub, hits)
-        want = floor_hits_py(second, winner, price, floor, market, deal, deal_private, deal_won,
-                             bids, slot, user, time_s, slot_ok, user_ok, start, end, slot_pub, n_pub)
-        assert hits.tolist() == want
-        assert sum(want) > 0

@@ -23,7 +23,7 @@ import pytest
 from rtb import simulate
 from rtb.scenario import DEVICE_CODE, Scenario, load_scenario, parse_scenario
 from rtb.types import cpm_to_micros
-from rtb.world import build_world
+from rtb.market import build_market
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86_400.0
@@ -39,7 +39,6 @@ def random_scenario(seed: int) -> dict:
     start = datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(
         days=int(rng.integers(0, 7)), hours=int(rng.integers(12, 24)))
     duration_h = int(pick([8, 14, 30]))
-    end = start + timedelta(hours=duration_h)
     iso = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     categories = ["news", "sports", "food"]
     publishers = []
@@ -374,7 +373,7 @@ def test_campaigns_buy_only_what_they_target(run):
     spec, log = run.spec, run.log
     slots = {(p.id, s.id): (p.category, s.format, s.device) for p in spec.publishers
              for s in p.slots}
-    world = build_world(spec, budget_scale=run.budget_scale)  # the same audience, rebuilt
+    world = build_market(spec, budget_scale=run.budget_scale)  # the same audience, rebuilt
     audience = world.audience
     seg_bit = {s.id: i for i, s in enumerate(spec.dmp.segments)}
     for c in spec.campaigns:

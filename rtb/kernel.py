@@ -1,0 +1,558 @@
+"""The tick kernel: one numba call clears a whole tick's requests in time order.
+
+A budget or a frequency cap that runs out inside the tick is exact because requests
+are cleared one after another. Eligibility (targeting, brand safety, flights, deals,
+pacing, floors) is decided here and only here, and every per-bid outcome count and
+every floor hit comes from that one decision. State lives in plain arrays grouped in
+NamedTuples (numba reads them as tuples of arrays); the kernel updates the run's
+books in place and never draws random numbers. clear_tick() is its typed wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from rtb import types as T
+from rtb.types import RequestBatch
+
+class Targeting(NamedTuple):
+    """Who may bid on what, as campaign bitsets: bit c of word c // 64 is campaign c.
+
+    A request's eligible campaigns are slot_words[slot] & user_words[user], a few word
+    operations per request instead of several lookups per (request, campaign).
+    """
+
+    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, category, and brand safety allows
+    slot_blocked_words: np.ndarray  # u8[n_slot, n_words]: targeted by format, device, category,
+    # but brand safety forbids the pair (counted as `blocked`, never visited further)
+    user_words: np.ndarray  # u8[n_users, n_words]: geo and segments (matched, consented)
+    flight_start_s: np.ndarray  # f8[nc]
+    flight_end_s: np.ndarray  # f8[nc]
+    pace_share: np.ndarray  # f8[nc]: share of eligible requests the campaign bids on (run state)
+    pace_offset: np.ndarray  # f8[nc]: fixed per campaign: rotates the shared pacing uniform
+
+
+def campaign_words(ok: np.ndarray) -> np.ndarray:
+    """Pack bool[rows, nc] into u8[rows, ceil(nc / 64)] campaign bitsets."""
+    rows, nc = ok.shape
+    n_words = max(1, -(-nc // 64))
+    # Little-endian bit order within bytes and bytes within words: bit c of the row's
+    # bytes is bit c % 64 of word c // 64.
+    packed = np.zeros((rows, n_words * 8), dtype=np.uint8)
+    packed[:, :-(-nc // 8)] = np.packbits(ok, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)
+
+
+class Deals(NamedTuple):
+    """Private-marketplace deals (index = deal id in TickRequests.deal).
+
+    A deal bid is a bid by an allowed campaign at or above the deal's floor (for a
+    fixed-price deal, the fixed price). Deal bids are cleared first, among themselves;
+    the winner pays the fixed price, or in second price max(second deal bid, deal
+    floor). A private deal admits only deal bids; an open one falls back to the open
+    auction (other campaigns and the market) when no deal bid comes.
+    """
+
+    floor_cpm: np.ndarray  # f8[nd]: deal floor, or the fixed price
+    fixed: np.ndarray  # bool[nd]: the winner pays floor_cpm exactly
+    private: np.ndarray  # bool[nd]
+    allowed: np.ndarray  # bool[nd, nc]: campaigns (their DSPs/advertisers) admitted
+
+
+def no_deals(nc: int) -> Deals:
+    return Deals(np.zeros(1), np.zeros(1, np.bool_), np.zeros(1, np.bool_),
+                 np.zeros((1, nc), np.bool_))
+
+
+class CampaignBook(NamedTuple):
+    """Per-campaign parameters and running money state (index = campaign)."""
+
+    advertiser: np.ndarray  # i4[nc]
+    dsp_fee_ppm: np.ndarray  # i8[nc]: DSP fee on media cost, parts per million
+    data_micros: np.ndarray  # i8[nc]: data cost of one impression
+    remaining_total: np.ndarray  # i8[nc]: micros the campaign may still spend
+    remaining_daily: np.ndarray  # i8[nc]: micros it may still spend today
+    daily_budget: np.ndarray  # i8[nc]: restored at each UTC midnight
+    day_end_s: np.ndarray  # f8[nc]: the next UTC midnight, seconds since the start
+    media_micros: np.ndarray  # i8[nc]: accumulated clearing prices paid
+    fee_micros: np.ndarray  # i8[nc]: accumulated DSP fees
+    data_cost_micros: np.ndarray  # i8[nc]: accumulated data costs
+    outcomes: np.ndarray  # i8[nc, N_OUTCOMES]: what became of each bid (types.OUTCOME_NAMES)
+    reach: np.ndarray  # i8[nc]: distinct users reached
+
+
+class CapBook(NamedTuple):
+    """Frequency caps per (user, campaign) and per (user, advertiser).
+
+    Calendar caps count impressions per window in u1 counters, one row per user (one
+    byte per pair: 10 million users x 100 campaigns is 1 GB), so a request's checks
+    touch one row. Windows are aligned to UTC epoch time: caps with the same window
+    length share boundaries and are cleared together in one pass. Rolling caps keep
+    each pair's last `limit` impression times.
+    """
+
+    kind: np.ndarray  # i1[nc]: CAP_NONE / CAP_CALENDAR / CAP_ROLLING
+    limit: np.ndarray  # i4[nc]: impressions allowed per window
+    window_s: np.ndarray  # f8[nc]
+    calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
+    window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
+    ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
+    counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
+    times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
+    adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
+    adv_limit: np.ndarray  # i4[n_adv]: 256 where none
+    adv_window_s: np.ndarray  # f8[n_adv]
+    adv_window_end_s: np.ndarray  # f8[n_adv]; inf if none
+    adv_counts: np.ndarray  # u1[n_users, n_adv]
+
+
+class UserBook(NamedTuple):
+    """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
+
+    A touch keeps its exact time, so attribution can compare it with a conversion's
+    time exactly (rtb/attribution.py).
+    """
+
+    exposures: np.ndarray  # u1[n_users, nc], saturating at 255
+    touch_time_s: np.ndarray  # f8[n_users, n_adv]: the advertiser's last impression; -inf = none
+    touch_campaign: np.ndarray  # i4[n_users, n_adv]: whose impression it was; -1 = none
+
+
+class TickResult(NamedTuple):
+    """What the kernel decided for each request of the tick (all arrays [n])."""
+
+    winner: np.ndarray  # i4: campaign index, MARKET or UNSOLD
+    price_cpm: np.ndarray  # f8: 0 when unsold
+    prior_exposures: np.ndarray  # u1: for campaign wins, the user's earlier exposures
+    deal_won: np.ndarray  # bool: the impression went through its deal
+    open_auction: np.ndarray  # bool: the open-auction floor was in play (no private deal,
+    # not sold through the deal)
+    floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
+    prior_touch_time_s: np.ndarray  # f8: for campaign wins, the advertiser's touch the win replaced
+    prior_touch_campaign: np.ndarray  # i4: and its campaign (-1 = none)
+
+
+def new_result(n: int) -> TickResult:
+    """Output arrays for a tick of n requests (every field is written for every row
+    that needs it: prior_* only on campaign wins)."""
+    return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
+                      np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
+                      np.zeros(n, dtype=np.bool_), np.full(n, -np.inf),
+                      np.full(n, -1, dtype=np.int32))
+
+
+def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
+               deals: Deals, book: CampaignBook, caps: CapBook, users: UserBook) -> TickResult:
+    """Clear one tick's requests (time-sorted) against bids f8[n, nc] (NaN = no bid).
+
+    Updates book, caps and users in place; see clear_tick_nb for the rules.
+    """
+    n, nc = bids.shape
+    if n != requests.time_s.size or nc != book.advertiser.size:
+        raise ValueError(f"bids shape {bids.shape} does not match {requests.time_s.size} requests"
+                         f" x {book.advertiser.size} campaigns")
+    result = new_result(n)
+    clear_tick_nb(requests, np.ascontiguousarray(bids, dtype=np.float64), mechanism, targeting,
+                  deals, book, caps, users, result)
+    return result
+
+
+@njit(cache=True)
+def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
+    """Start the window containing t for every calendar cap with c's window length."""
+    end = window_end_s[c]
+    while t >= end:
+        end += window_s[c]
+    members = np.flatnonzero((kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
+    for u in range(counts.shape[0]):
+        for col in members:
+            counts[u, col] = 0
+    for col in members:
+        window_end_s[col] = end
+
+
+# Candidates are ranked by a key: the bid's float64 bit pattern read as an int64. For
+# bids >= 0 (and +inf) the integers are in the floats' order, so a request's best bid is
+# an integer max, which LLVM vectorises (a float max would need fast-math, which would
+# also break the NaN tests). A deal bid's key is its pattern (>= 0); an open-auction
+# bid's is shifted below zero by OPEN_KEY_BASE, so deal bids outrank open ones in the
+# same max; NO_KEY, below both, marks a campaign that is not a candidate.
+NO_KEY = -(1 << 63)
+OPEN_KEY_BASE = NO_KEY + 1
+MAX_BID_KEY = int(np.array(T.MAX_BID_CPM).view(np.int64))
+PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
+
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+    """Hint the CPU to fetch row `row` of a C-contiguous 2-D array into cache.
+
+    The kernel's per-user rows (caps, exposures, touches) are random reads in arrays
+    of up to gigabytes; fetched a few requests ahead they overlap instead of stalling
+    the loop one after another. Each cache line of the row is requested.
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        row_bytes = cgutils.unpack_tuple(builder, ary.strides)[0]
+        start = builder.mul(args[1], row_bytes)
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        line = ir.Constant(row_bytes.type, 64)
+        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, 63)), line)
+        with cgutils.for_range(builder, n_lines) as loop:
+            at = builder.add(start, builder.mul(loop.index, line))
+            # (address, write, locality 3 = keep in all levels, data cache)
+            builder.call(prefetch, [builder.gep(base, [at]), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, row), codegen
+
+
+@njit(cache=True, inline="always")
+def _bid_value_nb(b):
+    """A candidate's bid as it competes and pays: -0.0 as 0, capped at MAX_BID_CPM."""
+    b = b if b > 0.0 else 0.0
+    return b if b < T.MAX_BID_CPM else T.MAX_BID_CPM
+
+
+# What the walk down a request's candidates is looking for.
+SEEK_WINNER = 0
+SEEK_DEAL_PRICE = 1  # second price in a deal: the next deal bid above the deal floor
+SEEK_OPEN_PRICE = 2  # second price: the next bid above the market and the floor
+SEEK_MARKET_PRICE = 3  # the market won in second price: the best bid above the floor
+FOUND = 4
+
+
+@njit(cache=True, nogil=True)
+def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, result):
+    """Clear n requests in time order against nc campaigns and the rest of the market.
+
+    bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
+    per request. A bid is a candidate if the campaign targets the request, brand safety
+    allows the pair, pacing lets it through and it meets the floor (a deal bid: the deal
+    floor); the first of these tests that fails is the bid's outcome. Candidates are ranked: deal bids first (see
+    Deals), then by bid; campaigns beat the market on equal bids (as in the iPinYou
+    protocol, where bid >= market price wins) and among campaigns the lowest index
+    wins. Walking down the ranking, the first candidate whose campaign can pay its
+    whole bid plus fees and data from both its total and daily budget, and whose own
+    and advertiser's caps are not reached, wins. Candidates ranked above the winner
+    lost as out_of_budget or frequency_capped; those below it lost to a higher bid, or
+    to the market if the market won. Budgets and caps are checked only down to the
+    winner and the bid that sets its price: a few reads of the dense u1 counters per
+    request instead of one per campaign. Budgets reset at UTC midnight and calendar
+    caps at their window boundary at the exact request time, even inside a tick.
+
+    floor_hit: a request the open-auction floor acted on (not carrying a private deal,
+    not sold through its deal): in second price, sold at exactly the floor, or, in
+    either auction, unsold though bids came, the highest below the floor (the market's
+    bid, or a bid of a campaign that targets the request, whether or not pacing,
+    budget or caps then let it in).
+    """
+    # Unpack once: an array read out of a tuple inside the loop may cost a
+    # reference-count update each time. For the same reason the loop calls no
+    # function that takes arrays (but on rare boundaries): such calls kept atomic
+    # reference counting in the loop, which cost more than the auction.
+    time_s, user, slot, floor_cpm, market_cpm = req.time_s, req.user, req.slot, req.floor_cpm, req.market_cpm
+    u_pace, deal = req.u_pace, req.deal
+    slot_words, slot_blocked_words, user_words = targeting.slot_words, targeting.slot_blocked_words, targeting.user_words
+    flight_start_s, flight_end_s = targeting.flight_start_s, targeting.flight_end_s
+    pace_share, pace_offset = targeting.pace_share, targeting.pace_offset
+    deal_floor, deal_fixed, deal_private, deal_allowed = deals
+    remaining_total, remaining_daily = book.remaining_total, book.remaining_daily
+    daily_budget, day_end_s = book.daily_budget, book.day_end_s
+    fee_ppm, data_micros, outcomes = book.dsp_fee_ppm, book.data_micros, book.outcomes
+    media_micros, fee_micros, data_cost_micros = book.media_micros, book.fee_micros, book.data_cost_micros
+    reach, advertiser = book.reach, book.advertiser
+    cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
+    calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
+    counts, times = caps.counts, caps.times
+    adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
+    adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
+    exposures, touch_time_s, touch_campaign = users.exposures, users.touch_time_s, users.touch_campaign
+    winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
+    open_auction, floor_hit = result.open_auction, result.floor_hit
+    prior_touch_time_s, prior_touch_campaign = result.prior_touch_time_s, result.prior_touch_campaign
+
+    n, nc = bids.shape
+    n_words = slot_words.shape[1]
+    bid_bits = bids.view(np.int64)
+    keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
+    targets = np.zeros(n_words * 64, np.int64)  # the request's targeting bits
+    shifts = np.arange(64)
+    # Per-campaign counts over the tick; the pre-auction outcomes are their
+    # differences (the tests are nested).
+    n_bids = np.zeros(nc, np.int64)
+    n_targeted = np.zeros(nc, np.int64)
+    n_blocked = np.zeros(nc, np.int64)
+    n_paced_in = np.zeros(nc, np.int64)
+    n_below_deal = np.zeros(nc, np.int64)
+    n_candidates = np.zeros(nc, np.int64)
+    lost_to_market = np.zeros(nc, np.int64)
+    decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
+                      + outcomes[:, T.WON])
+    n_adv = adv_limit.size
+    next_boundary_s = -np.inf
+    for i in range(n):
+        u = user[i]
+        t = time_s[i]
+        if t >= next_boundary_s:
+            # A new UTC day restores daily budgets; a new calendar window clears its
+            # caps: exactly at the boundary, even inside a tick.
+            for c in range(nc):
+                if t >= day_end_s[c]:
+                    remaining_daily[c] = daily_budget[c]
+                    while t >= day_end_s[c]:
+                        day_end_s[c] += T.SECONDS_PER_DAY
+                if t >= window_end_s[c]:
+                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
+            for a in range(n_adv):
+                if t >= adv_window_end_s[a]:
+                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts, a, t)
+            next_boundary_s = min(day_end_s.min(), window_end_s.min())
+            if n_adv:
+                next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+
+        if i + PREFETCH_AHEAD < n:
+            # The user rows a later request will read: by then they are in cache.
+            v = user[i + PREFETCH_AHEAD]
+            prefetch_row(user_words, v)
+            prefetch_row(counts, v)
+            prefetch_row(times, v)
+            prefetch_row(adv_counts, v)
+            prefetch_row(exposures, v)
+            prefetch_row(touch_time_s, v)
+            prefetch_row(touch_campaign, v)
+        floor = floor_cpm[i]
+        d = deal[i]
+        has_deal = d >= 0
+        dd = d if has_deal else 0
+        private = has_deal and deal_private[dd]
+        s = slot[i]
+        for w in range(n_words):
+            word = np.int64(slot_words[s, w] & user_words[u, w])
+            for k in range(min(64, nc - w * 64)):
+                targets[w * 64 + k] = (word >> shifts[k]) & 1
+            # Brand-safety blocks (rare): bids that pass every other test of targeting.
+            blocked = slot_blocked_words[s, w] & user_words[u, w]
+            c = w * 64
+            while blocked != 0:
+                if blocked & np.uint64(1):
+                    n_blocked[c] += ((bids[i, c] >= 0.0) & (t >= flight_start_s[c]) & (t < flight_end_s[c])
+                                     & ((not private) or deal_allowed[dd, c]))
+                blocked >>= np.uint64(1)
+                c += 1
+        up = u_pace[i]
+        top = np.int64(NO_KEY)  # the row's best key, found during the pass
+        top_targeted = -1.0  # the highest bid of a campaign that targets the request
+        # Every campaign's tests that read no running state, as one branch-free pass
+        # over the row (SIMD): targeting bit, flight, pacing, floors (a deal bid: the
+        # deal floor); counted, and the candidates keyed. Rows without a deal, most of
+        # them, take a shorter pass.
+        if has_deal:
+            dfloor = deal_floor[dd]
+            for c in range(nc):
+                b = bids[i, c]
+                has_bid = b >= 0.0  # NaN compares false
+                allowed = deal_allowed[dd, c]
+                targeted = (has_bid & (targets[c] != 0) & (t >= flight_start_s[c])
+                            & (t < flight_end_s[c]) & (allowed | (not private)))
+                x = up + pace_offset[c]
+                x = x - 1.0 if x >= 1.0 else x
+                paced_in = targeted & (x < pace_share[c])
+                in_deal = paced_in & allowed & (b >= dfloor)
+                in_open = paced_in & (not private) & (not in_deal) & (b >= floor)
+                n_bids[c] += has_bid
+                n_targeted[c] += targeted
+                n_paced_in[c] += paced_in
+                n_below_deal[c] += paced_in & private & (not in_deal)
+                tb = b if targeted else -1.0
+                top_targeted = tb if tb > top_targeted else top_targeted
+                n_candidates[c] += in_deal | in_open
+                key = bid_bits[i, c]
+                key = key if key > 0 else 0  # -0.0's bits are negative
+                key = key if key < MAX_BID_KEY else MAX_BID_KEY
+                open_key = key + OPEN_KEY_BASE if in_open else NO_KEY
+                key = key if in_deal else open_key
+                keys[c] = key
+                top = key if key > top else top
+        else:
+            for c in range(nc):
+                b = bids[i, c]
+                has_bid = b >= 0.0
+                targeted = (has_bid & (targets[c] != 0) & (t >= flight_start_s[c])
+                            & (t < flight_end_s[c]))
+                x = up + pace_offset[c]
+                x = x - 1.0 if x >= 1.0 else x
+                paced_in = targeted & (x < pace_share[c])
+                in_open = paced_in & (b >= floor)
+                n_bids[c] += has_bid
+                n_targeted[c] += targeted
+                n_paced_in[c] += paced_in
+                n_candidates[c] += in_open
+                tb = b if targeted else -1.0
+                top_targeted = tb if tb > top_targeted else top_targeted
+                key = bid_bits[i, c]
+                key = key if key > 0 else 0
+                key = key if key < MAX_BID_KEY else MAX_BID_KEY
+                key = key + OPEN_KEY_BASE if in_open else NO_KEY
+                keys[c] = key
+                top = key if key > top else top
+
+        market = market_cpm[i]
+        market_in = (not private) and market >= floor  # NaN compares false: no market bid
+        reserve = max(market, floor) if market_in else floor
+        leader = T.UNSOLD
+        price = 0.0
+        deal_won[i] = False
+        # Walk down the candidates, best first, checking budgets and caps as we go.
+        seek = SEEK_WINNER
+        first_step = True
+        while seek != FOUND:
+            # The best key left: the pass found the first; later ones take a max (SIMD).
+            best = top
+            if not first_step:
+                best = np.int64(NO_KEY)
+                for c in range(nc):
+                    key = keys[c]
+                    best = key if key > best else best
+            first_step = False
+            j = -1
+            b = -1.0
+            is_deal = best >= 0
+            if best != NO_KEY:
+                j = 0
+                while keys[j] != best:
+                    j += 1
+                b = _bid_value_nb(bids[i, j])
+            # Does the walk stop here (nothing left that matters)?
+            if seek == SEEK_WINNER:
+                if j < 0 or (market_in and not is_deal and b < market):
+                    if market_in:
+                        leader = T.MARKET
+                        price = market
+                        if mechanism == T.MECHANISM_SECOND:
+                            seek = SEEK_MARKET_PRICE
+                            continue
+                    break
+            elif seek == SEEK_DEAL_PRICE:
+                if j < 0 or not is_deal or b <= deal_floor[dd]:
+                    price = deal_floor[dd]
+                    break
+            elif seek == SEEK_OPEN_PRICE:
+                if j < 0 or b <= reserve:
+                    price = reserve
+                    break
+            elif j < 0 or b <= floor:  # SEEK_MARKET_PRICE
+                price = floor
+                break
+            # Can campaign j pay its whole bid, and are its caps open?
+            reason = -1
+            # The whole bid's worst cost, as a win at this bid would be charged (micros
+            # <= 1e12 and fees <= 100 %, so no product overflows).
+            micros = np.int64(b * T.MICROS_PER_CPM + 0.5)  # = cpm_to_micros(b)
+            worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
+            if worst > remaining_total[j] or worst > remaining_daily[j]:
+                reason = T.LOSS_OUT_OF_BUDGET
+            elif counts[u, j] >= calendar_limit[j] or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]:
+                reason = T.LOSS_FREQUENCY_CAPPED
+            elif cap_kind[j] == T.CAP_ROLLING:
+                # Capped when even the oldest of the last `limit` impressions is in the window.
+                first = ring_start[j]
+                oldest = times[u, first]
+                for r in range(first + 1, first + cap_limit[j]):
+                    oldest = min(oldest, times[u, r])
+                if oldest > t - cap_window_s[j]:
+                    reason = T.LOSS_FREQUENCY_CAPPED
+            keys[j] = NO_KEY
+            if reason >= 0:
+                if seek == SEEK_WINNER:
+                    outcomes[j, reason] += 1
+                elif seek == SEEK_MARKET_PRICE:
+                    lost_to_market[j] += 1
+                continue
+            if seek != SEEK_WINNER:
+                price = b
+                if seek == SEEK_MARKET_PRICE:
+                    lost_to_market[j] += 1
+                break
+            leader = j
+            deal_won[i] = is_deal
+            if is_deal and deal_fixed[dd]:
+                price = deal_floor[dd]
+                seek = FOUND
+            elif mechanism == T.MECHANISM_FIRST:
+                price = b
+                seek = FOUND
+            else:
+                seek = SEEK_DEAL_PRICE if is_deal else SEEK_OPEN_PRICE
+        if leader == T.MARKET:
+            for c in range(nc):
+                lost_to_market[c] += keys[c] != NO_KEY
+
+        winner[i] = leader
+        price_cpm[i] = price
+        in_play = (not private) and (not deal_won[i])
+        open_auction[i] = in_play
+        if leader == T.UNSOLD:
+            top_bid = market if market >= 0.0 else -1.0  # NaN compares false
+            top_bid = top_targeted if top_targeted > top_bid else top_bid
+            floor_hit[i] = in_play and 0.0 <= top_bid < floor
+        else:
+            floor_hit[i] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
+        if leader < 0:
+            continue
+
+        c = leader
+        outcomes[c, T.WON] += 1
+        media = np.int64(price * T.MICROS_PER_CPM + 0.5)
+        fee = media * fee_ppm[c] // T.PPM
+        cost = media + fee + data_micros[c]
+        remaining_total[c] -= cost
+        remaining_daily[c] -= cost
+        media_micros[c] += media
+        fee_micros[c] += fee
+        data_cost_micros[c] += data_micros[c]
+        if cap_kind[c] == T.CAP_CALENDAR:
+            counts[u, c] += 1
+        elif cap_kind[c] == T.CAP_ROLLING:
+            # Overwrite the oldest of the pair's last `limit` impression times.
+            first = ring_start[c]
+            oldest = first
+            for r in range(first + 1, first + cap_limit[c]):
+                if times[u, r] < times[u, oldest]:
+                    oldest = r
+            times[u, oldest] = t
+        a = advertiser[c]
+        if adv_kind[a] == T.CAP_CALENDAR:
+            adv_counts[u, a] += 1
+        seen = exposures[u, c]
+        prior_exposures[i] = seen
+        reach[c] += seen == 0
+        exposures[u, c] = seen + (seen < 255)
+        prior_touch_time_s[i] = touch_time_s[u, a]
+        prior_touch_campaign[i] = touch_campaign[u, a]
+        touch_time_s[u, a] = t
+        touch_campaign[u, a] = c
+
+    # Each bid's outcome: the pre-auction tests' from the nested counts; candidates
+    # not checked out, not won and not lost to the market lost to a higher bid.
+    decided = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
+               + outcomes[:, T.WON]) - decided_before
+    outcomes[:, T.OUTCOME_NOT_TARGETED] += n_bids - n_targeted - n_blocked
+    outcomes[:, T.OUTCOME_BLOCKED] += n_blocked
+    outcomes[:, T.OUTCOME_PACED] += n_targeted - n_paced_in
+    outcomes[:, T.LOSS_BELOW_DEAL_FLOOR] += n_below_deal
+    outcomes[:, T.LOSS_BELOW_FLOOR] += n_paced_in - n_below_deal - n_candidates
+    outcomes[:, T.LOSS_LOST_TO_MARKET] += lost_to_market
+    outcomes[:, T.LOSS_LOST_TO_BID] += n_candidates - decided - lost_to_market

@@ -1,0 +1,124 @@
+"""build_market(): a validated scenario becomes the immutable market of a run.
+
+The market is every array and id label the specs describe, built once; after it
+nothing reads a pydantic model. What a run changes lives in rtb/state.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from dmp.audience import Audience, build_audience
+from dmp.behaviour import Behaviour, build_behaviour
+from dsp.campaigns import CampaignTable, build_campaigns
+from rtb.scenario import Scenario
+from rtb.seeding import stream
+from rtb.types import MECHANISMS, PPM
+from ssp.deals import DealBook, build_deals
+from ssp.floors import FloorBook, build_floors
+from ssp.inventory import Inventory, build_inventory
+from ssp.market import BackgroundMarket
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Names for the report and the impression log (index = the arrays' index)."""
+
+    scenario: str
+    start: str  # ISO 8601, UTC
+    auction: str  # "first" / "second"
+    campaigns: tuple[str, ...]
+    advertisers: tuple[str, ...]
+    dsps: tuple[str, ...]
+    publishers: tuple[str, ...]
+    ssps: tuple[str, ...]
+    slots: tuple[str, ...]  # "publisher,slot" per slot, as the log writes them
+
+
+@dataclass(frozen=True)
+class Market:
+    """Everything one run reads and never changes: specs made arrays, and their labels."""
+
+    seed: int
+    budget_scale: float
+    start: datetime
+    duration_s: float
+    tick_s: float
+    mechanism: int
+    exchange_fee_ppm: int
+    inventory: Inventory
+    background: BackgroundMarket
+    audience: Audience
+    behaviour: Behaviour
+    campaigns: CampaignTable
+    deals: DealBook
+    floors: FloorBook  # the rules' floors; a run with dynamic floors moves a copy (run state)
+    user_factor: np.ndarray  # f4[n_users, n_dsp]: each DSP's estimate of click propensity
+    advertiser_value: np.ndarray  # f8[n_adv]: revenue per conversion
+    advertiser_margin: np.ndarray  # f8[n_adv]
+    advertiser_cap_impressions: np.ndarray  # i4[n_adv]: calendar cap; 0 = none
+    advertiser_cap_window_s: np.ndarray  # f8[n_adv]: its window (1.0 where none)
+    labels: Labels
+
+    @property
+    def n_users(self) -> int:
+        return self.audience.device.size
+
+
+def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
+    """Truth times a mean-one lognormal error per (user, DSP): a CTR model that is wrong."""
+    n = audience.ctr_propensity.size
+    factor = np.empty((n, len(s.dsps)), dtype=np.float32)
+    for d, dsp in enumerate(s.dsps):
+        sigma = dsp.ctr_model_error
+        error = stream(seed, f"dsp/{dsp.id}/model-error").lognormal(-0.5 * sigma * sigma, sigma, n)
+        factor[:, d] = audience.ctr_propensity * error
+    return factor
+
+
+def _labels(s: Scenario) -> Labels:
+    return Labels(
+        scenario=s.name,
+        start=s.simulation.start.isoformat(),
+        auction=s.exchange.auction,
+        campaigns=tuple(c.id for c in s.campaigns),
+        advertisers=tuple(a.id for a in s.advertisers),
+        dsps=tuple(d.id for d in s.dsps),
+        publishers=tuple(p.id for p in s.publishers),
+        ssps=tuple(x.id for x in s.ssps),
+        slots=tuple(f"{pub.id},{slot.id}" for pub in s.publishers for slot in pub.slots),
+    )
+
+
+def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0) -> Market:
+    """The market of one run: `seed` overrides the scenario's; budgets times budget_scale."""
+    seed = s.simulation.seed if seed is None else seed
+    inventory = build_inventory(s.ssps, s.publishers)
+    audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed)
+    caps = [a.frequency_cap for a in s.advertisers]
+    return Market(
+        seed=seed,
+        budget_scale=budget_scale,
+        start=s.simulation.start,
+        duration_s=s.simulation.duration,
+        tick_s=s.simulation.tick,
+        mechanism=MECHANISMS[s.exchange.auction],
+        exchange_fee_ppm=round(s.exchange.fee * PPM),
+        inventory=inventory,
+        background=BackgroundMarket(s.exchange.market),
+        audience=audience,
+        behaviour=build_behaviour(s),
+        campaigns=build_campaigns(s, inventory, audience, budget_scale),
+        deals=build_deals(s),
+        floors=build_floors(s, audience.geo_names),
+        user_factor=_dsp_user_factor(s, audience, seed),
+        advertiser_value=np.array([a.value_per_conversion for a in s.advertisers]),
+        advertiser_margin=np.array([a.margin for a in s.advertisers]),
+        advertiser_cap_impressions=np.array([cap.impressions if cap else 0 for cap in caps],
+                                            dtype=np.int32),
+        advertiser_cap_window_s=np.array([cap.window if cap else 1.0 for cap in caps]),
+        labels=_labels(s),
+    )
