@@ -93,13 +93,24 @@ def _labels(s: Scenario) -> Labels:
     )
 
 
+def _read_only(value):
+    """Freeze every array in value (a NamedTuple's fields, recursively): a run that
+    tried to write the market would fail loudly instead of changing the next run."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, tuple):
+        for item in value:
+            _read_only(item)
+    return value
+
+
 def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0) -> Market:
     """The market of one run: `seed` overrides the scenario's; budgets times budget_scale."""
     seed = s.simulation.seed if seed is None else seed
     inventory = build_inventory(s.ssps, s.publishers)
     audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed)
     caps = [a.frequency_cap for a in s.advertisers]
-    return Market(
+    market = Market(
         seed=seed,
         budget_scale=budget_scale,
         start=s.simulation.start,
@@ -122,3 +133,8 @@ def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0
         advertiser_cap_window_s=np.array([cap.window if cap else 1.0 for cap in caps]),
         labels=_labels(s),
     )
+    for name in ("inventory", "audience", "behaviour", "campaigns", "deals", "floors",
+                 "user_factor", "advertiser_value", "advertiser_margin",
+                 "advertiser_cap_impressions", "advertiser_cap_window_s"):
+        _read_only(getattr(market, name))
+    return market
