@@ -9,55 +9,19 @@ checked after parsing so every problem is reported at once, each with its path.
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Callable, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from rtb.errors import InputError
-from rtb.spec_base import MAX_CPM, MAX_MONEY, Cpm, Money, Spec
-# The strategy models live in rtb.strategy_spec (shared with rtb compare and rtb replay);
-# re-exported here, where a scenario's other models are.
-from rtb.strategy_spec import (KINDS, FixedBidSpec, LinearBidSpec, McpcBidSpec,  # noqa: F401
-                               OrtbBidSpec, RandomBidSpec, StrategySpec, ValueBidSpec,
-                               missing_in_scenario)
+from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_MONEY, Cpm, Device, FeeRate, Format, Id,
+                           Money, Seconds, Share, Spec, UtcDatetime)
+from rtb.strategy_spec import KINDS, StrategySpec, missing_in_scenario
+from rtb.supply_spec import PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
-
-def _seconds(value: object) -> object:
-    """Accept 3600, 3600.0, "90s", "15m", "6h", "1d", "1w" as seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 6h, 1d, 1w)")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-def _utc(value: object) -> object:
-    """Datetimes without a zone are taken as UTC, so a run never depends on the host."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
-Share = Annotated[float, Field(ge=0, le=1)]
-FeeRate = Annotated[float, Field(ge=0, lt=1)]
-MAX_DURATION_S = 3660 * 86400.0  # ten years
-Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Format = Literal["banner", "video", "native"]
-Device = Literal["desktop", "mobile"]
-
 
 # ---- simulation clock -------------------------------------------------------------
 
@@ -113,117 +77,6 @@ class ExchangeSpec(Spec):
     auction: Literal["first", "second"] = "second"
     fee: FeeRate = Field(0.0, description="share of the clearing price the exchange keeps")
     market: MarketSpec | None = None
-
-
-# ---- supply ----------------------------------------------------------------------
-
-WILDCARD = "*"
-Domain = Annotated[str, Field(min_length=1, max_length=253)]
-# Rule fields: a value or the wildcard, as one type so an error reads as one message.
-IdOrAny = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[A-Za-z0-9_.:\-]+)$")]
-FormatOrAny = Literal["banner", "video", "native", "*"]
-DeviceOrAny = Literal["desktop", "mobile", "*"]
-
-
-class FloorRuleSpec(Spec):
-    """One floor rule in the style of Prebid's price floors: "*" (the default) matches anything.
-
-    Of the rules that match a request, the one with the most fields that are not "*"
-    wins; among equally specific ones, the first in the file.
-    """
-
-    domain: Domain = Field(WILDCARD, description="the publisher's domain")
-    slot: IdOrAny = Field(WILDCARD, description="the slot's id")
-    format: FormatOrAny = WILDCARD
-    device: DeviceOrAny = WILDCARD
-    country: Annotated[str, Field(min_length=1)] = Field(
-        WILDCARD, description="the user's geo, a key of dmp.geos")
-    floor_cpm: Cpm
-
-
-class DynamicFloorSpec(Spec):
-    """Floors that follow the prices their requests fetched (deterministic, no randomness).
-
-    Every `interval` (rounded to whole ticks), each (slot, country) floor with at least
-    `min_requests` open-auction requests since the last update moves a share `rate` of
-    the way toward the `quantile` of the prices those requests fetched, an unsold
-    request counting as 0; never below the table's floor_min.
-    """
-
-    interval: Annotated[Seconds, Field(le=MAX_DURATION_S)] = 3600.0
-    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    rate: Annotated[float, Field(gt=0, le=1)] = 0.5
-    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 50
-
-
-class FloorsSpec(Spec):
-    """Rule-based floors of a publisher (or, for publishers without their own, of an SSP)."""
-
-    rules: list[FloorRuleSpec] = Field([], max_length=10_000)
-    default: Cpm = Field(0.0, description="floor when no rule matches and the slot sets no floor_cpm")
-    floor_min: Cpm = Field(0.0, description="no floor of the table is below this")
-    dynamic: DynamicFloorSpec | None = None
-
-
-class SspSpec(Spec):
-    id: Id
-    fee: FeeRate = Field(0.0, description="share of the exchange's payout the SSP keeps")
-    floors: FloorsSpec | None = Field(None, description="for its publishers without their own")
-    blocked_categories: list[str] = Field([], description="advertiser categories none of its publishers sells to")
-    blocked_domains: list[Domain] = Field([], description="advertiser domains none of its publishers sells to")
-
-
-class SlotSpec(Spec):
-    id: Id
-    format: Format = "banner"
-    device: Device = "desktop"
-    daily_requests: Annotated[float, Field(gt=0)]
-    floor_cpm: Cpm = 0.0
-
-
-class DealSpec(Spec):
-    """A private-marketplace deal offered on a share of a publisher's requests."""
-
-    id: Id
-    floor_cpm: Cpm = Field(description="deal floor; with fixed_price, the price itself")
-    fixed_price: bool = Field(False, description="the winner pays floor_cpm exactly")
-    private: bool = Field(True, description="only deal bids may win (else open: deal bids win first)")
-    share: Annotated[float, Field(gt=0, le=1)] = Field(
-        description="share of the slots' requests that carry the deal")
-    slots: list[Id] = Field([], description="the publisher's slots it covers; empty: all")
-    dsps: list[Id] = Field([], description="allowed buyers: campaigns of these DSPs ...")
-    advertisers: list[Id] = Field([], description="... or of these advertisers")
-
-    @model_validator(mode="after")
-    def _has_buyers(self) -> "DealSpec":
-        if not self.dsps and not self.advertisers:
-            raise ValueError("a deal needs allowed buyers: dsps or advertisers")
-        return self
-
-
-class PublisherSpec(Spec):
-    id: Id
-    ssp: Id
-    domain: str = ""
-    category: str = "general"
-    hourly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, min_length=24, max_length=24,
-        description="relative traffic per UTC hour; default: a typical diurnal curve")
-    weekly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, min_length=7, max_length=7, description="relative traffic Monday..Sunday")
-    slots: list[SlotSpec] = Field(min_length=1)
-    deals: list[DealSpec] = []
-    floors: FloorsSpec | None = Field(None, description="replaces the SSP's floors table, if any")
-    blocked_categories: list[str] = Field([], description="advertiser categories it never sells to")
-    blocked_domains: list[Domain] = Field([], description="advertiser domains it never sells to")
-
-    @model_validator(mode="after")
-    def _shapes_not_all_zero(self) -> "PublisherSpec":
-        for name in ("hourly_shape", "weekly_shape"):
-            shape = getattr(self, name)
-            if shape is not None and sum(shape) <= 0:
-                raise ValueError(f"{name} must have a positive weight somewhere")
-        return self
 
 
 # ---- demand ----------------------------------------------------------------------
@@ -415,7 +268,7 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"publishers[{i}].deals",
                                  f"deals offer {share:.0%} of slot {slot!r}'s requests (at most 100 %)"))
 
-    problems += _supply_rule_problems(s)
+    problems += supply_rule_problems(s.ssps, s.publishers, s.advertisers, s.dmp.geos)
 
     owners: dict[str, str] = {}  # first-party segment -> its advertiser
     for i, seg in enumerate(s.dmp.segments):
@@ -479,55 +332,6 @@ def _party_problems(seg: SegmentSpec) -> list[tuple[str, str]]:
     if seg.data_cpm != 0:
         problems.append(("data_cpm", f"must be 0 (or left out) for a first-party segment: its owner"
                                      f" does not buy its own data, got {seg.data_cpm:g}"))
-    return problems
-
-
-def _supply_rule_problems(s: Scenario) -> list[tuple[str, str]]:
-    """Floor rules and block lists must name things the scenario has: a typo would match nothing."""
-    problems: list[tuple[str, str]] = []
-    geos = set(s.dmp.geos)
-    adv_categories = {a.category for a in s.advertisers}
-    adv_domains = {a.domain.lower() for a in s.advertisers if a.domain}
-
-    def floors(spec: FloorsSpec | None, at: str, domains: set[str], slots: set[str],
-               no_slot: Callable[[str], str], no_domain: Callable[[str], str]) -> None:
-        if spec is None:
-            return
-        seen: dict[tuple, int] = {}
-        for j, rule in enumerate(spec.rules):
-            where = f"{at}.floors.rules[{j}]"
-            if rule.domain != WILDCARD and rule.domain.lower() not in domains:
-                problems.append((f"{where}.domain", no_domain(rule.domain)))
-            if rule.slot != WILDCARD and rule.slot not in slots:
-                problems.append((f"{where}.slot", no_slot(rule.slot)))
-            if rule.country != WILDCARD and rule.country not in geos:
-                problems.append((f"{where}.country", f"country {rule.country!r} is not in dmp.geos"))
-            key = (rule.domain.lower(), rule.slot, rule.format, rule.device, rule.country)
-            if key in seen:
-                problems.append((where, f"matches exactly what rules[{seen[key]}] matches, "
-                                        "which comes first and always wins"))
-            seen.setdefault(key, j)
-
-    def blocks(item, at: str) -> None:
-        for j, cat in enumerate(item.blocked_categories):
-            if cat not in adv_categories:
-                problems.append((f"{at}.blocked_categories[{j}]", f"no advertiser has category {cat!r}"))
-        for j, domain in enumerate(item.blocked_domains):
-            if domain.lower() not in adv_domains:
-                problems.append((f"{at}.blocked_domains[{j}]", f"no advertiser has domain {domain!r}"))
-
-    for i, ssp in enumerate(s.ssps):
-        mine = [pub for pub in s.publishers if pub.ssp == ssp.id]
-        floors(ssp.floors, f"ssps[{i}]", {pub.domain.lower() for pub in mine if pub.domain},
-               {slot.id for pub in mine for slot in pub.slots},
-               lambda x: f"no publisher of SSP {ssp.id!r} has a slot {x!r}",
-               lambda x: f"no publisher of SSP {ssp.id!r} has domain {x!r}")
-        blocks(ssp, f"ssps[{i}]")
-    for i, pub in enumerate(s.publishers):
-        floors(pub.floors, f"publishers[{i}]", {pub.domain.lower()} if pub.domain else set(),
-               {slot.id for slot in pub.slots}, lambda x: f"publisher {pub.id!r} has no slot {x!r}",
-               lambda x: f"publisher {pub.id!r} has domain {pub.domain!r}, not {x!r}")
-        blocks(pub, f"publishers[{i}]")
     return problems
 
 

@@ -1,10 +1,12 @@
-"""What every pydantic spec model shares: a strict, frozen base and the money bounds."""
+"""What every pydantic spec model shares: a strict, frozen base, the money bounds and the field types."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Spec(BaseModel):
@@ -18,3 +20,35 @@ MAX_MONEY = 1e9
 MAX_CPM = 1e6
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def _seconds(value: object) -> object:
+    """Accept 3600, 3600.0, "90s", "15m", "6h", "1d", "1w" as seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 6h, 1d, 1w)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+def _utc(value: object) -> object:
+    """Datetimes without a zone are taken as UTC, so a run never depends on the host."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
+Share = Annotated[float, Field(ge=0, le=1)]
+FeeRate = Annotated[float, Field(ge=0, lt=1)]
+MAX_DURATION_S = 3660 * 86400.0  # ten years
+Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Format = Literal["banner", "video", "native"]
+Device = Literal["desktop", "mobile"]

@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtb.scenario import WILDCARD, FloorRuleSpec, FloorsSpec, Scenario
+from rtb.scenario import Scenario
+from rtb.supply_spec import WILDCARD, FloorRuleSpec, FloorsSpec
 
 RULE_FIELDS = ("domain", "slot", "format", "device", "country")
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtb.scenario import DEVICE_CODE, FORMAT_CODE, PublisherSpec, SspSpec
+from rtb.scenario import DEVICE_CODE, FORMAT_CODE
+from rtb.supply_spec import PublisherSpec, SspSpec
 from rtb.types import PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 # A typical diurnal curve of web traffic by UTC hour (night trough, evening peak).

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rtb.cli import MAX_BUDGET_SCALE
-from rtb.scenario import MAX_MONEY
+from rtb.spec_base import MAX_MONEY
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "scenarios" / "quickstart.toml"

@@ -19,8 +19,9 @@ import pytest
 
 from rtb import simulate
 from rtb.errors import InputError
-from rtb.scenario import DynamicFloorSpec, FloorRuleSpec, parse_scenario
 from rtb.market import build_market
+from rtb.scenario import parse_scenario
+from rtb.supply_spec import DynamicFloorSpec, FloorRuleSpec
 from ssp import floors as floors_mod
 from ssp.floors import DynamicFloors, build_floors, matching_rule
 

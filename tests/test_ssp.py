@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from rtb.scenario import (HistogramMarketSpec, LognormalMarketSpec, PublisherSpec, SspSpec)
+from rtb.scenario import HistogramMarketSpec, LognormalMarketSpec
 from rtb.seeding import stream
+from rtb.supply_spec import PublisherSpec, SspSpec
 from ssp.inventory import DEFAULT_HOURLY_SHAPE, build_inventory, generate_requests
 from ssp.market import BackgroundMarket
 
