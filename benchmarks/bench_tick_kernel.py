@@ -6,8 +6,9 @@ One batch per campaign count: 200,000 requests in one UTC day (no midnight or wi
 boundary inside), 100,000 users, floors, the rest of the market, a deal on 10 % of the
 requests, calendar caps per campaign and per advertiser, budgets that never run out,
 second price. Every campaign targets every request, so the kernel visits every bid the
-bare loop scans. Per-user books are laid out as the simulation lays them out
-(rtb.world.user_rows: rows aligned to cache lines). The kernel updates its books in
+bare loop scans (no brand-safety blocks: slot_blocked_words is all zeros). Per-user
+books are laid out as the simulation lays them out (rtb.state.user_rows: rows aligned
+to cache lines). The kernel updates its books in
 place: each timed round starts from a fresh copy, made outside the timing. Every
 function is compiled (called once) first.
 
@@ -30,11 +31,10 @@ import pytest
 from rtb import types as T
 from numba import njit
 
-from rtb.auction import (PREFETCH_AHEAD, CampaignBook, CapBook, Deals, Targeting, TickRequests,
-                         TickResult, UserBook, campaign_words, clear_tick_nb, encode_touch,
-                         prefetch_row)
-
-from rtb.world import user_rows
+from rtb.kernel import (PREFETCH_AHEAD, CampaignBook, CapBook, Deals, Targeting, UserBook,
+                        campaign_words, clear_tick_nb, new_result, prefetch_row)
+from rtb.state import user_rows
+from rtb.types import RequestBatch
 
 from bench_auction import bare_top2_nb  # the same bare loop as the clear() benchmark
 
@@ -70,24 +70,28 @@ def bare_top2_user_row_nb(bids, user, counts, best_out, second_out):
 
 
 @njit(cache=True)
-def least_capped_nb(bids, floor_cpm, time_s, user, books, touches, n_adv, limit, advertiser,
-                    adv_limit, remaining, n_candidates, won, reach, user_books, winner, price_out):
+def least_capped_nb(bids, floor_cpm, time_s, user, books, touch_time_s, touch_campaign, n_adv,
+                    limit, advertiser, adv_limit, remaining, n_candidates, won, reach, user_books,
+                    winner, price_out):
     """The least work a kernel with floors, frequency caps and budgets does per request.
 
     The bare scan, also keeping the top bid's column; one count per bid (the report's
     loss reasons need every bid's fate); the user's cap counter for the top bid and its
     campaign's budget; on a sale, the books. With user_books, also what a report needs:
-    the advertiser's cap, the user's exposures (reach) and last touch (attribution).
-    A user's books are one row of `books`, the fastest layout measured: without
-    user_books its cap counters alone; with them [touches i8 x n_adv | cap counters |
-    advertiser cap counters | exposures] (touches is the int64 view), one cache line at
-    8 campaigns. Left out, although a full kernel
+    the advertiser's cap, the user's exposures (reach) and last touch (attribution:
+    its exact time and campaign, as the kernel writes them). A user's books are one row
+    of `books`, the fastest layout measured: without user_books its cap counters alone;
+    with them [touch times f8 x n_adv | touch campaigns i4 x n_adv | cap counters |
+    advertiser cap counters | exposures] (touch_time_s and touch_campaign are the
+    float64 and int32 views of the same rows), one cache line at 8 campaigns. Left out,
+    although a full kernel
     has them: deals, targeting, pacing, flights, the walk past a top bid that is capped
     or cannot pay (here the request goes unsold), and the other loss reasons. So a full
     kernel can hardly do better than this loop's share of the bare loop's speed.
     """
     n, nc = bids.shape
-    counts0 = 8 * n_adv if user_books else 0
+    campaign0 = 2 * n_adv  # the touch campaigns' first column in the int32 view
+    counts0 = 12 * n_adv if user_books else 0
     adv0 = counts0 + nc
     exp0 = adv0 + n_adv
     for i in range(n):
@@ -127,7 +131,8 @@ def least_capped_nb(bids, floor_cpm, time_s, user, books, touches, n_adv, limit,
             seen = books[u, exp0 + leader]
             reach[leader] += seen == 0
             books[u, exp0 + leader] = seen + (seen < 255)
-            touches[u, a] = encode_touch(time_s[i], leader)
+            touch_time_s[u, a] = time_s[i]
+            touch_campaign[u, campaign0 + a] = leader
 
 
 def _copy(a: np.ndarray) -> np.ndarray:
@@ -155,17 +160,24 @@ class TickBatch:
         self.bids = rng.uniform(0.0, 5.0, (n, nc))
         self.bids[rng.random((n, nc)) < NAN_SHARE] = np.nan
         deal = np.where(rng.random(n) < DEAL_SHARE, rng.integers(0, 4, n), -1).astype(np.int32)
-        self.req = TickRequests(
-            time_s=np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n)),
-            user=rng.integers(0, N_USERS, n),
-            slot=rng.integers(0, N_SLOTS, n),
-            floor_cpm=rng.uniform(0.0, 2.5, n),
-            market_cpm=np.where(rng.random(n) < 0.7, rng.lognormal(np.log(1.5), 0.5, n), np.nan),
-            u_pace=rng.random(n),
-            deal=deal,
-        )
+        # The kernel reads time, user, slot, floor, market, pacing uniform and deal (drawn
+        # in this order, as before the RequestBatch: the same batch); the other fields
+        # are typed placeholders.
+        time_s = np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n))
+        user = rng.integers(0, N_USERS, n)
+        slot = rng.integers(0, N_SLOTS, n)
+        floor_cpm = rng.uniform(0.0, 2.5, n)
+        market_cpm = np.where(rng.random(n) < 0.7, rng.lognormal(np.log(1.5), 0.5, n), np.nan)
+        self.req = RequestBatch(
+            time_s=time_s, slot=slot, publisher=np.zeros(n, np.int32),
+            format=np.zeros(n, np.uint8), deal=deal, market_cpm=market_cpm,
+            floor_cpm=floor_cpm, user=user, geo=np.zeros(n, np.uint8),
+            user_ctr=np.ones(n, np.float32), user_segments=np.zeros(n, np.uint64),
+            u_pace=rng.random(n), u_click=np.zeros(n), u_convert=np.zeros(n),
+            u_delay=np.zeros(n))
         self.targeting = Targeting(
-            campaign_words(np.ones((N_SLOTS, nc), bool)), campaign_words(np.ones((N_USERS, nc), bool)),
+            campaign_words(np.ones((N_SLOTS, nc), bool)), campaign_words(np.zeros((N_SLOTS, nc), bool)),
+            campaign_words(np.ones((N_USERS, nc), bool)),
             np.zeros(nc), np.full(nc, 7 * T.SECONDS_PER_DAY), np.ones(nc), rng.random(nc))
         # Four deals: open and private, floor and fixed price, each open to a quarter of
         # the campaigns.
@@ -192,16 +204,17 @@ class TickBatch:
             adv_kind=np.full(n_adv, T.CAP_CALENDAR, np.int8), adv_limit=np.full(n_adv, 4, np.int32),
             adv_window_s=np.full(n_adv, day), adv_window_end_s=np.full(n_adv, day),
             adv_counts=user_rows(N_USERS, n_adv, np.uint8, 0))
-        self.users = UserBook(user_rows(N_USERS, nc, np.uint8, 0), user_rows(N_USERS, n_adv, np.int64, -1))
+        self.users = UserBook(user_rows(N_USERS, nc, np.uint8, 0),
+                              user_rows(N_USERS, n_adv, np.float64, -np.inf),
+                              user_rows(N_USERS, n_adv, np.int32, -1))
         # Working copies the kernel mutates, restored before every timed call.
         self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users)]
-        self.result = TickResult(np.empty(n, np.int32), np.empty(n), np.zeros(n, np.uint8),
-                                 np.zeros(n, np.bool_))
+        self.result = new_result(n)
         self.best = np.empty(n)
         self.second = np.empty(n)
         # least_capped_nb's state: one row per user, the caps alone or all the books
         # in whole cache lines.
-        row_bytes = -(-(8 * n_adv + 2 * nc + n_adv) // 64) * 64
+        row_bytes = -(-(12 * n_adv + 2 * nc + n_adv) // 64) * 64
         self.least_caps = user_rows(N_USERS, nc, np.uint8, 0)
         self.least_books = user_rows(N_USERS, row_bytes, np.uint8, 0)
         self.least_state = [np.zeros(nc, np.int64) for _ in range(4)]  # remaining, candidates, won, reach
@@ -241,7 +254,8 @@ class TickBatch:
         remaining, candidates, won, reach = self.least_state
         books = self.least_books if user_books else self.least_caps
         least_capped_nb(self.bids, self.req.floor_cpm, self.req.time_s, self.req.user,
-                        books, self.least_books.view(np.int64), caps.adv_limit.size,
+                        books, self.least_books.view(np.float64), self.least_books.view(np.int32),
+                        caps.adv_limit.size,
                         caps.calendar_limit, book.advertiser, caps.adv_limit, remaining,
                         candidates, won, reach, user_books, self.result.winner, self.result.price_cpm)
 
@@ -297,6 +311,7 @@ def test_tick_kernel(benchmark, batch):
     # be, no budget ran out, no boundary was crossed.
     book, caps, _ = batch.work
     assert book.outcomes[:, T.LOSS_OUT_OF_BUDGET].sum() == 0
+    assert book.outcomes[:, T.OUTCOME_BLOCKED].sum() == 0
     assert book.outcomes[:, T.WON].sum() == np.count_nonzero(batch.result.winner >= 0)
     assert book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].sum() > 0
     assert batch.result.deal_won.any()

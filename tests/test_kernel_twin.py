@@ -1,8 +1,8 @@
-"""The tick kernel rtb.auction.clear_tick_nb against clear_tick_py, a plain-Python twin.
+"""The tick kernel rtb.kernel.clear_tick_nb against clear_tick_py, a plain-Python twin.
 
-The twin is written from the documented rules (the kernel's, Deals' and the books'
-docstrings, docs/auction.md), one request and one campaign at a time with Python
-scalars, not from the kernel's code:
+The twin is written from the documented rules (the kernel's, Deals', Targeting's and
+the books' docstrings, docs/auction.md), one request and one campaign at a time with
+Python scalars, not from the kernel's code:
 
 - requests are cleared in the order given (time order); at each request, first the
   boundaries it reaches: a campaign's daily budget is restored when the time reaches
@@ -10,13 +10,16 @@ scalars, not from the kernel's code:
   are cleared when the time reaches its window end, together with every calendar cap
   of the same window length (they share UTC-aligned boundaries), the end advancing by
   whole windows; advertiser caps the same way;
-- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate when, in
-  this order (the first failing test is its outcome): the campaign targets the request
-  (bit c of word c // 64 set in slot_words[slot] & user_words[user], inside the flight,
-  and admitted by the deal when the deal is private); pacing lets it through (x =
-  u_pace + offset, minus 1 if >= 1; x < pace_share); it meets the floor (a deal bid, by
-  an admitted campaign at or above the deal floor, needs no other floor; on a private
-  deal nothing else counts: below_deal_floor);
+- bids are f8[n, nc], one row per request; a bid (NaN or negative = none, not counted;
+  above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate when, in this order (the
+  first failing test is its outcome): the campaign targets the request (bit c of word
+  c // 64 set in slot_words[slot] & user_words[user], inside the flight, and admitted
+  by the deal when the deal is private); a campaign that passes all of that except
+  that its bit is in slot_blocked_words[slot] instead of slot_words[slot] (brand
+  safety forbids the pair) is `blocked`, any other miss `not_targeted`; pacing lets it
+  through (x = u_pace + offset, minus 1 if >= 1; x < pace_share); it meets the floor
+  (a deal bid, by an admitted campaign at or above the deal floor, needs no other
+  floor; on a private deal nothing else counts: below_deal_floor);
 - candidates are walked best first: deal bids (by bid, lower index first), then, if no
   deal bid may win and the deal is not private, the open auction with the market (if
   its bid meets the floor; campaigns before the market on equal bids). A campaign may
@@ -30,12 +33,19 @@ scalars, not from the kernel's code:
   next entry below the winner that may win, the deal floor or floor);
 - the other candidates end lost_to_market (the market won) or lost_to_higher_bid; the
   winner pays media + fee + data from both budgets, counts against its caps, its user's
-  exposure (saturating at 255) and reach, and its advertiser's last touch.
+  exposure (saturating at 255) and reach; its advertiser's touch of the user becomes
+  (the request's time, the campaign), and the result keeps the touch it replaced;
+- open_auction: the request carries no private deal and was not sold through its deal;
+  floor_hit: open_auction and either, in second price, sold (to a campaign or the
+  market) at exactly the floor, or unsold while the highest of the market's bid and
+  the bids (>= 0) of campaigns targeting the request (targeting bit, flight; whatever
+  pacing, budgets or caps then did) is >= 0 and below the floor.
 
-Random small markets must give identical winners, prices, deal flags and every state
-array: 2,600 from seeded numpy loops (each failure names its seed), and 400 more drawn by
-hypothesis through the same generator (a failure shrinks to a small market). Invariants are checked
-on the kernel's output directly, and hand-worked cases pin single rules.
+Random small markets must give identical results (every field; prior_* on campaign
+wins) and every state array: 2,600 from seeded numpy loops (each failure names its
+seed), and 400 more drawn by hypothesis through the same generator (a failure shrinks
+to a small market). Invariants are checked on the kernel's output directly, and
+hand-worked cases pin single rules.
 """
 
 from __future__ import annotations
@@ -53,8 +63,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtb import types as T
-from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
-                         UserBook, campaign_words, clear_tick_nb, no_deals)
+from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
+                        campaign_words, clear_tick_nb, no_deals)
+from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -98,10 +109,18 @@ def _cross_boundaries_py(t, book, caps):
                        caps.adv_counts)
 
 
-def _targets(targeting, c, s, u) -> bool:
+def _bit(words, row, c) -> bool:
+    """Campaign c's bit in a row of campaign bitsets (bit c of word c // 64)."""
     word, bit = divmod(c, 64)
-    both = int(targeting.slot_words[s, word]) & int(targeting.user_words[u, word])
-    return bool((both >> bit) & 1)
+    return bool((int(words[row, word]) >> bit) & 1)
+
+
+def _targets(targeting, c, s, u) -> bool:
+    return _bit(targeting.slot_words, s, c) and _bit(targeting.user_words, u, c)
+
+
+def _in_flight(targeting, c, t) -> bool:
+    return bool(targeting.flight_start_s[c] <= t < targeting.flight_end_s[c])
 
 
 def _ring(caps, c) -> list[int]:
@@ -124,8 +143,13 @@ def _pre_auction_failure(c, b, i, req, targeting, deal):
     """The outcome of a bid that fails targeting, pacing or its floor; None for a candidate."""
     t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
     d, private, deal_floor, allowed = deal
-    in_flight = targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
-    if not (_targets(targeting, c, s, u) and in_flight) or (private and not allowed[c]):
+    # Everything but the slot's part of targeting: the user, the flight, a private deal.
+    reachable = (_bit(targeting.user_words, u, c) and _in_flight(targeting, c, t)
+                 and (allowed[c] or not private))
+    if not (reachable and _bit(targeting.slot_words, s, c)):
+        # Targeted but for brand safety, which forbids this (slot, campaign) pair?
+        if reachable and _bit(targeting.slot_blocked_words, s, c):
+            return T.OUTCOME_BLOCKED
         return T.OUTCOME_NOT_TARGETED
     x = float(req.u_pace[i]) + float(targeting.pace_offset[c])
     if x >= 1.0:
@@ -220,14 +244,26 @@ def _settle(c, price, i, t, u, book, caps, users, result):
     result.prior_exposures[i] = seen
     book.reach[c] += seen == 0
     users.exposures[u, c] = min(seen + 1, 255)
-    users.last_touch[u, a] = (int(t * 1000.0) << 16) | c
+    # The advertiser's last touch of the user: this impression, at its exact time.
+    result.prior_touch_time_s[i] = users.touch_time_s[u, a]
+    result.prior_touch_campaign[i] = users.touch_campaign[u, a]
+    users.touch_time_s[u, a] = t
+    users.touch_campaign[u, a] = c
+
+
+def _floor_hit(mechanism, winner, price, floor, offered) -> bool:
+    """Did the open-auction floor act on a request in the open auction? `offered`: the
+    market's bid and the targeting campaigns' bids, whatever became of them."""
+    if winner != T.UNSOLD:
+        return mechanism == SECOND and price == floor  # nothing above the floor set the price
+    return bool(offered) and max(offered) < floor  # bids came, all below the floor
 
 
 def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, result):
     """The kernel's rules, written out plainly; updates the same arrays in place."""
-    nc, n = bids.shape
+    n, nc = bids.shape
     for i in range(n):
-        t, u = float(req.time_s[i]), int(req.user[i])
+        t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
         _cross_boundaries_py(t, book, caps)
         d = int(req.deal[i])
         if d >= 0:
@@ -235,11 +271,15 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
         else:
             deal = (d, False, INF, np.zeros(nc, bool))
         _, private, deal_floor, allowed = deal
+        market, floor = float(req.market_cpm[i]), float(req.floor_cpm[i])
         deal_tier, open_tier = [], []
+        offered = [market] if market >= 0.0 else []  # for floor_hit; NaN: no market bid
         for c in range(nc):
-            b = float(bids[c, i])
-            if math.isnan(b):
+            b = float(bids[i, c])
+            if not b >= 0.0:  # NaN or negative: no bid
                 continue
+            if _targets(targeting, c, s, u) and _in_flight(targeting, c, t):
+                offered.append(b)
             b = min(b, T.MAX_BID_CPM)
             outcome = _pre_auction_failure(c, b, i, req, targeting, deal)
             if outcome is not None:
@@ -263,10 +303,12 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             if private:
                 winner, price = T.UNSOLD, 0.0
             else:
-                winner, price, open_reasons = _clear_open(
-                    open_tier, float(req.market_cpm[i]), float(req.floor_cpm[i]), mechanism, may_win)
+                winner, price, open_reasons = _clear_open(open_tier, market, floor, mechanism,
+                                                          may_win)
                 reasons.update(open_reasons)
         result.winner[i], result.price_cpm[i] = winner, price
+        result.open_auction[i] = in_open = not private and not result.deal_won[i]
+        result.floor_hit[i] = in_open and _floor_hit(mechanism, winner, price, floor, offered)
         loss = T.LOSS_LOST_TO_MARKET if winner == T.MARKET else T.LOSS_LOST_TO_BID
         for c, _ in deal_tier + open_tier:
             book.outcomes[c, reasons.get(c, T.WON if c == winner else loss)] += 1
@@ -293,11 +335,16 @@ def _col(value, nc, dtype):
     return np.broadcast_to(np.asarray(value, dtype=dtype), (nc,)).copy()
 
 
-def make_targeting(nc, *, slot_ok=None, user_ok=None, n_slots=1, n_users=1, flight_start_s=0.0,
-                   flight_end_s=INF, pace_share=1.0, pace_offset=0.0) -> Targeting:
+def make_targeting(nc, *, slot_ok=None, slot_blocked=None, user_ok=None, n_slots=1, n_users=1,
+                   flight_start_s=0.0, flight_end_s=INF, pace_share=1.0,
+                   pace_offset=0.0) -> Targeting:
+    """slot_blocked: (slot, campaign) pairs the campaign targets but brand safety forbids;
+    as in the simulation, they are not in slot_ok."""
     slot_ok = np.ones((n_slots, nc), bool) if slot_ok is None else np.asarray(slot_ok, bool)
+    blocked = np.zeros_like(slot_ok) if slot_blocked is None else np.asarray(slot_blocked, bool)
+    assert not (slot_ok & blocked).any(), "a blocked pair is not targeted"
     user_ok = np.ones((n_users, nc), bool) if user_ok is None else np.asarray(user_ok, bool)
-    return Targeting(campaign_words(slot_ok), campaign_words(user_ok),
+    return Targeting(campaign_words(slot_ok), campaign_words(blocked), campaign_words(user_ok),
                      _col(flight_start_s, nc, np.float64), _col(flight_end_s, nc, np.float64),
                      _col(pace_share, nc, np.float64), _col(pace_offset, nc, np.float64))
 
@@ -325,7 +372,7 @@ def make_book(nc, *, advertiser=0, fee_ppm=0, data_micros=0, total=10**12, daily
 def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end_s=None,
               n_adv=1, adv_kind=T.CAP_NONE, adv_limit=1, adv_window_s=DAY,
               adv_window_end_s=None) -> CapBook:
-    """Caps laid out as rtb.world builds them; window ends default to the first window."""
+    """Caps laid out as rtb/state.py builds them; window ends default to the first window."""
     kind = _col(kind, nc, np.int8)
     limit = _col(limit, nc, np.int32)
     window_s = _col(window_s, nc, np.float64)
@@ -350,16 +397,23 @@ def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end
 
 
 def make_users(nc, n_users, n_adv=1) -> UserBook:
-    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
+    """No exposures, no touches yet (time -inf, campaign -1)."""
+    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -INF),
+                    np.full((n_users, n_adv), -1, np.int32))
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
-                  deal=-1) -> TickRequests:
+                  deal=-1) -> RequestBatch:
+    """A RequestBatch; the fields the kernel does not read are typed placeholders."""
     time_s = np.asarray(time_s, np.float64)
     n = time_s.size
-    return TickRequests(time_s.copy(), _col(user, n, np.int64), _col(slot, n, np.int64),
-                        _col(floor_cpm, n, np.float64), _col(market_cpm, n, np.float64),
-                        _col(u_pace, n, np.float64), _col(deal, n, np.int32))
+    return RequestBatch(
+        time_s=time_s.copy(), slot=_col(slot, n, np.int64), publisher=np.zeros(n, np.int32),
+        format=np.zeros(n, np.uint8), deal=_col(deal, n, np.int32),
+        market_cpm=_col(market_cpm, n, np.float64), floor_cpm=_col(floor_cpm, n, np.float64),
+        user=_col(user, n, np.int64), geo=np.zeros(n, np.uint8), user_ctr=np.ones(n, np.float32),
+        user_segments=np.zeros(n, np.uint64), u_pace=_col(u_pace, n, np.float64),
+        u_click=np.zeros(n), u_convert=np.zeros(n), u_delay=np.zeros(n))
 
 
 def make_market(nc, n_users=1, n_adv=1, *, deals=None, targeting=None, book=None,
@@ -370,13 +424,17 @@ def make_market(nc, n_users=1, n_adv=1, *, deals=None, targeting=None, book=None
 
 
 def empty_result(n) -> TickResult:
-    return TickResult(np.full(n, 99, np.int32), np.full(n, -7.0), np.zeros(n, np.uint8),
-                      np.ones(n, np.bool_))
+    """Sentinels: winner, price and the flags must be written for every request (prior_*
+    only on campaign wins, and only those rows are compared)."""
+    return TickResult(np.full(n, 99, np.int32), np.full(n, -7.0), np.full(n, 77, np.uint8),
+                      np.ones(n, np.bool_), np.ones(n, np.bool_), np.ones(n, np.bool_),
+                      np.full(n, -7.0), np.full(n, 99, np.int32))
 
 
 def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
+    """bids f8[n, nc], one row per request, as the kernel takes them."""
     result = empty_result(req.time_s.size)
-    clear_tick_nb(req, np.ascontiguousarray(np.asarray(bids, np.float64).T), mechanism, m.targeting, m.deals,
+    clear_tick_nb(req, np.ascontiguousarray(bids, np.float64), mechanism, m.targeting, m.deals,
                   m.book, m.caps, m.users, result)
     return result
 
@@ -391,7 +449,8 @@ def run_twin(req, bids, m: Market, mechanism=SECOND) -> TickResult:
 # ---- random small markets ---------------------------------------------------------
 
 CALENDAR_WINDOWS = (60.0, 120.0, 300.0, 3_600.0, DAY)  # each divides a day: UTC-aligned
-STEPS = (0.5, 1.0, 5.0, 60.0, 7_200.0, 50_000.0)  # the last skips whole days and windows
+# The last skips whole days and windows; 0.3337 s puts times off the millisecond grid.
+STEPS = (0.5, 1.0, 5.0, 60.0, 7_200.0, 50_000.0, 0.3337)
 
 
 def _first_window_end(midnight_s: float, window_s: float) -> float:
@@ -402,7 +461,7 @@ def _first_window_end(midnight_s: float, window_s: float) -> float:
 class Case(NamedTuple):
     mechanism: int
     market: Market
-    ticks: list  # [(TickRequests, bids f8[nc, n])], consecutive, sharing the state
+    ticks: list  # [(RequestBatch, bids f8[n, nc])], consecutive, sharing the state
 
 
 def random_case(rng: np.random.Generator) -> Case:
@@ -420,14 +479,18 @@ def random_case(rng: np.random.Generator) -> Case:
 
     # Targeting, flights and pacing.
     density = rng.choice([0.5, 0.9, 1.0])
-    slot_ok = rng.random((n_slots, nc)) < density
+    slot_targeted = rng.random((n_slots, nc)) < density
+    # Brand safety forbids some targeted (slot, campaign) pairs: those bids are `blocked`.
+    unsafe = rng.random((n_slots, nc)) < rng.choice([0.0, 0.15, 0.5])
+    slot_ok, slot_blocked = slot_targeted & ~unsafe, slot_targeted & unsafe
     user_ok = rng.random((n_users, nc)) < density
     flight_start = np.where(rng.random(nc) < 0.3, step * rng.integers(0, n_steps + 1, nc), 0.0)
     flight_end = np.where(rng.random(nc) < 0.3, step * rng.integers(1, 2 * n_steps + 1, nc), INF)
     grid_pacing = rng.random() < 0.5  # quarters: x lands exactly on 1.0 and on pace_share
     pace_share = np.where(rng.random(nc) < 0.4, rng.choice([0.0, 0.25, 0.5, 0.75], nc), 1.0)
     pace_offset = rng.integers(0, 4, nc) / 4 if grid_pacing else rng.random(nc)
-    targeting = make_targeting(nc, slot_ok=slot_ok, user_ok=user_ok, flight_start_s=flight_start,
+    targeting = make_targeting(nc, slot_ok=slot_ok, slot_blocked=slot_blocked, user_ok=user_ok,
+                               flight_start_s=flight_start,
                                flight_end_s=flight_end, pace_share=pace_share,
                                pace_offset=pace_offset)
 
@@ -483,6 +546,9 @@ def random_case(rng: np.random.Generator) -> Case:
 
     users = make_users(nc, n_users, n_adv)
     users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_users, nc))
+    touched = rng.random((n_users, n_adv)) < 0.4  # touches shortly before the batch
+    users.touch_time_s[touched] = -step * rng.integers(0, 6, int(touched.sum()))
+    users.touch_campaign[touched] = rng.integers(0, nc, int(touched.sum()))
     market = Market(targeting, deals, book, caps, users)
 
     # Requests and bids: integer grids make ties (bid/bid, bid/market, bid/floor) common.
@@ -498,13 +564,17 @@ def random_case(rng: np.random.Generator) -> Case:
 
         time_s = t0 + step * np.sort(rng.integers(0, n_steps + 1, n))
         t0 = float(time_s[-1])
+        # Bids f8[n, nc], one row per request, as the kernel takes them.
         if bid_mode == "edge":  # half micros around edge_micros: rounding decides
-            bids = np.maximum(edge_micros[:, None] + rng.integers(-1, 2, (nc, n)) + 0.5, 0) / 1000
+            bids = np.maximum(edge_micros[None, :] + rng.integers(-1, 2, (n, nc)) + 0.5, 0) / 1000
         else:
-            bids = prices((nc, n))
-        bids[rng.random((nc, n)) < nan_share] = NAN
+            bids = prices((n, nc))
+        bids[rng.random((n, nc)) < nan_share] = NAN
         if rng.random() < 0.05:
-            bids[rng.random((nc, n)) < 0.05] = INF  # a runaway strategy: clamped to MAX_BID_CPM
+            bids[rng.random((n, nc)) < 0.05] = INF  # a runaway strategy: clamped to MAX_BID_CPM
+        if rng.random() < 0.1:
+            bids[rng.random((n, nc)) < 0.1] = -1.0  # negative: no bid
+            bids[rng.random((n, nc)) < 0.1] = -0.0  # a bid of zero
         market_cpm = np.where(rng.random(n) < market_share, prices(n), NAN)
         deal = np.where(rng.random(n) < deal_share, rng.integers(0, max(nd, 1), n), -1)
         u_pace = rng.integers(0, 4, n) / 4 if grid_pacing else rng.random(n)
@@ -522,6 +592,19 @@ def assert_same(kernel_out, twin_out, label):
                                           err_msg=f"{label}: {type(part_k).__name__}.{name}")
 
 
+PER_WIN = ("prior_exposures", "prior_touch_time_s", "prior_touch_campaign")
+
+
+def assert_same_result(rk: TickResult, rp: TickResult, where: str) -> None:
+    """Every field on every request; the prior_* fields on campaign wins, where they are set."""
+    won = rk.winner >= 0
+    for name in TickResult._fields:
+        k, p = getattr(rk, name), getattr(rp, name)
+        if name in PER_WIN:
+            k, p = k[won], p[won]
+        np.testing.assert_array_equal(k, p, err_msg=f"{where}: {name}")
+
+
 def compare(case: Case, label: str) -> list[tuple]:
     """Run kernel and twin on copies of the case; assert identical; return kernel results."""
     mk, mp = case.market.copy(), case.market.copy()
@@ -530,12 +613,7 @@ def compare(case: Case, label: str) -> list[tuple]:
         rk = run_kernel(req, bids, mk, case.mechanism)
         rp = run_twin(req, bids, mp, case.mechanism)
         where = f"{label} tick {k}"
-        np.testing.assert_array_equal(rk.winner, rp.winner, err_msg=f"{where}: winner")
-        np.testing.assert_array_equal(rk.price_cpm, rp.price_cpm, err_msg=f"{where}: price_cpm")
-        np.testing.assert_array_equal(rk.deal_won, rp.deal_won, err_msg=f"{where}: deal_won")
-        won = rk.winner >= 0
-        np.testing.assert_array_equal(rk.prior_exposures[won], rp.prior_exposures[won],
-                                      err_msg=f"{where}: prior_exposures")
+        assert_same_result(rk, rp, where)
         assert_same(mk[2:], mp[2:], where)  # book, caps, users
         out.append(rk)
     return out
@@ -588,6 +666,28 @@ def test_kernel_matches_twin_on_markets_hypothesis_draws(data):
     compare(random_case(DrawnRng(data)), "hypothesis market")
 
 
+def test_random_markets_reach_every_rule():
+    """The comparison is worth something only if the markets reach the rules: every
+    outcome, floor hits of both kinds, requests outside the open auction, wins that
+    replace an earlier touch (block 0's markets, on the kernel alone)."""
+    outcomes = np.zeros(T.N_OUTCOMES, np.int64)
+    seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0}
+    for k in range(CASES_PER_BLOCK):
+        case = random_case(np.random.default_rng((20_261_201, 0, k)))
+        m = case.market.copy()
+        start = m.book.outcomes.copy()
+        for req, bids in case.ticks:
+            r = run_kernel(req, bids, m, case.mechanism)
+            sold = r.winner != T.UNSOLD
+            seen["hit_sold"] += int((r.floor_hit & sold).sum())
+            seen["hit_unsold"] += int((r.floor_hit & ~sold).sum())
+            seen["closed"] += int((~r.open_auction).sum())
+            seen["replaced_touch"] += int((r.prior_touch_campaign[r.winner >= 0] >= 0).sum())
+        outcomes += (m.book.outcomes - start).sum(axis=0)
+    assert (outcomes > 0).all(), dict(zip(T.OUTCOME_NAMES, outcomes.tolist()))
+    assert all(v > 0 for v in seen.values()), seen
+
+
 # ---- invariants, checked on the kernel alone ----------------------------------------
 
 @pytest.mark.parametrize("block", range(3))
@@ -604,7 +704,7 @@ def _check_invariants(case, m, req, bids, seed):
     book = m.book
     before = m.copy()
     r = run_kernel(req, bids, m, case.mechanism)
-    nc, n = bids.shape
+    n, nc = bids.shape
     msg = f"seed {seed}"
     sold = r.winner != T.UNSOLD
     assert np.all(r.price_cpm[~sold] == 0.0), msg
@@ -614,17 +714,35 @@ def _check_invariants(case, m, req, bids, seed):
         if r.deal_won[i]:
             dfloor = float(m.deals.floor_cpm[d])
             assert m.deals.allowed[d, w] and p >= dfloor, msg
-            assert bids[w, i] >= dfloor, msg
+            assert bids[i, w] >= dfloor, msg
             if m.deals.fixed[d]:
                 assert p == dfloor, msg
         else:
             # A private deal never falls back to the open auction.
             assert d < 0 or not m.deals.private[d], msg
             assert p >= req.floor_cpm[i], msg
-        bid = float(req.market_cpm[i]) if w == T.MARKET else min(float(bids[w, i]), T.MAX_BID_CPM)
+        bid = float(req.market_cpm[i]) if w == T.MARKET else min(float(bids[i, w]), T.MAX_BID_CPM)
         assert p <= bid, msg  # first price pays the bid, second price never more
         if case.mechanism == FIRST and not (r.deal_won[i] and m.deals.fixed[d]):
             assert p == bid, msg
+    # The open auction and its floor.
+    private = (req.deal >= 0) & m.deals.private[np.maximum(req.deal, 0)]
+    np.testing.assert_array_equal(r.open_auction, ~private & ~r.deal_won, err_msg=msg)
+    assert np.all(r.floor_hit <= r.open_auction), msg
+    hit_sold = r.floor_hit & sold
+    assert case.mechanism == SECOND or not hit_sold.any(), msg
+    assert np.all(r.price_cpm[hit_sold] == req.floor_cpm[hit_sold]), msg
+    assert np.all(req.floor_cpm[r.floor_hit & ~sold] > 0.0), msg  # some bid >= 0 was below it
+    # Touches: a campaign win replaces an earlier touch with its own.
+    camp = np.flatnonzero(r.winner >= 0)
+    assert np.all(r.prior_touch_time_s[camp] <= req.time_s[camp]), msg
+    adv = book.advertiser[r.winner[camp]]
+    last = {}  # the tick's last win per (user, advertiser)
+    for i, a in zip(camp, adv):
+        last[int(req.user[i]), int(a)] = i
+    for (u, a), i in last.items():
+        assert m.users.touch_time_s[u, a] == req.time_s[i], msg
+        assert m.users.touch_campaign[u, a] == r.winner[i], msg
     # Money: spend <= budget, every micro accounted for.
     spent = ((book.media_micros - before.book.media_micros) + (book.fee_micros - before.book.fee_micros)
              + (book.data_cost_micros - before.book.data_cost_micros))
@@ -632,7 +750,11 @@ def _check_invariants(case, m, req, bids, seed):
     assert np.all(book.remaining_total >= 0) and np.all(book.remaining_daily >= 0), msg
     # Outcomes: one per bid made; one win per impression.
     delta = book.outcomes - before.book.outcomes
-    np.testing.assert_array_equal(delta.sum(axis=1), (~np.isnan(bids)).sum(axis=1), err_msg=msg)
+    np.testing.assert_array_equal(delta.sum(axis=1), (bids >= 0.0).sum(axis=0), err_msg=msg)
+    # Blocked: only campaigns whose targeting some slot's brand safety forbids.
+    forbidden = np.unpackbits(m.targeting.slot_blocked_words.view(np.uint8), axis=1,
+                              bitorder="little")[:, :nc].any(axis=0)
+    assert np.all(delta[~forbidden, T.OUTCOME_BLOCKED] == 0), msg
     np.testing.assert_array_equal(delta[:, T.WON], np.bincount(r.winner[r.winner >= 0], minlength=nc),
                                   err_msg=msg)
     assert delta[:, T.LOSS_LOST_TO_MARKET].sum() <= nc * np.count_nonzero(r.winner == T.MARKET), msg
@@ -646,12 +768,14 @@ def _check_invariants(case, m, req, bids, seed):
 # ---- hand-worked cases --------------------------------------------------------------
 
 def _both(req, bids, m, mechanism=SECOND):
-    """Kernel result (and state in m), after checking the twin agrees on a copy."""
+    """Kernel result (and state in m), after checking the twin agrees on a copy.
+
+    bids f8[n, nc]: one row per request."""
+    bids = np.asarray(bids, np.float64)
     twin_m = m.copy()
     rp = run_twin(req, bids, twin_m, mechanism)
     rk = run_kernel(req, bids, m, mechanism)
-    for name in ("winner", "price_cpm", "deal_won"):
-        np.testing.assert_array_equal(getattr(rk, name), getattr(rp, name), err_msg=name)
+    assert_same_result(rk, rp, "hand case")
     assert_same(m[2:], twin_m[2:], "hand case")
     return rk
 
@@ -660,7 +784,7 @@ def _both(req, bids, m, mechanism=SECOND):
 def test_campaign_beats_market_on_equal_bid(mechanism):
     m = make_market(2)
     req = make_requests([0.0, 1.0], floor_cpm=1.0, market_cpm=[2.0, 2.0])
-    bids = np.array([[NAN, 1.5], [2.0, 2.0]])  # campaign 1 ties the market twice
+    bids = [[NAN, 2.0], [1.5, 2.0]]  # campaign 1 ties the market twice
     r = _both(req, bids, m, mechanism)
     assert r.winner.tolist() == [1, 1]
     assert r.price_cpm.tolist() == [2.0, 2.0]  # second price: the market's equal bid
@@ -671,7 +795,7 @@ def test_campaign_beats_market_on_equal_bid(mechanism):
 def test_lowest_index_wins_a_tie_and_pays_its_bid():
     m = make_market(3)
     req = make_requests([0.0], floor_cpm=0.5, market_cpm=1.0)
-    r = _both(req, np.array([[2.0], [3.0], [3.0]]), m)
+    r = _both(req, [[2.0, 3.0, 3.0]], m)
     assert (r.winner[0], r.price_cpm[0]) == (1, 3.0)
     assert m.book.outcomes[2, T.LOSS_LOST_TO_BID] == 1
 
@@ -679,7 +803,7 @@ def test_lowest_index_wins_a_tie_and_pays_its_bid():
 def test_market_above_campaigns_wins_and_they_lose_to_market():
     m = make_market(2)
     req = make_requests([0.0], floor_cpm=1.0, market_cpm=4.0)
-    r = _both(req, np.array([[3.0], [0.5]]), m)
+    r = _both(req, [[3.0, 0.5]], m)
     assert (r.winner[0], r.price_cpm[0]) == (T.MARKET, 3.0)
     assert m.book.outcomes[0, T.LOSS_LOST_TO_MARKET] == 1
     assert m.book.outcomes[1, T.LOSS_BELOW_FLOOR] == 1
@@ -691,8 +815,9 @@ def test_private_deal_without_qualifying_bid_stays_unsold(mechanism):
     deals = make_deals(3.0, False, True, [[True, False]])
     m = make_market(2, deals=deals)
     req = make_requests([0.0], floor_cpm=1.0, market_cpm=10.0, deal=0)
-    r = _both(req, np.array([[2.5], [20.0]]), m, mechanism)
+    r = _both(req, [[2.5, 20.0]], m, mechanism)
     assert (r.winner[0], r.price_cpm[0], r.deal_won[0]) == (T.UNSOLD, 0.0, False)
+    assert (r.open_auction[0], r.floor_hit[0]) == (False, False)  # no open auction at all
     assert m.book.outcomes[0, T.LOSS_BELOW_DEAL_FLOOR] == 1
     assert m.book.outcomes[1, T.OUTCOME_NOT_TARGETED] == 1
     assert m.book.media_micros.sum() == 0
@@ -704,7 +829,7 @@ def test_fixed_price_deal_charges_the_fixed_price(mechanism):
     m = make_market(3, deals=deals)
     m.book.dsp_fee_ppm[:] = 100_000
     req = make_requests([0.0], floor_cpm=4.0, market_cpm=9.0, deal=0)
-    r = _both(req, np.array([[5.0], [7.0], [8.0]]), m, mechanism)
+    r = _both(req, [[5.0, 7.0, 8.0]], m, mechanism)
     assert (r.winner[0], r.price_cpm[0], r.deal_won[0]) == (1, 3.0, True)
     assert m.book.media_micros[1] == 3_000 and m.book.fee_micros[1] == 300
     assert m.book.outcomes[0, T.LOSS_LOST_TO_BID] == 1
@@ -715,9 +840,10 @@ def test_second_price_deal_pays_second_deal_bid_or_deal_floor():
     m = make_market(3, deals=deals)
     req = make_requests([0.0, 1.0], floor_cpm=0.5, market_cpm=50.0, deal=[0, 1])
     # Campaign 2 is not in the deals: it bids in the open tier and loses to the deal.
-    r = _both(req, np.array([[5.0, 5.0], [3.0, 3.0], [9.0, 9.0]]), m)
+    r = _both(req, [[5.0, 3.0, 9.0], [5.0, 3.0, 9.0]], m)
     assert r.winner.tolist() == [0, 0] and r.deal_won.tolist() == [True, True]
     assert r.price_cpm.tolist() == [3.0, 2.0]
+    assert r.open_auction.tolist() == [False, False]  # sold through the (open) deals
     assert m.book.outcomes[2, T.LOSS_LOST_TO_BID] == 2
 
 
@@ -726,9 +852,10 @@ def test_open_deal_falls_back_to_the_open_auction():
     m = make_market(2, deals=deals)
     req = make_requests([0.0, 1.0], floor_cpm=1.0, market_cpm=[NAN, 4.5], deal=0)
     # Campaign 0 is below the deal floor, so it bids in the open auction with the rest.
-    r = _both(req, np.array([[5.0, 5.0], [4.0, 4.0]]), m)
+    r = _both(req, [[5.0, 4.0], [5.0, 4.0]], m)
     assert r.winner.tolist() == [0, 0] and r.deal_won.tolist() == [False, False]
     assert r.price_cpm.tolist() == [4.0, 4.5]
+    assert r.open_auction.tolist() == [True, True]
 
 
 def test_budget_test_is_exact_to_the_micro():
@@ -736,16 +863,16 @@ def test_budget_test_is_exact_to_the_micro():
     book = make_book(2, fee_ppm=100_000, data_micros=50, total=[2_250, 2_249])
     m = make_market(2, book=book)
     req = make_requests([0.0], floor_cpm=0.0)
-    r = _both(req, np.array([[2.0], [2.0]]), m, FIRST)
+    r = _both(req, [[2.0, 2.0]], m, FIRST)
     assert r.winner[0] == 0
     assert m.book.remaining_total.tolist() == [0, 2_249]
     # Again with the other campaign first in index order: it cannot pay, so it loses.
     m = make_market(2, book=make_book(2, fee_ppm=100_000, data_micros=50, total=[2_249, 2_250]))
-    r = _both(req, np.array([[3.0], [2.0]]), m, FIRST)
+    r = _both(req, [[3.0, 2.0]], m, FIRST)
     assert r.winner[0] == 1 and m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 1
     # Half micros round up: 2.0025 CPM costs 2003 micros, 2.0015 CPM 2002.
     m = make_market(2, book=make_book(2, total=2_002))
-    r = _both(req, np.array([[2.0025], [2.0015]]), m, FIRST)
+    r = _both(req, [[2.0025, 2.0015]], m, FIRST)
     assert r.winner[0] == 1 and m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 1
     assert m.book.remaining_total.tolist() == [2_002, 0]
 
@@ -754,7 +881,7 @@ def test_daily_budget_restored_at_the_exact_midnight():
     book = make_book(1, total=10**9, daily=1_000, day_end_s=100.0)
     m = make_market(1, book=book)
     req = make_requests([10.0, 99.5, 100.0, 100.5, 86_500.0, 86_501.0, 3 * DAY + 150.0])
-    r = _both(req, np.full((1, 7), 1.0), m, FIRST)
+    r = _both(req, np.full((7, 1), 1.0), m, FIRST)
     assert r.winner.tolist() == [0, T.UNSOLD, 0, T.UNSOLD, 0, T.UNSOLD, 0]
     assert m.book.outcomes[0, T.LOSS_OUT_OF_BUDGET] == 3
     assert m.book.day_end_s[0] == 100.0 + 4 * DAY  # two days skipped at once
@@ -765,7 +892,7 @@ def test_calendar_windows_of_one_length_expire_together():
                      window_s=[60.0, 60.0, 120.0], window_end_s=[60.0, 60.0, 120.0])
     m = make_market(3, caps=caps)
     req = make_requests([0.0, 1.0, 2.0, 60.0, 61.0, 62.0])
-    bids = np.array([[3, NAN, NAN, 3, 3, NAN], [NAN, 3, NAN, NAN, NAN, 3], [NAN, NAN, 3, 3, 3, 3.0]])
+    bids = [[3, NAN, NAN], [NAN, 3, NAN], [NAN, NAN, 3], [3, NAN, 3], [3, NAN, 3], [NAN, 3, 3]]
     r = _both(req, bids, m)
     # At 60 s the 60 s windows start again, the 120 s window does not.
     assert r.winner.tolist() == [0, 1, 2, 0, T.UNSOLD, 1]
@@ -780,7 +907,7 @@ def test_advertiser_cap_spans_its_campaigns():
     caps = make_caps(2, 1, n_adv=1, adv_kind=T.CAP_CALENDAR, adv_limit=2, adv_window_s=DAY)
     m = make_market(2, caps=caps)
     req = make_requests([0.0, 1.0, 2.0, DAY])
-    r = _both(req, np.array([[3.0, NAN, 3.0, 3.0], [NAN, 3.0, 2.0, NAN]]), m)
+    r = _both(req, [[3.0, NAN], [NAN, 3.0], [3.0, 2.0], [3.0, NAN]], m)
     assert r.winner.tolist() == [0, 1, T.UNSOLD, 0]
     assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 1]
 
@@ -789,7 +916,7 @@ def test_rolling_cap_keeps_the_last_times():
     caps = make_caps(1, 1, kind=T.CAP_ROLLING, limit=2, window_s=10.0)
     m = make_market(1, caps=caps)
     req = make_requests([0.0, 5.0, 9.0, 10.0, 14.0, 15.0])
-    r = _both(req, np.full((1, 6), 1.0), m)
+    r = _both(req, np.full((6, 1), 1.0), m)
     # Capped while both of the last two impressions are inside (t - 10, t].
     assert r.winner.tolist() == [0, 0, T.UNSOLD, 0, T.UNSOLD, 0]
     assert sorted(m.caps.times[0].tolist()) == [10.0, 15.0]
@@ -799,7 +926,7 @@ def test_pacing_throttle_wraps_around():
     targeting = make_targeting(2, pace_share=0.5, pace_offset=[0.0, 0.75])
     m = make_market(2, targeting=targeting)
     req = make_requests([0.0, 1.0, 2.0], u_pace=[0.25, 0.5, 0.75])
-    r = _both(req, np.full((2, 3), 1.0), m)
+    r = _both(req, np.full((3, 2), 1.0), m)
     # x = 0.25 / 1.0 -> 0.0 (in, in); 0.5 / 1.25 -> 0.25 (out, in); 0.75 / 0.5 (out, out).
     assert r.winner.tolist() == [0, 1, T.UNSOLD]
     assert m.book.outcomes[:, T.OUTCOME_PACED].tolist() == [2, 1]
@@ -810,27 +937,108 @@ def test_two_bitset_words_and_untargeted_bids():
     user_ok = np.zeros((1, nc), bool)
     user_ok[0, [3, 69]] = True
     m = make_market(nc, targeting=make_targeting(nc, user_ok=user_ok))
-    bids = np.full((nc, 1), NAN)
-    bids[[3, 69, 68], 0] = [1.0, 2.0, 9.0]  # 68 bids high but does not target the user
+    bids = np.full((1, nc), NAN)
+    bids[0, [3, 69, 68]] = [1.0, 2.0, 9.0]  # 68 bids high but does not target the user
     r = _both(make_requests([0.0], floor_cpm=0.5), bids, m)
     assert (r.winner[0], r.price_cpm[0]) == (69, 1.0)
     assert m.book.outcomes[68, T.OUTCOME_NOT_TARGETED] == 1
+
+
+def test_brand_safety_block_counts_targeted_bids_as_blocked():
+    """Campaigns 1-3 target slot 0 but brand safety forbids it; 1 and 3 also match user 1,
+    3 starts its flight at 10 s; a private deal admits 0 and 1. A forbidden pair's bid is
+    `blocked` only if it passes the rest of targeting (user, flight, deal), else
+    not_targeted; a negative bid is none. Blocked bids never compete or count as offers."""
+    targeting = make_targeting(4, slot_ok=[[True, False, False, False]],
+                               slot_blocked=[[False, True, True, True]],
+                               user_ok=[[True] * 4, [True, True, False, True]],
+                               flight_start_s=[0.0, 0.0, 0.0, 10.0])
+    deals = make_deals(1.0, False, True, [[True, True, False, False]])
+    m = make_market(4, n_users=2, targeting=targeting, deals=deals)
+    req = make_requests([0.0, 20.0, 21.0, 22.0], user=[0, 1, 0, 0], floor_cpm=1.0,
+                        deal=[-1, -1, 0, -1])
+    bids = [[2.0, 9.0, 9.0, 9.0],
+            [2.0, 9.0, 9.0, 9.0],
+            [2.0, 9.0, 9.0, NAN],
+            [NAN, 0.5, -1.0, -0.0]]
+    r = _both(req, bids, m)
+    assert r.winner.tolist() == [0, 0, 0, T.UNSOLD]
+    assert r.price_cpm.tolist() == [1.0, 1.0, 1.0, 0.0]  # the 9.0 bids set no price
+    assert r.deal_won.tolist() == [False, False, True, False]
+    assert r.floor_hit.tolist() == [True, True, False, False]  # 0.5 blocked: not an offer
+    expected = np.zeros((4, T.N_OUTCOMES), np.int64)
+    expected[0, T.WON] = 3
+    expected[1, T.OUTCOME_BLOCKED] = 4
+    expected[2, [T.OUTCOME_BLOCKED, T.OUTCOME_NOT_TARGETED]] = [1, 2]  # user 1; not admitted
+    expected[3, [T.OUTCOME_BLOCKED, T.OUTCOME_NOT_TARGETED]] = [2, 1]  # before its flight
+    np.testing.assert_array_equal(m.book.outcomes, expected)
+
+
+@pytest.mark.parametrize("mechanism", [FIRST, SECOND])
+def test_floor_hits(mechanism):
+    """Campaign 1 is paced out, 2 cannot pay, 3 does not target the user; deal 0 is
+    private (admits 0, floor 0.5), deal 1 open (admits 0, floor 5). Floor 2 throughout."""
+    targeting = make_targeting(4, user_ok=[[True, True, True, False]],
+                               pace_share=[1.0, 0.0, 1.0, 1.0])
+    deals = make_deals([0.5, 5.0], False, [True, False], [[True, False, False, False]] * 2)
+    book = make_book(4, total=[10**9, 10**9, 0, 10**9])
+    m = make_market(4, targeting=targeting, deals=deals, book=book)
+    cases = [  # (market, bids, deal, floor hit: first price, second price)
+        (3.0, [NAN, NAN, NAN, NAN], -1, False, True),  # the market pays the floor
+        (NAN, [1.5, NAN, NAN, NAN], -1, True, True),  # unsold, the only bid below the floor
+        (1.0, [NAN, 3.0, NAN, NAN], -1, False, False),  # a bid above it, paced out
+        (1.0, [NAN, 1.0, NAN, NAN], -1, True, True),  # bids below it, paced out or not
+        (NAN, [NAN, NAN, NAN, NAN], -1, False, False),  # no bid at all
+        (2.5, [4.0, NAN, NAN, NAN], -1, False, False),  # the market's bid sets the price
+        (1.0, [4.0, NAN, NAN, NAN], -1, False, True),  # sold at the floor
+        (NAN, [1.0, NAN, NAN, NAN], 0, False, False),  # sold through a private deal
+        (NAN, [1.0, NAN, NAN, NAN], 1, True, True),  # open deal, no deal bid: open auction
+        (NAN, [NAN, NAN, 3.0, NAN], -1, False, False),  # a bid above it that cannot pay
+        (1.5, [NAN, NAN, 1.0, NAN], -1, True, True),  # bids below it
+        (NAN, [NAN, NAN, NAN, 1.0], -1, False, False),  # a bid, but not targeting the request
+        (NAN, [NAN, NAN, -0.0, NAN], -1, True, True),  # a bid of zero
+    ]
+    market, bids, deal, first_hit, second_hit = zip(*cases)
+    req = make_requests(np.arange(len(cases), dtype=float), floor_cpm=2.0, market_cpm=market,
+                        deal=deal)
+    r = _both(req, bids, m, mechanism)
+    assert r.floor_hit.tolist() == list(second_hit if mechanism == SECOND else first_hit)
+    assert r.open_auction.tolist() == [d != 0 for d in deal]
 
 
 def test_win_updates_reach_exposures_and_last_touch():
     m = make_market(2, n_users=2, n_adv=1)
     m.users.exposures[1, 1] = 255
     req = make_requests([1.5, 2.25, 3.0], user=[0, 0, 1])
-    r = _both(req, np.array([[NAN, NAN, NAN], [1.0, 1.0, 1.0]]), m)
+    r = _both(req, [[NAN, 1.0], [NAN, 1.0], [NAN, 1.0]], m)
     assert r.prior_exposures.tolist() == [0, 1, 255]
     assert m.users.exposures[:, 1].tolist() == [2, 255]  # saturates
     assert m.book.reach[1] == 1
-    assert m.users.last_touch[:, 0].tolist() == [(2250 << 16) | 1, (3000 << 16) | 1]
+    assert m.users.touch_time_s[:, 0].tolist() == [2.25, 3.0]
+    assert m.users.touch_campaign[:, 0].tolist() == [1, 1]
+
+
+def test_touch_keeps_the_exact_time_per_advertiser_and_the_result_the_one_replaced():
+    # Campaigns 0 and 1 belong to advertiser 0, campaign 2 to advertiser 1. User 0 was
+    # touched by campaign 0 at -5 s; market wins and unsold requests touch nobody.
+    m = make_market(3, n_users=2, n_adv=2, book=make_book(3, advertiser=[0, 0, 1]))
+    m.users.touch_time_s[0, 0], m.users.touch_campaign[0, 0] = -5.0, 0
+    req = make_requests([1.0004, 2.5, 3.0, 4.0, 4.25, 4.5], user=[0, 0, 0, 0, 1, 0],
+                        floor_cpm=1.0, market_cpm=[NAN, NAN, 9.0, NAN, NAN, NAN])
+    bids = [[NAN, 2.0, NAN], [NAN, NAN, 2.0], [2.0, NAN, NAN], [2.0, NAN, NAN],
+            [NAN, NAN, 2.0], [0.5, NAN, NAN]]
+    r = _both(req, bids, m)
+    assert r.winner.tolist() == [1, 2, T.MARKET, 0, 2, T.UNSOLD]
+    won = r.winner >= 0
+    assert r.prior_touch_time_s[won].tolist() == [-5.0, -INF, 1.0004, -INF]
+    assert r.prior_touch_campaign[won].tolist() == [0, -1, 1, -1]
+    assert m.users.touch_time_s.tolist() == [[4.0, 2.5], [-INF, 4.25]]
+    assert m.users.touch_campaign.tolist() == [[0, 2], [-1, 2]]
 
 
 def test_runaway_bid_is_clamped():
     m = make_market(1)
-    r = _both(make_requests([0.0], market_cpm=5.0), np.array([[INF]]), m, FIRST)
+    r = _both(make_requests([0.0], market_cpm=5.0), [[INF]], m, FIRST)
     assert (r.winner[0], r.price_cpm[0]) == (0, T.MAX_BID_CPM)
 
 

@@ -1,4 +1,4 @@
-"""The simulation tick kernel rtb.auction.clear_tick_nb against its plain-Python twin.
+"""The simulation tick kernel rtb.kernel.clear_tick_nb against its plain-Python twin.
 
 clear_tick_py below writes the kernel's rules out one request and one campaign at a
 time with Python scalars:
@@ -8,11 +8,14 @@ time with Python scalars:
   (advancing by 86,400 s); calendar cap counts (campaign and advertiser) are cleared
   when it reaches their window end, for every calendar cap of the same length, the
   end advancing by whole windows;
-- a bid (NaN = none; above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate only if,
-  in this order, the first failing test being its outcome: the campaign targets the
-  request (slot and user bitsets, flight, admitted by a private deal); pacing lets it
-  through; it reaches the floor (an admitted bid at or above a deal's floor is a deal
-  bid and needs no other floor; a private deal has no other floor: below_deal_floor);
+- bids come one row per request, f8[n, nc]; a bid (NaN or negative = none, not
+  counted; above MAX_BID_CPM counts as MAX_BID_CPM) is a candidate only if, in this
+  order, the first failing test being its outcome: the campaign targets the request
+  (slot and user bitsets, flight, admitted by a private deal; when only the slot's bit
+  fails and the pair's bit is in slot_blocked_words instead, brand safety forbids the
+  pair: blocked, else not_targeted); pacing lets it through; it reaches the floor (an
+  admitted bid at or above a deal's floor is a deal bid and needs no other floor; a
+  private deal has no other floor: below_deal_floor);
 - candidates are ranked: deal bids first (by bid, then lower index), then the open
   auction with the market (by bid; campaigns beat the market on equal bids, the lowest
   campaign index beats other campaigns). Walking down, the first that may win wins: a
@@ -25,12 +28,17 @@ time with Python scalars:
 - prices: a deal winner pays the fixed price, its bid (first price) or max(next deal
   bid that may win, deal floor); a private deal never falls back to the open auction;
   an open winner pays its bid (first price) or max(next entry that may win, floor);
-- outcome counters, reach, exposures (saturating at 255) and last touch.
+- outcome counters, reach, exposures (saturating at 255) and the advertiser's last
+  touch of the user (exact time, campaign), the result keeping the touch it replaced;
+- open_auction (no private deal, not sold through the deal) and floor_hit: in the open
+  auction, sold in second price at exactly the floor, or unsold while the best of the
+  market's bid and the targeting campaigns' bids >= 0 (slot and user bits, flight; any
+  pacing, budget or cap) is below the floor.
 
 Random small batches (integer grids for ties, tight budgets, a handful of users so caps
 bind inside a batch, short windows so they expire, quarter-grid pacing uniforms so
 shares are hit exactly, consecutive ticks sharing state) must give identical winners,
-prices, deal flags and state arrays. Hand-made cases pin each rule; invariants (floors,
+prices, flags, touches and state arrays. Hand-made cases pin each rule; invariants (floors,
 second price <= bid, budgets never negative) are checked on the kernel directly.
 """
 
@@ -46,8 +54,9 @@ import numpy as np
 import pytest
 
 from rtb import types as T
-from rtb.auction import (CampaignBook, CapBook, Deals, Targeting, TickRequests, TickResult,
-                         UserBook, campaign_words, clear_tick_nb, no_deals)
+from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
+                        campaign_words, clear_tick, clear_tick_nb, no_deals)
+from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -64,10 +73,10 @@ def cpm_micros(cpm: float) -> int:
 def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, result):
     """Plain-Python statement of clear_tick_nb's rules; updates the same arrays in place.
 
-    bids f8[nc, n]: one row per campaign.
+    bids f8[n, nc]: one row per request.
     """
-    winner, price_cpm, prior_exposures, deal_won = result
-    nc = bids.shape[0]
+    winner, price_cpm, deal_won = result.winner, result.price_cpm, result.deal_won
+    nc = bids.shape[1]
     for i in range(len(req.time_s)):
         t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
         floor, market = float(req.floor_cpm[i]), float(req.market_cpm[i])
@@ -76,10 +85,13 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
         deal_floor = float(deals.floor_cpm[d]) if d >= 0 else math.inf
         _pass_boundaries(t, book, caps)
         open_bids, deal_bids = [], []  # (bid, campaign) candidates, in index order
+        offers = [market] if market >= 0.0 else []  # what the floor may have turned away
         for c in range(nc):
-            b = float(bids[c, i])
+            b = float(bids[i, c])
             if not b >= 0.0:  # NaN (or a negative value): no bid, nothing counted
                 continue
+            if _targeted_by_slot_and_user(c, u, s, targeting) and _in_flight(c, t, targeting):
+                offers.append(b)
             b = min(b, T.MAX_BID_CPM)
             admitted = d >= 0 and bool(deals.allowed[d, c])
             in_deal = admitted and b >= deal_floor
@@ -131,12 +143,21 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             elif c != leader:
                 book.outcomes[c, T.LOSS_LOST_TO_MARKET if leader == T.MARKET
                               else T.LOSS_LOST_TO_BID] += 1
+        # The open auction's floor: in play unless a private deal or the deal decided.
+        in_open = not private and not in_deal_tier
+        result.open_auction[i] = in_open
+        if leader == T.UNSOLD:
+            # Bids came (the market's, or targeting campaigns'), every one below the floor.
+            result.floor_hit[i] = in_open and len(offers) > 0 and max(offers) < floor
+        else:
+            # Second price with nothing between the floor and the winner's bid.
+            result.floor_hit[i] = in_open and mechanism == SECOND and price == floor
         if leader == T.UNSOLD:
             winner[i], price_cpm[i] = T.UNSOLD, 0.0
             continue
         winner[i], price_cpm[i] = leader, price
         if leader != T.MARKET:
-            _charge_and_record(leader, price, t, u, i, book, caps, users, prior_exposures)
+            _charge_and_record(leader, price, t, u, i, book, caps, users, result)
 
 
 def _roll_windows(t, kind, window_s, window_end_s, counts):
@@ -162,12 +183,28 @@ def _pass_boundaries(t, book, caps):
     _roll_windows(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s, caps.adv_counts)
 
 
-def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private, targeting):
+def _has_bit(words, row, c):
     word, bit = divmod(c, 64)
-    eligible = int(targeting.slot_words[s, word]) & int(targeting.user_words[u, word])
-    in_flight = targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
-    if not (eligible >> bit) & 1 or not in_flight or (private and not admitted):
+    return (int(words[row, word]) >> bit) & 1 == 1
+
+
+def _targeted_by_slot_and_user(c, u, s, targeting):
+    return _has_bit(targeting.slot_words, s, c) and _has_bit(targeting.user_words, u, c)
+
+
+def _in_flight(c, t, targeting):
+    return targeting.flight_start_s[c] <= t < targeting.flight_end_s[c]
+
+
+def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private, targeting):
+    rest = (_has_bit(targeting.user_words, u, c) and _in_flight(c, t, targeting)
+            and not (private and not admitted))  # targeting but the slot
+    if not rest:
         return T.OUTCOME_NOT_TARGETED
+    if not _has_bit(targeting.slot_words, s, c):
+        # Brand safety forbids a slot the campaign otherwise targets: blocked.
+        blocked = _has_bit(targeting.slot_blocked_words, s, c)
+        return T.OUTCOME_BLOCKED if blocked else T.OUTCOME_NOT_TARGETED
     x = u_pace + float(targeting.pace_offset[c])
     if x >= 1.0:
         x -= 1.0
@@ -207,7 +244,7 @@ def _capped(caps, c, u, t):
     return False
 
 
-def _charge_and_record(c, price, t, u, i, book, caps, users, prior_exposures):
+def _charge_and_record(c, price, t, u, i, book, caps, users, result):
     book.outcomes[c, T.WON] += 1
     media = cpm_micros(price)
     fee = media * int(book.dsp_fee_ppm[c]) // 1_000_000
@@ -227,11 +264,14 @@ def _charge_and_record(c, price, t, u, i, book, caps, users, prior_exposures):
     if caps.adv_kind[a] == T.CAP_CALENDAR:
         caps.adv_counts[u, a] += 1
     seen = int(users.exposures[u, c])
-    prior_exposures[i] = seen
+    result.prior_exposures[i] = seen
     if seen == 0:
         book.reach[c] += 1
     users.exposures[u, c] = min(seen + 1, 255)
-    users.last_touch[u, a] = (int(t * 1000.0) << 16) | c
+    result.prior_touch_time_s[i] = users.touch_time_s[u, a]  # the touch this one replaces
+    result.prior_touch_campaign[i] = users.touch_campaign[u, a]
+    users.touch_time_s[u, a] = t
+    users.touch_campaign[u, a] = c
 
 
 # ---- building state ---------------------------------------------------------------
@@ -261,12 +301,19 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                data=0, day_end_s=DAY, cap_kind=T.CAP_NONE, cap_limit=0, cap_window_s=1.0,
                window_end_s=None, adv_cap_kind=T.CAP_NONE, adv_cap_limit=0,
                adv_cap_window_s=1.0, adv_window_end_s=None, advertiser=None, slot_ok=None,
-               user_ok=None, flight_start_s=0.0, flight_end_s=1e9, pace_share=1.0,
-               pace_offset=0.0, deals=None) -> State:
-    """Kernel state laid out as rtb.world builds it; per-campaign arguments broadcast."""
+               slot_blocked=None, user_ok=None, flight_start_s=0.0, flight_end_s=1e9,
+               pace_share=1.0, pace_offset=0.0, deals=None) -> State:
+    """Kernel state laid out as rtb/state.py builds it; per-campaign arguments broadcast.
+
+    slot_blocked: (slot, campaign) pairs targeted but forbidden by brand safety; like
+    the simulation's, disjoint from slot_ok."""
     slot_ok = np.ones((n_slots, nc), bool) if slot_ok is None else np.asarray(slot_ok, bool)
+    slot_blocked = (np.zeros_like(slot_ok) if slot_blocked is None
+                    else np.asarray(slot_blocked, bool))
+    assert not (slot_ok & slot_blocked).any()
     user_ok = np.ones((n_users, nc), bool) if user_ok is None else np.asarray(user_ok, bool)
-    targeting = Targeting(campaign_words(slot_ok), campaign_words(user_ok),
+    targeting = Targeting(campaign_words(slot_ok), campaign_words(slot_blocked),
+                          campaign_words(user_ok),
                           _column(flight_start_s, nc, np.float64),
                           _column(flight_end_s, nc, np.float64),
                           _column(pace_share, nc, np.float64), _column(pace_offset, nc, np.float64))
@@ -307,7 +354,8 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                    adv_window_end_s=_calendar_ends(adv_kind, adv_window_s, adv_window_end_s),
                    adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8))
     users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8),
-                     last_touch=np.full((n_users, n_adv), -1, dtype=np.int64))
+                     touch_time_s=np.full((n_users, n_adv), -np.inf),
+                     touch_campaign=np.full((n_users, n_adv), -1, dtype=np.int32))
     return State(targeting, no_deals(nc) if deals is None else deals, book, caps, users)
 
 
@@ -317,39 +365,58 @@ def make_deals(floor_cpm, fixed, private, allowed) -> Deals:
 
 
 def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
-                  deal=None) -> TickRequests:
+                  deal=None) -> RequestBatch:
+    """A RequestBatch; the fields the kernel does not read hold typed placeholders."""
     n = len(time_s)
-    return TickRequests(np.asarray(time_s, dtype=np.float64), np.asarray(user, dtype=np.int64),
-                        np.zeros(n, dtype=np.int64) if slot is None else np.asarray(slot, np.int64),
-                        np.asarray(floor_cpm, dtype=np.float64),
-                        np.asarray(market_cpm, dtype=np.float64),
-                        np.zeros(n) if u_pace is None else np.asarray(u_pace, dtype=np.float64),
-                        np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32))
+    return RequestBatch(
+        time_s=np.asarray(time_s, dtype=np.float64),
+        slot=np.zeros(n, dtype=np.int64) if slot is None else np.asarray(slot, np.int64),
+        publisher=np.zeros(n, dtype=np.int32), format=np.zeros(n, dtype=np.uint8),
+        deal=np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32),
+        market_cpm=np.asarray(market_cpm, dtype=np.float64),
+        floor_cpm=np.asarray(floor_cpm, dtype=np.float64),
+        user=np.asarray(user, dtype=np.int64), geo=np.zeros(n, dtype=np.uint8),
+        user_ctr=np.ones(n, dtype=np.float32), user_segments=np.zeros(n, dtype=np.uint64),
+        u_pace=np.zeros(n) if u_pace is None else np.asarray(u_pace, dtype=np.float64),
+        u_click=np.zeros(n), u_convert=np.zeros(n), u_delay=np.zeros(n))
 
 
 def as_bids(rows) -> np.ndarray:
-    """Bids given one row per request, as the kernel takes them: f8[nc, n]."""
-    return np.ascontiguousarray(np.atleast_2d(np.asarray(rows, dtype=np.float64)).T)
+    """Bids one row per request, as the kernel takes them: f8[n, nc]."""
+    return np.ascontiguousarray(np.atleast_2d(np.asarray(rows, dtype=np.float64)))
 
 
-def new_result(n) -> TickResult:
-    # Sentinels: every row must be written (prior exposures only for campaign wins).
+PER_WIN = ("prior_exposures", "prior_touch_time_s", "prior_touch_campaign")  # campaign wins only
+
+
+def sentinel_result(n) -> TickResult:
+    # Sentinels: every row must be written (the PER_WIN fields only for campaign wins).
     return TickResult(np.full(n, 99, dtype=np.int32), np.full(n, -7.0),
-                      np.zeros(n, dtype=np.uint8), np.ones(n, dtype=np.bool_))
+                      np.full(n, 77, dtype=np.uint8), np.ones(n, dtype=np.bool_),
+                      np.ones(n, dtype=np.bool_), np.ones(n, dtype=np.bool_),
+                      np.full(n, -7.0), np.full(n, 99, dtype=np.int32))
 
 
 def run_nb(req, bids, mechanism, state: State) -> TickResult:
-    result = new_result(req.time_s.size)
-    clear_tick_nb(req, np.ascontiguousarray(bids.T), mechanism, state.targeting, state.deals,
+    result = sentinel_result(req.time_s.size)
+    clear_tick_nb(req, as_bids(bids), mechanism, state.targeting, state.deals,
                   state.book, state.caps, state.users, result)
     return result
 
 
 def run_py(req, bids, mechanism, state: State) -> TickResult:
-    result = new_result(req.time_s.size)
-    clear_tick_py(req, bids, mechanism, state.targeting, state.deals, state.book, state.caps,
-                  state.users, result)
+    result = sentinel_result(req.time_s.size)
+    clear_tick_py(req, as_bids(bids), mechanism, state.targeting, state.deals, state.book,
+                  state.caps, state.users, result)
     return result
+
+
+def assert_same_result(got: TickResult, want: TickResult) -> None:
+    won = got.winner >= 0
+    for name, x, y in zip(TickResult._fields, got, want):
+        if name in PER_WIN:
+            x, y = x[won], y[won]
+        np.testing.assert_array_equal(x, y, err_msg=name)
 
 
 # ---- random batches -----------------------------------------------------------------
@@ -366,6 +433,9 @@ def random_case(rng: np.random.Generator):
     adv_windows = rng.choice([5.0, 10.0, 25.0], size=n_adv)
     offset = float(rng.integers(0, 5))  # equal windows share their (epoch-aligned) ends
     n_deals = int(rng.choice([0, 0, 1, 3]))
+    # Targeted slots, of which brand safety forbids some (their bids end `blocked`).
+    slot_targeted = rng.random((n_slots, nc)) < 0.85
+    unsafe = rng.random((n_slots, nc)) < rng.choice([0.0, 0.3])
     deals = None
     if n_deals:
         deals = make_deals(rng.choice(GRID[1:6], n_deals), rng.random(n_deals) < 0.3,
@@ -383,7 +453,8 @@ def random_case(rng: np.random.Generator):
         adv_cap_limit=rng.integers(1, 6, size=n_adv), adv_cap_window_s=adv_windows,
         adv_window_end_s=adv_windows - offset % adv_windows,
         advertiser=rng.integers(0, n_adv, size=nc),
-        slot_ok=rng.random((n_slots, nc)) < 0.85, user_ok=rng.random((n_users, nc)) < 0.85,
+        slot_ok=slot_targeted & ~unsafe, slot_blocked=slot_targeted & unsafe,
+        user_ok=rng.random((n_users, nc)) < 0.85,
         flight_start_s=rng.choice([0.0, 0.0, 5.0, 20.0], size=nc),
         flight_end_s=rng.choice([1e9, 1e9, 30.0, 60.0], size=nc),
         # Quarter-grid pacing uniforms and offsets: rotated uniforms land exactly on shares.
@@ -394,13 +465,17 @@ def random_case(rng: np.random.Generator):
     seen = rng.choice([0, 0, 0, 1, 254, 255], size=state.users.exposures.shape)
     state.users.exposures[:] = seen.astype(np.uint8)
     state.book.reach[:] = (seen > 0).sum(axis=0)
+    # Some users were touched before: the touch a win replaces is not always none.
+    touched = rng.random(state.users.touch_time_s.shape) < 0.3
+    state.users.touch_time_s[touched] = -rng.choice([0.5, 3.0, 100.0], size=int(touched.sum()))
+    state.users.touch_campaign[touched] = rng.integers(0, nc, size=int(touched.sum()))
 
     ticks = []
     t = 0.0
     for _ in range(int(rng.integers(1, 4))):  # consecutive ticks share the state
         n = int(rng.integers(0, 40 if nc < 10 else 8))
         # Integer-ish times so that requests land exactly on window and day ends.
-        step = rng.choice([0.0, 0.5, 1.0, 2.5, 5.0], size=n)
+        step = rng.choice([0.0, 0.5, 1.0, 2.5, 5.0, 0.3337], size=n)  # 0.3337: off the ms grid
         if n and rng.random() < 0.3:
             step[rng.integers(0, n)] += DAY  # a whole day passes now and then
         time_s = t + np.cumsum(step)
@@ -411,8 +486,10 @@ def random_case(rng: np.random.Generator):
                             np.where(rng.random(n) < 0.5, rng.choice(GRID, size=n), np.nan),
                             slot=rng.integers(0, n_slots, size=n),
                             u_pace=rng.choice([0.0, 0.25, 0.5, 0.75, 0.3], size=n), deal=deal)
-        bids = rng.choice(GRID, size=(nc, n))
-        bids[rng.random((nc, n)) < 0.3] = np.nan
+        bids = rng.choice(GRID, size=(n, nc))  # one row per request
+        bids[rng.random((n, nc)) < 0.3] = np.nan
+        bids[rng.random((n, nc)) < 0.03] = -1.0  # no bid
+        bids[rng.random((n, nc)) < 0.03] = -0.0  # a bid of zero
         ticks.append((req, np.ascontiguousarray(bids)))
     return state, ticks, int(rng.choice([FIRST, SECOND]))
 
@@ -432,8 +509,7 @@ def test_kernel_matches_twin_on_random_batches(seed):
         for req, bids in ticks:
             got = run_nb(req, bids, mechanism, state_nb)
             want = run_py(req, bids, mechanism, state_py)
-            for name, x, y in zip(TickResult._fields, got, want):
-                np.testing.assert_array_equal(x, y, err_msg=name)
+            assert_same_result(got, want)
             assert_same_state(state_nb, state_py)
 
 
@@ -442,7 +518,8 @@ def test_random_batches_exercise_every_rule():
     rng = np.random.default_rng(99)
     outcomes = np.zeros(T.N_OUTCOMES, dtype=np.int64)
     seen = dict(market_wins=0, unsold=0, ties_with_market=0, day_resets=0, deal_wins=0,
-                adv_capped=0)
+                adv_capped=0, floor_hit_sold=0, floor_hit_unsold=0, closed_auction=0,
+                replaced_touch=0)
     for _ in range(300):
         state, ticks, mechanism = random_case(rng)
         start_day_end = state.book.day_end_s.copy()
@@ -451,8 +528,14 @@ def test_random_batches_exercise_every_rule():
             seen["market_wins"] += int((result.winner == T.MARKET).sum())
             seen["unsold"] += int((result.winner == T.UNSOLD).sum())
             seen["deal_wins"] += int(result.deal_won.sum())
-            top = np.max(np.where(np.isnan(bids), -1.0, bids), axis=0, initial=-1.0)
+            top = np.max(np.where(np.isnan(bids), -1.0, bids), axis=1, initial=-1.0)
             seen["ties_with_market"] += int(((result.winner >= 0) & (top == req.market_cpm)).sum())
+            sold = result.winner != T.UNSOLD
+            seen["floor_hit_sold"] += int((result.floor_hit & sold).sum())
+            seen["floor_hit_unsold"] += int((result.floor_hit & ~sold).sum())
+            seen["closed_auction"] += int((~result.open_auction).sum())
+            won = result.winner >= 0
+            seen["replaced_touch"] += int((result.prior_touch_campaign[won] >= 0).sum())
         seen["day_resets"] += int((state.book.day_end_s > start_day_end).any())
         seen["adv_capped"] += int((state.caps.adv_counts >= state.caps.adv_limit).any())
         outcomes += state.book.outcomes.sum(axis=0)
@@ -563,21 +646,64 @@ def test_advertiser_cap_is_shared_by_its_campaigns():
 
 def test_first_failing_test_is_the_outcome():
     # Campaign 0 out of flight, 1 not targeting the slot, 2 paced out, 3 below the floor,
-    # 4 out of budget, 5 capped: each reports its own reason, none takes part.
-    state = make_state(6, budget=[10**9] * 4 + [100, 10**9], flight_start_s=[50.0] + [0.0] * 5,
-                       slot_ok=[[True, False, True, True, True, True]],
-                       pace_share=[1.0, 1.0, 0.25, 1.0, 1.0, 1.0],
-                       cap_kind=[T.CAP_NONE] * 5 + [T.CAP_CALENDAR], cap_limit=1,
+    # 4 out of budget, 5 capped, 6 targeting the slot but forbidden by brand safety:
+    # each reports its own reason, none takes part.
+    state = make_state(7, budget=[10**9] * 4 + [100] + [10**9] * 2,
+                       flight_start_s=[50.0] + [0.0] * 6,
+                       slot_ok=[[True, False, True, True, True, True, False]],
+                       slot_blocked=[[False] * 6 + [True]],
+                       pace_share=[1.0, 1.0, 0.25, 1.0, 1.0, 1.0, 1.0],
+                       cap_kind=[T.CAP_NONE] * 5 + [T.CAP_CALENDAR, T.CAP_NONE], cap_limit=1,
                        cap_window_s=100.0)
     state.caps.counts[0, 5] = 1
     req = make_requests([1.0], [0], [1.0], [NAN], u_pace=[0.5])
-    result = run_nb(req, as_bids([[2.0, 2.0, 2.0, 0.5, 2.0, 2.0]]), SECOND, state)
+    result = run_nb(req, as_bids([[2.0, 2.0, 2.0, 0.5, 2.0, 2.0, 2.0]]), SECOND, state)
     assert result.winner.tolist() == [T.UNSOLD]
     reasons = [T.OUTCOME_NOT_TARGETED, T.OUTCOME_NOT_TARGETED, T.OUTCOME_PACED,
-               T.LOSS_BELOW_FLOOR, T.LOSS_OUT_OF_BUDGET, T.LOSS_FREQUENCY_CAPPED]
-    expected = np.zeros((6, T.N_OUTCOMES), dtype=np.int64)
-    expected[np.arange(6), reasons] = 1
+               T.LOSS_BELOW_FLOOR, T.LOSS_OUT_OF_BUDGET, T.LOSS_FREQUENCY_CAPPED,
+               T.OUTCOME_BLOCKED]
+    expected = np.zeros((7, T.N_OUTCOMES), dtype=np.int64)
+    expected[np.arange(7), reasons] = 1
     np.testing.assert_array_equal(state.book.outcomes, expected)
+    # Bids came, the paced-out one above the floor: the floor did not act.
+    assert result.floor_hit.tolist() == [False] and result.open_auction.tolist() == [True]
+
+
+def test_blocked_needs_the_rest_of_targeting_and_is_counted_in_the_second_word():
+    """A bid on a forbidden (slot, campaign) pair is blocked when the user, the flight
+    and a private deal would let the campaign in; otherwise not targeted. Campaign 66
+    (second bitset word) is forbidden on slot 0 and targets slot 1; campaign 67 targets
+    slot 0 only for users 0 and 1 and starts at 2 s; deal 0 is private and admits 66."""
+    nc = 70
+    slot_ok = np.ones((2, nc), bool)
+    slot_ok[0, [66, 67]] = False
+    slot_blocked = ~slot_ok
+    user_ok = np.ones((3, nc), bool)
+    user_ok[2, 67] = False
+    allowed = np.zeros((1, nc), bool)
+    allowed[0, 66] = True
+    state = make_state(nc, n_users=3, n_slots=2, slot_ok=slot_ok, slot_blocked=slot_blocked,
+                       user_ok=user_ok, flight_start_s=[0.0] * 67 + [2.0, 0.0, 0.0],
+                       deals=make_deals([0.0], [False], [True], allowed))
+    req = make_requests([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [0, 0, 0, 2, 1, 0],
+                        [9.0, 9.0, 9.0, 9.0, 1.0, 1.0], [NAN] * 6,
+                        slot=[0, 0, 0, 0, 1, 0], deal=[-1, -1, -1, -1, -1, 0])
+    bids = np.full((6, nc), np.nan)
+    bids[:, 66] = 5.0
+    bids[:, 67] = [NAN, 5.0, 5.0, 5.0, 5.0, 5.0]
+    bids[1, 66] = -1.0  # no bid: not counted
+    result = run_nb(req, bids, SECOND, state)
+    # 66 wins only on slot 1 (request 4); on slot 0 it is blocked, also inside the deal.
+    assert result.winner.tolist() == [T.UNSOLD, T.UNSOLD, T.UNSOLD, T.UNSOLD, 66, T.UNSOLD]
+    assert state.book.outcomes[66, T.OUTCOME_BLOCKED] == 4
+    assert state.book.outcomes[66, T.WON] == 1
+    # 67: before its flight (1 s), blocked (2 s), user 2 untargeted (3 s), wins on slot 1
+    # but 66 bids as much with a lower index (4 s), not admitted by the private deal (5 s).
+    assert state.book.outcomes[67].tolist() == [
+        {T.OUTCOME_NOT_TARGETED: 3, T.OUTCOME_BLOCKED: 1, T.LOSS_LOST_TO_BID: 1}.get(k, 0)
+        for k in range(T.N_OUTCOMES)]
+    # Blocked bids below the floor (9) are not offers the floor turned away.
+    assert not result.floor_hit.any()
 
 
 def test_user_targeting_and_pacing_offset():
@@ -598,8 +724,8 @@ def test_campaign_beyond_the_first_bitset_word():
     ok = np.ones((1, nc), bool)
     ok[0, 66] = False
     state = make_state(nc, slot_ok=ok)
-    bids = np.full((nc, 2), np.nan)
-    bids[66, 0], bids[67, 1] = 5.0, 5.0
+    bids = np.full((2, nc), np.nan)
+    bids[0, 66], bids[1, 67] = 5.0, 5.0
     result = run_nb(make_requests([0.0, 1.0], [0, 0], [0.0, 0.0], [1.0, 1.0]), bids, SECOND, state)
     assert result.winner.tolist() == [T.MARKET, 67]
     assert state.book.outcomes[66, T.OUTCOME_NOT_TARGETED] == 1
@@ -650,9 +776,23 @@ def test_reach_exposures_and_last_touch():
     assert result.prior_exposures.tolist() == [0, 1, 255, 0]
     assert state.book.reach.tolist() == [1, 1]  # user 1 had seen campaign 1 already
     assert state.users.exposures[:, 1].tolist() == [0, 255, 1]
-    touch = state.users.last_touch[:, 0]
-    assert (touch & 0xFFFF).tolist() == [0, 1, 1]  # the campaign
-    assert (touch >> 16).tolist() == [2000, 3000, 4500]  # the time, in milliseconds
+    assert state.users.touch_campaign[:, 0].tolist() == [0, 1, 1]
+    assert state.users.touch_time_s[:, 0].tolist() == [2.0, 3.0, 4.5]  # the exact time
+    # Each win reports the touch it replaced: none, then campaign 0's at 1 s.
+    assert result.prior_touch_time_s.tolist() == [-np.inf, 1.0, -np.inf, -np.inf]
+    assert result.prior_touch_campaign.tolist() == [-1, 0, -1, -1]
+
+
+def test_touch_is_per_advertiser_and_keeps_sub_millisecond_times():
+    state = make_state(3, n_users=1, n_adv=2, advertiser=[0, 1, 0])
+    req = make_requests([0.0004, 0.0009, 7.25, 8.0], [0] * 4, [0.0] * 4, [NAN, NAN, 9.0, NAN])
+    result = run_nb(req, as_bids([[1.0, NAN, NAN], [NAN, 1.0, NAN], [1.0, 1.0, 1.0],
+                                  [NAN, NAN, 1.0]]), FIRST, state)
+    assert result.winner.tolist() == [0, 1, T.MARKET, 2]  # the market touches nobody
+    assert result.prior_touch_time_s[[0, 1, 3]].tolist() == [-np.inf, -np.inf, 0.0004]
+    assert result.prior_touch_campaign[[0, 1, 3]].tolist() == [-1, -1, 0]
+    assert state.users.touch_time_s.tolist() == [[8.0, 0.0009]]
+    assert state.users.touch_campaign.tolist() == [[2, 1]]
 
 
 # ---- invariants on the kernel alone --------------------------------------------------
@@ -672,18 +812,39 @@ def test_kernel_invariants_floor_price_and_budgets(seed):
             assert (price[sold] >= floor[sold]).all()
             assert (price[~sold] == 0.0).all()
             camp = np.flatnonzero(winner >= 0)
-            bid = bids[winner[camp], camp]
+            bid = bids[camp, winner[camp]]
             assert (price[camp] <= bid).all()
             if mechanism == FIRST:
                 fixed = result.deal_won[camp] & state.deals.fixed[np.maximum(req.deal[camp], 0)]
                 assert (price[camp][~fixed] == bid[~fixed]).all()
             market = winner == T.MARKET
             assert (price[market] <= req.market_cpm[market]).all()
+            assert not (result.floor_hit & ~result.open_auction).any()
+            assert (price[result.floor_hit & sold] == req.floor_cpm[result.floor_hit & sold]).all()
             assert not (result.deal_won & (winner < 0)).any()
             assert (state.book.remaining_total >= 0).all()
             assert (state.book.remaining_daily >= 0).all()
         spent = state.book.media_micros + state.book.fee_micros + state.book.data_cost_micros
         np.testing.assert_array_equal(start_total - state.book.remaining_total, spent)
+
+
+def test_clear_tick_wrapper_clears_like_the_kernel():
+    """clear_tick: the kernel on fresh result arrays, whose rows without a campaign win
+    say "no earlier touch"; bids of the wrong shape are refused."""
+    state = make_state(2)
+    state.users.touch_time_s[1, 0], state.users.touch_campaign[1, 0] = -3.0, 1
+    twin = state.copy()
+    req = make_requests([0.0, 1.0, 2.0], [0, 1, 2], [1.0] * 3, [NAN, 5.0, NAN])
+    bids = as_bids([[2.0, 1.5], [2.0, NAN], [0.5, NAN]])
+    got = clear_tick(req, bids, SECOND, *state)
+    assert_same_result(got, run_nb(req, bids, SECOND, twin))
+    assert_same_state(state, twin)
+    assert got.winner.tolist() == [0, T.MARKET, T.UNSOLD]
+    assert got.prior_touch_time_s.tolist() == [-np.inf] * 3
+    assert got.prior_touch_campaign.tolist() == [-1] * 3
+    assert got.floor_hit.tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="does not match"):
+        clear_tick(req, bids.T, SECOND, *state)
 
 
 @pytest.mark.parametrize("mechanism", [FIRST, SECOND])
