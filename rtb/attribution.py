@@ -29,35 +29,34 @@ class TickWins(NamedTuple):
 
 
 def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
-                 touch_time_s: np.ndarray, touch_campaign: np.ndarray,
-                 wins: TickWins) -> tuple[np.ndarray, np.ndarray]:
+                 touches: np.ndarray, wins: TickWins) -> tuple[np.ndarray, np.ndarray]:
     """(time f8[k], campaign i4[k]) of each conversion's last touch strictly before it.
 
     Conversions (time_s, user, advertiser) must fall in the tick whose impressions are
-    `wins` and no earlier; touch_* is the kernel's book after that tick. A conversion
-    without such a touch gets (-inf, -1).
+    `wins` and no earlier; touches (rtb.kernel.UserBook.touches) is the kernel's book
+    after that tick. A conversion without such a touch gets (-inf, -1).
     """
-    n_adv = touch_time_s.shape[1]
+    n_adv = touches.shape[1] // 2
     pair = wins.user * n_adv + wins.advertiser
     order = np.argsort(pair, kind="stable")  # by pair, each pair's wins still in time order
     out_time = np.empty(time_s.size)
     out_campaign = np.empty(time_s.size, dtype=np.int32)
-    _last_touches_nb(time_s, user.astype(np.int64), advertiser.astype(np.int64), touch_time_s,
-                     touch_campaign, pair[order], wins.time_s[order], wins.campaign[order],
+    _last_touches_nb(time_s, user.astype(np.int64), advertiser.astype(np.int64), touches,
+                     pair[order], wins.time_s[order], wins.campaign[order],
                      wins.prior_time_s[order], wins.prior_campaign[order], out_time, out_campaign)
     return out_time, out_campaign
 
 
 @njit(cache=True)
-def _last_touches_nb(time_s, user, advertiser, touch_time_s, touch_campaign, win_pair, win_time,
-                     win_campaign, prior_time, prior_campaign, out_time, out_campaign):
-    n_adv = touch_time_s.shape[1]
+def _last_touches_nb(time_s, user, advertiser, touches, win_pair, win_time, win_campaign,
+                     prior_time, prior_campaign, out_time, out_campaign):
+    n_adv = touches.shape[1] // 2
     for k in range(time_s.size):
         t, u, a = time_s[k], user[k], advertiser[k]
-        if touch_time_s[u, a] < t:
+        if touches[u, 2 * a] < t:
             # The book's touch is the latest of all, and it came before t.
-            out_time[k] = touch_time_s[u, a]
-            out_campaign[k] = touch_campaign[u, a]
+            out_time[k] = touches[u, 2 * a]
+            out_campaign[k] = np.int32(touches[u, 2 * a + 1])
             continue
         # An impression of this tick at or after t replaced the answer: the pair's
         # last win before t, or, if none, the touch its first win of the tick replaced.

@@ -50,7 +50,7 @@ def campaign_words(ok: np.ndarray) -> np.ndarray:
 
 
 class Deals(NamedTuple):
-    """Private-marketplace deals (index = deal id in TickRequests.deal).
+    """Private-marketplace deals (index = deal id in RequestBatch.deal).
 
     A deal bid is a bid by an allowed campaign at or above the deal's floor (for a
     fixed-price deal, the fixed price). Deal bids are cleared first, among themselves;
@@ -116,12 +116,30 @@ class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
     A touch keeps its exact time, so attribution can compare it with a conversion's
-    time exactly (rtb/attribution.py).
+    time exactly (rtb/attribution.py). Time and campaign sit side by side in one row
+    per user, so a win reads and writes one cache line of it.
     """
 
     exposures: np.ndarray  # u1[n_users, nc], saturating at 255
-    touch_time_s: np.ndarray  # f8[n_users, n_adv]: the advertiser's last impression; -inf = none
-    touch_campaign: np.ndarray  # i4[n_users, n_adv]: whose impression it was; -1 = none
+    touches: np.ndarray  # f8[n_users, 2 * n_adv]: per advertiser, its last impression's
+    # time (column 2a; -inf = none) and campaign (column 2a + 1; -1 = none)
+
+    @property
+    def touch_time_s(self) -> np.ndarray:
+        """f8[n_users, n_adv] view: each advertiser's last touch time, -inf = none."""
+        return self.touches[:, 0::2]
+
+    @property
+    def touch_campaign(self) -> np.ndarray:
+        """f8[n_users, n_adv] view: the campaign of that touch, -1 = none."""
+        return self.touches[:, 1::2]
+
+
+def clear_touches(touches: np.ndarray) -> np.ndarray:
+    """Mark every touch of a f8[n_users, 2 * n_adv] book as none; returns it."""
+    touches[:, 0::2] = -np.inf
+    touches[:, 1::2] = -1.0
+    return touches
 
 
 class TickResult(NamedTuple):
@@ -279,15 +297,19 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     counts, times = caps.counts, caps.times
     adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
     adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
-    exposures, touch_time_s, touch_campaign = users.exposures, users.touch_time_s, users.touch_campaign
+    exposures, touches = users.exposures, users.touches
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
     prior_touch_time_s, prior_touch_campaign = result.prior_touch_time_s, result.prior_touch_campaign
 
     n, nc = bids.shape
-    n_words = slot_words.shape[1]
+    n_words = slot_blocked_words.shape[1]
     bid_bits = bids.view(np.int64)
     keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
+    has_blocks = False  # most markets block nothing: their requests skip the block test
+    for row in range(slot_blocked_words.shape[0]):
+        for w in range(n_words):
+            has_blocks = has_blocks or slot_blocked_words[row, w] != 0
     targets = np.zeros(n_words * 64, np.int64)  # the request's targeting bits
     shifts = np.arange(64)
     # Per-campaign counts over the tick; the pre-auction outcomes are their
@@ -331,8 +353,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             prefetch_row(times, v)
             prefetch_row(adv_counts, v)
             prefetch_row(exposures, v)
-            prefetch_row(touch_time_s, v)
-            prefetch_row(touch_campaign, v)
+            prefetch_row(touches, v)
         floor = floor_cpm[i]
         d = deal[i]
         has_deal = d >= 0
@@ -344,7 +365,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             for k in range(min(64, nc - w * 64)):
                 targets[w * 64 + k] = (word >> shifts[k]) & 1
             # Brand-safety blocks (rare): bids that pass every other test of targeting.
-            blocked = slot_blocked_words[s, w] & user_words[u, w]
+            blocked = slot_blocked_words[s, w] & user_words[u, w] if has_blocks else np.uint64(0)
             c = w * 64
             while blocked != 0:
                 if blocked & np.uint64(1):
@@ -354,7 +375,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 c += 1
         up = u_pace[i]
         top = np.int64(NO_KEY)  # the row's best key, found during the pass
-        top_targeted = -1.0  # the highest bid of a campaign that targets the request
         # Every campaign's tests that read no running state, as one branch-free pass
         # over the row (SIMD): targeting bit, flight, pacing, floors (a deal bid: the
         # deal floor); counted, and the candidates keyed. Rows without a deal, most of
@@ -376,8 +396,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 n_targeted[c] += targeted
                 n_paced_in[c] += paced_in
                 n_below_deal[c] += paced_in & private & (not in_deal)
-                tb = b if targeted else -1.0
-                top_targeted = tb if tb > top_targeted else top_targeted
                 n_candidates[c] += in_deal | in_open
                 key = bid_bits[i, c]
                 key = key if key > 0 else 0  # -0.0's bits are negative
@@ -400,8 +418,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 n_targeted[c] += targeted
                 n_paced_in[c] += paced_in
                 n_candidates[c] += in_open
-                tb = b if targeted else -1.0
-                top_targeted = tb if tb > top_targeted else top_targeted
                 key = bid_bits[i, c]
                 key = key if key > 0 else 0
                 key = key if key < MAX_BID_KEY else MAX_BID_KEY
@@ -505,9 +521,18 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         in_play = (not private) and (not deal_won[i])
         open_auction[i] = in_play
         if leader == T.UNSOLD:
-            top_bid = market if market >= 0.0 else -1.0  # NaN compares false
-            top_bid = top_targeted if top_targeted > top_bid else top_bid
-            floor_hit[i] = in_play and 0.0 <= top_bid < floor
+            # Unsold: did bids come, all below the floor? Only these requests pay for
+            # a second look at the targeted campaigns' bids.
+            hit = in_play
+            if hit:
+                top_bid = market if market >= 0.0 else -1.0  # NaN compares false
+                for c in range(nc):
+                    b = bids[i, c]
+                    if (b > top_bid and targets[c] != 0 and t >= flight_start_s[c]
+                            and t < flight_end_s[c]):
+                        top_bid = b
+                hit = 0.0 <= top_bid < floor
+            floor_hit[i] = hit
         else:
             floor_hit[i] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
         if leader < 0:
@@ -540,10 +565,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         prior_exposures[i] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        prior_touch_time_s[i] = touch_time_s[u, a]
-        prior_touch_campaign[i] = touch_campaign[u, a]
-        touch_time_s[u, a] = t
-        touch_campaign[u, a] = c
+        prior_touch_time_s[i] = touches[u, 2 * a]
+        prior_touch_campaign[i] = np.int32(touches[u, 2 * a + 1])
+        touches[u, 2 * a] = t
+        touches[u, 2 * a + 1] = c
 
     # Each bid's outcome: the pre-auction tests' from the nested counts; candidates
     # not checked out, not won and not lost to the market lost to a higher bid.

@@ -16,6 +16,7 @@ import rtb.exchange
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.engine import _run
 from rtb.exchange import Exchange
+from rtb.kernel import clear_touches
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
 from rtb.state import new_run_state
@@ -55,8 +56,8 @@ def test_last_touches_match_the_rule_for_any_tick_cut(seed):
     conv.sort()
     want = reference_credit(conv, wins, window)
     for tick in (1.0, 7.0, 100.0, 1000.0):
-        touch_time = np.full((n_users, n_adv), -np.inf)
-        touch_campaign = np.full((n_users, n_adv), -1, dtype=np.int32)
+        touches = clear_touches(np.empty((n_users, 2 * n_adv)))
+        touch_time, touch_campaign = touches[:, 0::2], touches[:, 1::2]  # views
         got = []
         for t0 in np.arange(0.0, duration, tick):
             mine = [w for w in wins if t0 <= w[0] < t0 + tick]
@@ -73,7 +74,7 @@ def test_last_touches_match_the_rule_for_any_tick_cut(seed):
             if not due:
                 continue
             t, u, a = (np.array(c) for c in zip(*due))
-            when, who = last_touches(t, u, a, touch_time, touch_campaign, tick_wins)
+            when, who = last_touches(t, u, a, touches, tick_wins)
             got += attributed_campaign(t, when, who, window).tolist()
         assert got == want, tick
 

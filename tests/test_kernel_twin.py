@@ -64,7 +64,7 @@ from hypothesis import strategies as st
 
 from rtb import types as T
 from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                        campaign_words, clear_tick_nb, no_deals)
+                        campaign_words, clear_tick_nb, clear_touches, no_deals)
 from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
@@ -398,8 +398,7 @@ def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end
 
 def make_users(nc, n_users, n_adv=1) -> UserBook:
     """No exposures, no touches yet (time -inf, campaign -1)."""
-    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -INF),
-                    np.full((n_users, n_adv), -1, np.int32))
+    return UserBook(np.zeros((n_users, nc), np.uint8), clear_touches(np.empty((n_users, 2 * n_adv))))
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,

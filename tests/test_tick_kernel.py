@@ -55,7 +55,7 @@ import pytest
 
 from rtb import types as T
 from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                        campaign_words, clear_tick, clear_tick_nb, no_deals)
+                        campaign_words, clear_tick, clear_tick_nb, clear_touches, no_deals)
 from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
@@ -354,8 +354,7 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                    adv_window_end_s=_calendar_ends(adv_kind, adv_window_s, adv_window_end_s),
                    adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8))
     users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8),
-                     touch_time_s=np.full((n_users, n_adv), -np.inf),
-                     touch_campaign=np.full((n_users, n_adv), -1, dtype=np.int32))
+                     touches=clear_touches(np.empty((n_users, 2 * n_adv))))
     return State(targeting, no_deals(nc) if deals is None else deals, book, caps, users)
 
 
