@@ -32,7 +32,7 @@ from rtb import types as T
 from numba import njit
 
 from rtb.kernel import (PREFETCH_AHEAD, CampaignBook, CapBook, Deals, Targeting, UserBook,
-                        campaign_words, clear_tick_nb, clear_touches, new_result, prefetch_row)
+                        campaign_words, clear_tick_nb, encode_touch, new_result, prefetch_row)
 from rtb.state import user_rows
 from rtb.types import RequestBatch
 
@@ -70,7 +70,7 @@ def bare_top2_user_row_nb(bids, user, counts, best_out, second_out):
 
 
 @njit(cache=True)
-def least_capped_nb(bids, floor_cpm, time_s, user, books, touches, n_adv,
+def least_capped_nb(bids, floor_cpm, time_s, user, books, last_touch, n_adv,
                     limit, advertiser, adv_limit, remaining, n_candidates, won, reach, user_books,
                     winner, price_out):
     """The least work a kernel with floors, frequency caps and budgets does per request.
@@ -81,16 +81,16 @@ def least_capped_nb(bids, floor_cpm, time_s, user, books, touches, n_adv,
     the advertiser's cap, the user's exposures (reach) and last touch (attribution:
     its exact time and campaign, as the kernel writes them). A user's books are one row
     of `books`, the fastest layout measured: without user_books its cap counters alone;
-    with them [touches f8 x 2 n_adv (time, campaign per advertiser, as the kernel
-    keeps them) | cap counters | advertiser cap counters | exposures] (`touches` is the
-    float64 view of the same rows). Left out,
+    with them [last touches i8 x n_adv (time and campaign packed, as the kernel keeps
+    them) | cap counters | advertiser cap counters | exposures] (`last_touch` is the
+    int64 view of the same rows). Left out,
     although a full kernel
     has them: deals, targeting, pacing, flights, the walk past a top bid that is capped
     or cannot pay (here the request goes unsold), and the other loss reasons. So a full
     kernel can hardly do better than this loop's share of the bare loop's speed.
     """
     n, nc = bids.shape
-    counts0 = 16 * n_adv if user_books else 0
+    counts0 = 8 * n_adv if user_books else 0
     adv0 = counts0 + nc
     exp0 = adv0 + n_adv
     for i in range(n):
@@ -130,8 +130,7 @@ def least_capped_nb(bids, floor_cpm, time_s, user, books, touches, n_adv,
             seen = books[u, exp0 + leader]
             reach[leader] += seen == 0
             books[u, exp0 + leader] = seen + (seen < 255)
-            touches[u, 2 * a] = time_s[i]
-            touches[u, 2 * a + 1] = leader
+            last_touch[u, a] = encode_touch(time_s[i], leader)
 
 
 def _copy(a: np.ndarray) -> np.ndarray:
@@ -162,7 +161,7 @@ class TickBatch:
         # The kernel reads time, user, slot, floor, market, pacing uniform and deal (drawn
         # in this order, as before the RequestBatch: the same batch); the other fields
         # are typed placeholders.
-        time_s = np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n))
+        time_s = T.on_clock(np.sort(rng.uniform(0.0, T.SECONDS_PER_DAY, n)))  # as a run makes them
         user = rng.integers(0, N_USERS, n)
         slot = rng.integers(0, N_SLOTS, n)
         floor_cpm = rng.uniform(0.0, 2.5, n)
@@ -204,7 +203,7 @@ class TickBatch:
             adv_window_s=np.full(n_adv, day), adv_window_end_s=np.full(n_adv, day),
             adv_counts=user_rows(N_USERS, n_adv, np.uint8, 0))
         self.users = UserBook(user_rows(N_USERS, nc, np.uint8, 0),
-                              clear_touches(user_rows(N_USERS, 2 * n_adv, np.float64, 0)))
+                              user_rows(N_USERS, n_adv, np.int64, -1))
         # Working copies the kernel mutates, restored before every timed call.
         self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users)]
         self.result = new_result(n)
@@ -212,7 +211,7 @@ class TickBatch:
         self.second = np.empty(n)
         # least_capped_nb's state: one row per user, the caps alone or all the books
         # in whole cache lines.
-        row_bytes = -(-(16 * n_adv + 2 * nc + n_adv) // 64) * 64
+        row_bytes = -(-(8 * n_adv + 2 * nc + n_adv) // 64) * 64
         self.least_caps = user_rows(N_USERS, nc, np.uint8, 0)
         self.least_books = user_rows(N_USERS, row_bytes, np.uint8, 0)
         self.least_state = [np.zeros(nc, np.int64) for _ in range(4)]  # remaining, candidates, won, reach
@@ -252,7 +251,7 @@ class TickBatch:
         remaining, candidates, won, reach = self.least_state
         books = self.least_books if user_books else self.least_caps
         least_capped_nb(self.bids, self.req.floor_cpm, self.req.time_s, self.req.user,
-                        books, self.least_books.view(np.float64), caps.adv_limit.size,
+                        books, self.least_books.view(np.int64), caps.adv_limit.size,
                         caps.calendar_limit, book.advertiser, caps.adv_limit, remaining,
                         candidates, won, reach, user_books, self.result.winner, self.result.price_cpm)
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rtb.scenario import Scenario
-from rtb.types import FORMATS, SECONDS_PER_DAY
+from rtb.types import FORMATS, SECONDS_PER_DAY, on_clock
 
 
 class Behaviour(NamedTuple):
@@ -73,7 +73,8 @@ def ad_outcomes(beh: Behaviour, time_s: np.ndarray, fmt: np.ndarray, user_ctr: n
     converted[k] = u_convert[k] < p_convert
     # Delays only for the few conversions; 1 - u is in (0, 1], so the log is finite.
     conversion_time_s = time_s.copy()
-    conversion_time_s[converted] += -beh.mean_delay_s * np.log1p(-u_delay[converted])
+    conversion_time_s[converted] = on_clock(time_s[converted]
+                                            - beh.mean_delay_s * np.log1p(-u_delay[converted]))
     return AdOutcomes(clicked, converted, conversion_time_s)
 
 
@@ -85,7 +86,7 @@ def organic_conversions(beh: Behaviour, n_users: int, n_advertisers: int, t0: fl
     """
     expected = beh.organic_rate_per_s * n_users * n_advertisers * (t1 - t0)
     k = int(rng.poisson(expected))
-    time_s = np.sort(rng.uniform(t0, t1, k))
+    time_s = on_clock(np.sort(rng.uniform(t0, t1, k)))
     user = rng.integers(0, n_users, k)
     advertiser = rng.integers(0, n_advertisers, k)
     return time_s, user, advertiser

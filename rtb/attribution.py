@@ -16,64 +16,58 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from rtb.kernel import TOUCH_CAMPAIGN_BITS, encode_touch, touch_campaign, touch_time_s
+from rtb.types import CLOCK_UNITS_PER_S
+
 
 class TickWins(NamedTuple):
     """A tick's campaign impressions, in time order (all arrays [k])."""
 
-    time_s: np.ndarray  # f8
+    time_s: np.ndarray  # f8, on the clock
     user: np.ndarray  # i8
     advertiser: np.ndarray  # i4
     campaign: np.ndarray  # i4
-    prior_time_s: np.ndarray  # f8: the advertiser's touch of the user this one replaced; -inf = none
-    prior_campaign: np.ndarray  # i4: its campaign; -1 = none
+    prior_touch: np.ndarray  # i8: the advertiser's touch of the user this one replaced
+    # (rtb.kernel.encode_touch; -1 = none)
 
 
 def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
-                 touches: np.ndarray, wins: TickWins) -> tuple[np.ndarray, np.ndarray]:
-    """(time f8[k], campaign i4[k]) of each conversion's last touch strictly before it.
+                 last_touch: np.ndarray, wins: TickWins) -> np.ndarray:
+    """i8[k]: each conversion's last touch strictly before it (encode_touch; -1 = none).
 
-    Conversions (time_s, user, advertiser) must fall in the tick whose impressions are
-    `wins` and no earlier; touches (rtb.kernel.UserBook.touches) is the kernel's book
-    after that tick. A conversion without such a touch gets (-inf, -1).
+    Conversions (time_s on the clock, user, advertiser) must fall in the tick whose
+    impressions are `wins` and no earlier; last_touch (rtb.kernel.UserBook) is the
+    kernel's book after that tick.
     """
-    n_adv = touches.shape[1] // 2
-    pair = wins.user * n_adv + wins.advertiser
-    order = np.argsort(pair, kind="stable")  # by pair, each pair's wins still in time order
-    out_time = np.empty(time_s.size)
-    out_campaign = np.empty(time_s.size, dtype=np.int32)
-    _last_touches_nb(time_s, user.astype(np.int64), advertiser.astype(np.int64), touches,
-                     pair[order], wins.time_s[order], wins.campaign[order],
-                     wins.prior_time_s[order], wins.prior_campaign[order], out_time, out_campaign)
-    return out_time, out_campaign
+    touch = last_touch[user, advertiser]
+    units = (time_s * CLOCK_UNITS_PER_S).astype(np.int64)  # exact: times are on the clock
+    # Most conversions: the book's touch, the latest of all, came before them.
+    overtaken = np.flatnonzero(touch >> TOUCH_CAMPAIGN_BITS >= units)
+    if overtaken.size:
+        # An impression of this tick at or after t replaced the answer: the pair's last
+        # win before t, or, if none, the touch its first win of the tick replaced.
+        n_adv = last_touch.shape[1]
+        pair = wins.user * n_adv + wins.advertiser
+        order = np.argsort(pair, kind="stable")  # by pair, each pair's wins in time order
+        touch[overtaken] = _touch_before_nb(
+            time_s[overtaken], user[overtaken].astype(np.int64) * n_adv + advertiser[overtaken],
+            pair[order], wins.time_s[order], wins.campaign[order], wins.prior_touch[order])
+    return touch
 
 
 @njit(cache=True)
-def _last_touches_nb(time_s, user, advertiser, touches, win_pair, win_time, win_campaign,
-                     prior_time, prior_campaign, out_time, out_campaign):
-    n_adv = touches.shape[1] // 2
+def _touch_before_nb(time_s, pair, win_pair, win_time, win_campaign, prior_touch):
+    out = np.empty(time_s.size, np.int64)
     for k in range(time_s.size):
-        t, u, a = time_s[k], user[k], advertiser[k]
-        if touches[u, 2 * a] < t:
-            # The book's touch is the latest of all, and it came before t.
-            out_time[k] = touches[u, 2 * a]
-            out_campaign[k] = np.int32(touches[u, 2 * a + 1])
-            continue
-        # An impression of this tick at or after t replaced the answer: the pair's
-        # last win before t, or, if none, the touch its first win of the tick replaced.
-        key = u * n_adv + a
-        lo = np.searchsorted(win_pair, key, side="left")
-        hi = np.searchsorted(win_pair, key, side="right")
-        j = lo + np.searchsorted(win_time[lo:hi], t, side="left") - 1
-        if j >= lo:
-            out_time[k] = win_time[j]
-            out_campaign[k] = win_campaign[j]
-        else:
-            out_time[k] = prior_time[lo]
-            out_campaign[k] = prior_campaign[lo]
+        lo = np.searchsorted(win_pair, pair[k], side="left")
+        hi = np.searchsorted(win_pair, pair[k], side="right")
+        j = lo + np.searchsorted(win_time[lo:hi], time_s[k], side="left") - 1
+        out[k] = encode_touch(win_time[j], win_campaign[j]) if j >= lo else prior_touch[lo]
+    return out
 
 
-def attributed_campaign(time_s: np.ndarray, touch_time: np.ndarray, touch_campaign: np.ndarray,
-                        window_s: float) -> np.ndarray:
-    """i4[k]: the campaign each conversion is credited to, -1 = none (no touch in the window)."""
-    within = (touch_campaign >= 0) & (time_s - touch_time <= window_s)
-    return np.where(within, touch_campaign, -1).astype(np.int32)
+def attributed_campaign(time_s: np.ndarray, touch: np.ndarray, window_s: float) -> np.ndarray:
+    """i4[k]: the campaign each conversion is credited to: its last touch's (touch, from
+    last_touches) if within the window, else -1."""
+    within = (touch >= 0) & (time_s - touch_time_s(touch) <= window_s)
+    return np.where(within, touch_campaign(touch), -1).astype(np.int32)

@@ -236,11 +236,9 @@ class Exchange:
             return
         nc = s.tally.n_campaigns
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
-        wins = TickWins(requests.time_s[won], requests.user[won], adv, camp,
-                        result.prior_touch_time_s[won], result.prior_touch_campaign[won])
-        touch_time, touch_campaign = last_touches(time_s, user, advertiser, s.users.touches, wins)
-        credited = attributed_campaign(time_s, touch_time, touch_campaign,
-                                       m.behaviour.attribution_window_s)
+        wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
+        touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins)
+        credited = attributed_campaign(time_s, touch, m.behaviour.attribution_window_s)
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
 
     def _tally(self, requests: RequestBatch, result: TickResult, won: np.ndarray,

@@ -115,31 +115,35 @@ class CapBook(NamedTuple):
 class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
-    A touch keeps its exact time, so attribution can compare it with a conversion's
-    time exactly (rtb/attribution.py). Time and campaign sit side by side in one row
-    per user, so a win reads and writes one cache line of it.
+    A touch is packed in one int64 (encode_touch): its exact time, in clock units
+    (every event time is on the simulation clock, types.on_clock), and its campaign,
+    so a win writes one number and attribution compares times exactly.
     """
 
     exposures: np.ndarray  # u1[n_users, nc], saturating at 255
-    touches: np.ndarray  # f8[n_users, 2 * n_adv]: per advertiser, its last impression's
-    # time (column 2a; -inf = none) and campaign (column 2a + 1; -1 = none)
-
-    @property
-    def touch_time_s(self) -> np.ndarray:
-        """f8[n_users, n_adv] view: each advertiser's last touch time, -inf = none."""
-        return self.touches[:, 0::2]
-
-    @property
-    def touch_campaign(self) -> np.ndarray:
-        """f8[n_users, n_adv] view: the campaign of that touch, -1 = none."""
-        return self.touches[:, 1::2]
+    last_touch: np.ndarray  # i8[n_users, n_adv]: each advertiser's last impression; -1 = none
 
 
-def clear_touches(touches: np.ndarray) -> np.ndarray:
-    """Mark every touch of a f8[n_users, 2 * n_adv] book as none; returns it."""
-    touches[:, 0::2] = -np.inf
-    touches[:, 1::2] = -1.0
-    return touches
+TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536; times < 2**47 clock units (68 years)
+NO_TOUCH = -1
+
+
+@njit(cache=True, inline="always")
+def encode_touch(time_s, campaign):
+    """(time on the clock, campaign) as one int64, ordered by time; exact."""
+    return (np.int64(time_s * T.CLOCK_UNITS_PER_S) << TOUCH_CAMPAIGN_BITS) | campaign
+
+
+def touch_time_s(touch: np.ndarray) -> np.ndarray:
+    """The times of packed touches; -inf where none."""
+    touch = np.asarray(touch, dtype=np.int64)
+    return np.where(touch >= 0, (touch >> TOUCH_CAMPAIGN_BITS) / T.CLOCK_UNITS_PER_S, -np.inf)
+
+
+def touch_campaign(touch: np.ndarray) -> np.ndarray:
+    """The campaigns of packed touches; -1 where none."""
+    touch = np.asarray(touch, dtype=np.int64)
+    return np.where(touch >= 0, touch & ((1 << TOUCH_CAMPAIGN_BITS) - 1), -1).astype(np.int32)
 
 
 class TickResult(NamedTuple):
@@ -152,8 +156,8 @@ class TickResult(NamedTuple):
     open_auction: np.ndarray  # bool: the open-auction floor was in play (no private deal,
     # not sold through the deal)
     floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
-    prior_touch_time_s: np.ndarray  # f8: for campaign wins, the advertiser's touch the win replaced
-    prior_touch_campaign: np.ndarray  # i4: and its campaign (-1 = none)
+    prior_touch: np.ndarray  # i8: for campaign wins, the advertiser's touch the win replaced
+    # (encode_touch; NO_TOUCH = none)
 
 
 def new_result(n: int) -> TickResult:
@@ -161,8 +165,7 @@ def new_result(n: int) -> TickResult:
     that needs it: prior_* only on campaign wins)."""
     return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                       np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
-                      np.zeros(n, dtype=np.bool_), np.full(n, -np.inf),
-                      np.full(n, -1, dtype=np.int32))
+                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64))
 
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
@@ -297,10 +300,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     counts, times = caps.counts, caps.times
     adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
     adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
-    exposures, touches = users.exposures, users.touches
+    exposures, last_touch = users.exposures, users.last_touch
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
-    prior_touch_time_s, prior_touch_campaign = result.prior_touch_time_s, result.prior_touch_campaign
+    prior_touch = result.prior_touch
 
     n, nc = bids.shape
     n_words = slot_blocked_words.shape[1]
@@ -353,7 +356,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             prefetch_row(times, v)
             prefetch_row(adv_counts, v)
             prefetch_row(exposures, v)
-            prefetch_row(touches, v)
+            prefetch_row(last_touch, v)
         floor = floor_cpm[i]
         d = deal[i]
         has_deal = d >= 0
@@ -364,15 +367,17 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             word = np.int64(slot_words[s, w] & user_words[u, w])
             for k in range(min(64, nc - w * 64)):
                 targets[w * 64 + k] = (word >> shifts[k]) & 1
+        if has_blocks:
             # Brand-safety blocks (rare): bids that pass every other test of targeting.
-            blocked = slot_blocked_words[s, w] & user_words[u, w] if has_blocks else np.uint64(0)
-            c = w * 64
-            while blocked != 0:
-                if blocked & np.uint64(1):
-                    n_blocked[c] += ((bids[i, c] >= 0.0) & (t >= flight_start_s[c]) & (t < flight_end_s[c])
-                                     & ((not private) or deal_allowed[dd, c]))
-                blocked >>= np.uint64(1)
-                c += 1
+            for w in range(n_words):
+                blocked = slot_blocked_words[s, w] & user_words[u, w]
+                c = w * 64
+                while blocked != 0:
+                    if blocked & np.uint64(1):
+                        n_blocked[c] += ((bids[i, c] >= 0.0) & (t >= flight_start_s[c])
+                                         & (t < flight_end_s[c]) & ((not private) or deal_allowed[dd, c]))
+                    blocked >>= np.uint64(1)
+                    c += 1
         up = u_pace[i]
         top = np.int64(NO_KEY)  # the row's best key, found during the pass
         # Every campaign's tests that read no running state, as one branch-free pass
@@ -526,11 +531,11 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             hit = in_play
             if hit:
                 top_bid = market if market >= 0.0 else -1.0  # NaN compares false
-                for c in range(nc):
+                for c in range(nc):  # branch-free: bids are random
                     b = bids[i, c]
-                    if (b > top_bid and targets[c] != 0 and t >= flight_start_s[c]
-                            and t < flight_end_s[c]):
-                        top_bid = b
+                    targeted = (targets[c] != 0) & (t >= flight_start_s[c]) & (t < flight_end_s[c])
+                    b = b if targeted else -1.0
+                    top_bid = b if b > top_bid else top_bid  # NaN compares false
                 hit = 0.0 <= top_bid < floor
             floor_hit[i] = hit
         else:
@@ -565,10 +570,8 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         prior_exposures[i] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        prior_touch_time_s[i] = touches[u, 2 * a]
-        prior_touch_campaign[i] = np.int32(touches[u, 2 * a + 1])
-        touches[u, 2 * a] = t
-        touches[u, 2 * a + 1] = c
+        prior_touch[i] = last_touch[u, a]
+        last_touch[u, a] = encode_touch(t, c)
 
     # Each bid's outcome: the pre-auction tests' from the nested counts; candidates
     # not checked out, not won and not lost to the market lost to a higher bid.

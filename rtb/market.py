@@ -16,7 +16,7 @@ from dmp.behaviour import Behaviour, build_behaviour
 from dsp.campaigns import CampaignTable, build_campaigns
 from rtb.scenario import Scenario
 from rtb.seeding import stream
-from rtb.types import MECHANISMS, PPM
+from rtb.types import CLOCK_UNITS_PER_S, MECHANISMS, PPM
 from ssp.deals import DealBook, build_deals
 from ssp.floors import FloorBook, build_floors
 from ssp.inventory import Inventory, build_inventory
@@ -115,7 +115,8 @@ def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0
         budget_scale=budget_scale,
         start=s.simulation.start,
         duration_s=s.simulation.duration,
-        tick_s=s.simulation.tick,
+        # Ticks start on the clock (types.on_clock), so each tick's event times do too.
+        tick_s=max(round(s.simulation.tick * CLOCK_UNITS_PER_S), 1) / CLOCK_UNITS_PER_S,
         mechanism=MECHANISMS[s.exchange.auction],
         exchange_fee_ppm=round(s.exchange.fee * PPM),
         inventory=inventory,

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from dsp.campaigns import CampaignTable
-from rtb.kernel import CampaignBook, CapBook, UserBook, clear_touches
+from rtb.kernel import NO_TOUCH, CampaignBook, CapBook, UserBook
 from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.types import CAP_CALENDAR, CAP_NONE, CAP_ROLLING, N_OUTCOMES, SECONDS_PER_DAY
@@ -173,7 +173,7 @@ def new_run_state(m: Market) -> RunState:
     )
     users = UserBook(
         exposures=user_rows(m.n_users, nc, np.uint8, 0),
-        touches=clear_touches(user_rows(m.n_users, 2 * n_adv, np.float64, 0)),
+        last_touch=user_rows(m.n_users, n_adv, np.int64, NO_TOUCH),
     )
     dynamic = m.floors.start_dynamic()
     return RunState(

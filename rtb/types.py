@@ -18,6 +18,12 @@ MAX_BID_CPM = 1e9
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
 
+# The simulation clock: every event time (requests, conversions) is a whole number of
+# 1/65536 s (about 15 microseconds), so the kernel can keep a touch's exact time with
+# its campaign in one int64, and attribution compares times exactly. A power of two:
+# scaling to and from clock units is exact in float64.
+CLOCK_UNITS_PER_S = 65_536
+
 # Auction mechanisms, as the numba kernels read them.
 MECHANISM_FIRST = 0
 MECHANISM_SECOND = 1
@@ -80,6 +86,11 @@ def cpm_to_micros(cpm: np.ndarray | float) -> np.ndarray:
     ledger and the kernels agree to the micro.
     """
     return (np.asarray(cpm, dtype=F8) * MICROS_PER_CPM + 0.5).astype(I8)
+
+
+def on_clock(time_s: np.ndarray) -> np.ndarray:
+    """Times rounded down to the simulation clock (whole 1/65536 s); exact in float64."""
+    return np.floor(np.asarray(time_s, dtype=F8) * CLOCK_UNITS_PER_S) / CLOCK_UNITS_PER_S
 
 
 def units_to_micros(units: float) -> int:

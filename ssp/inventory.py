@@ -9,7 +9,7 @@ import numpy as np
 
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE
 from rtb.supply_spec import PublisherSpec, SspSpec
-from rtb.types import PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from rtb.types import PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR, on_clock
 
 # A typical diurnal curve of web traffic by UTC hour (night trough, evening peak).
 DEFAULT_HOURLY_SHAPE = np.array(
@@ -80,7 +80,8 @@ def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
     n = int(rng.poisson(rates.sum() * dt))
     gaps = rng.standard_exponential(n + 1)
     arrivals = np.cumsum(gaps)
-    time_s = t0 + dt * (arrivals[:-1] / arrivals[-1])
+    # On the clock, t0 being on it: still in [t0, t1) and in time order.
+    time_s = on_clock(t0 + dt * (arrivals[:-1] / arrivals[-1]))
     cumulative = np.cumsum(rates)
     slot = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
     return time_s, np.minimum(slot, rates.size - 1)

@@ -16,7 +16,8 @@ import rtb.exchange
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.engine import _run
 from rtb.exchange import Exchange
-from rtb.kernel import clear_touches
+from rtb.kernel import NO_TOUCH, encode_touch
+from rtb.types import on_clock
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
 from rtb.state import new_run_state
@@ -46,36 +47,34 @@ def test_last_touches_match_the_rule_for_any_tick_cut(seed):
     rng = np.random.default_rng(seed)
     n_users, n_adv, window = 6, 2, float(rng.choice([50.0, 200.0, 1e9]))
     duration = 1000.0
-    times = np.sort(rng.uniform(0, duration, 300))
+    times = on_clock(np.sort(rng.uniform(0, duration, 300)))  # event times are on the clock
     wins = [(float(t), int(rng.integers(n_users)), int(rng.integers(n_adv)), int(rng.integers(5)))
             for t in times]
-    conv = sorted((float(rng.uniform(0, duration)), int(rng.integers(n_users)),
-                   int(rng.integers(n_adv))) for _ in range(200))
+    conv = sorted((float(t), int(rng.integers(n_users)), int(rng.integers(n_adv)))
+                  for t in on_clock(rng.uniform(0, duration, 200)))
     # Some conversions exactly at an impression's time: not "strictly before" it.
     conv += [(t, u, a) for t, u, a, _ in wins[::25]]
     conv.sort()
     want = reference_credit(conv, wins, window)
     for tick in (1.0, 7.0, 100.0, 1000.0):
-        touches = clear_touches(np.empty((n_users, 2 * n_adv)))
-        touch_time, touch_campaign = touches[:, 0::2], touches[:, 1::2]  # views
+        last_touch = np.full((n_users, n_adv), NO_TOUCH, dtype=np.int64)
         got = []
         for t0 in np.arange(0.0, duration, tick):
             mine = [w for w in wins if t0 <= w[0] < t0 + tick]
-            prior_t, prior_c = [], []
+            prior = []
             for t, u, a, c in mine:  # the kernel's book, impression by impression
-                prior_t.append(touch_time[u, a])
-                prior_c.append(touch_campaign[u, a])
-                touch_time[u, a], touch_campaign[u, a] = t, c
+                prior.append(last_touch[u, a])
+                last_touch[u, a] = encode_touch(t, c)
             cols = list(zip(*mine)) if mine else [(), (), (), ()]
             tick_wins = TickWins(np.array(cols[0], dtype=np.float64), np.array(cols[1], dtype=np.int64),
                                  np.array(cols[2], dtype=np.int32), np.array(cols[3], dtype=np.int32),
-                                 np.array(prior_t, dtype=np.float64), np.array(prior_c, dtype=np.int32))
+                                 np.array(prior, dtype=np.int64))
             due = [x for x in conv if t0 <= x[0] < t0 + tick]
             if not due:
                 continue
             t, u, a = (np.array(c) for c in zip(*due))
-            when, who = last_touches(t, u, a, touches, tick_wins)
-            got += attributed_campaign(t, when, who, window).tolist()
+            touch = last_touches(t, u, a, last_touch, tick_wins)
+            got += attributed_campaign(t, touch, window).tolist()
         assert got == want, tick
 
 
@@ -160,6 +159,8 @@ def test_runs_credit_exactly_the_last_touch_at_any_tick_length(tick_s, monkeypat
         window = market.behaviour.attribution_window_s
         assert len(conversions) > 50 and sum(c >= 0 for c in credited) > 20
         assert all(t < market.duration_s for t, _, _ in conversions)
+        times = np.array([t for t, *_ in wins] + [t for t, *_ in conversions])
+        np.testing.assert_array_equal(on_clock(times), times)  # every event on the clock
         assert credited == reference_credit(conversions, wins, window)
         assert np.bincount([c for c in credited if c >= 0], minlength=tally.n_campaigns).tolist() \
             == tally.attributed_conversions.tolist()

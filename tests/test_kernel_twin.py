@@ -64,12 +64,28 @@ from hypothesis import strategies as st
 
 from rtb import types as T
 from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                        campaign_words, clear_tick_nb, clear_touches, no_deals)
+                        campaign_words, clear_tick_nb, no_deals)
 from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
 NAN, INF = math.nan, math.inf
+
+
+# The kernel's touch book, stated here on its own: a touch is (time in clock units <<
+# 16) | campaign, -1 = none; every event time is on the simulation clock.
+def pack_touch(t: float, c: int) -> int:
+    units = t * T.CLOCK_UNITS_PER_S
+    assert units == int(units), f"{t} is not on the clock"
+    return (int(units) << 16) | int(c)
+
+
+def touch_times(packed) -> list[float]:
+    return [-math.inf if p < 0 else (p >> 16) / T.CLOCK_UNITS_PER_S for p in np.ravel(packed).tolist()]
+
+
+def touch_campaigns(packed) -> list[int]:
+    return [-1 if p < 0 else p & 0xFFFF for p in np.ravel(packed).tolist()]
 NO_LIMIT = 2**62  # a daily budget that never binds (dsp.campaigns.NO_LIMIT_MICROS)
 
 
@@ -245,10 +261,8 @@ def _settle(c, price, i, t, u, book, caps, users, result):
     book.reach[c] += seen == 0
     users.exposures[u, c] = min(seen + 1, 255)
     # The advertiser's last touch of the user: this impression, at its exact time.
-    result.prior_touch_time_s[i] = users.touch_time_s[u, a]
-    result.prior_touch_campaign[i] = users.touch_campaign[u, a]
-    users.touch_time_s[u, a] = t
-    users.touch_campaign[u, a] = c
+    result.prior_touch[i] = users.last_touch[u, a]
+    users.last_touch[u, a] = pack_touch(t, c)
 
 
 def _floor_hit(mechanism, winner, price, floor, offered) -> bool:
@@ -397,14 +411,14 @@ def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end
 
 
 def make_users(nc, n_users, n_adv=1) -> UserBook:
-    """No exposures, no touches yet (time -inf, campaign -1)."""
-    return UserBook(np.zeros((n_users, nc), np.uint8), clear_touches(np.empty((n_users, 2 * n_adv))))
+    """No exposures, no touches yet (-1)."""
+    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
                   deal=-1) -> RequestBatch:
     """A RequestBatch; the fields the kernel does not read are typed placeholders."""
-    time_s = np.asarray(time_s, np.float64)
+    time_s = T.on_clock(time_s)  # a run's times are on the clock
     n = time_s.size
     return RequestBatch(
         time_s=time_s.copy(), slot=_col(slot, n, np.int64), publisher=np.zeros(n, np.int32),
@@ -427,7 +441,7 @@ def empty_result(n) -> TickResult:
     only on campaign wins, and only those rows are compared)."""
     return TickResult(np.full(n, 99, np.int32), np.full(n, -7.0), np.full(n, 77, np.uint8),
                       np.ones(n, np.bool_), np.ones(n, np.bool_), np.ones(n, np.bool_),
-                      np.full(n, -7.0), np.full(n, 99, np.int32))
+                      np.full(n, 99, np.int64))
 
 
 def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
@@ -545,9 +559,8 @@ def random_case(rng: np.random.Generator) -> Case:
 
     users = make_users(nc, n_users, n_adv)
     users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_users, nc))
-    touched = rng.random((n_users, n_adv)) < 0.4  # touches shortly before the batch
-    users.touch_time_s[touched] = -step * rng.integers(0, 6, int(touched.sum()))
-    users.touch_campaign[touched] = rng.integers(0, nc, int(touched.sum()))
+    touched = rng.random((n_users, n_adv)) < 0.4  # touches at the start, before the batch
+    users.last_touch[touched] = [pack_touch(0.0, c) for c in rng.integers(0, nc, int(touched.sum()))]
     market = Market(targeting, deals, book, caps, users)
 
     # Requests and bids: integer grids make ties (bid/bid, bid/market, bid/floor) common.
@@ -591,7 +604,7 @@ def assert_same(kernel_out, twin_out, label):
                                           err_msg=f"{label}: {type(part_k).__name__}.{name}")
 
 
-PER_WIN = ("prior_exposures", "prior_touch_time_s", "prior_touch_campaign")
+PER_WIN = ("prior_exposures", "prior_touch")
 
 
 def assert_same_result(rk: TickResult, rp: TickResult, where: str) -> None:
@@ -681,7 +694,7 @@ def test_random_markets_reach_every_rule():
             seen["hit_sold"] += int((r.floor_hit & sold).sum())
             seen["hit_unsold"] += int((r.floor_hit & ~sold).sum())
             seen["closed"] += int((~r.open_auction).sum())
-            seen["replaced_touch"] += int((r.prior_touch_campaign[r.winner >= 0] >= 0).sum())
+            seen["replaced_touch"] += int((r.prior_touch[r.winner >= 0] >= 0).sum())
         outcomes += (m.book.outcomes - start).sum(axis=0)
     assert (outcomes > 0).all(), dict(zip(T.OUTCOME_NAMES, outcomes.tolist()))
     assert all(v > 0 for v in seen.values()), seen
@@ -734,14 +747,13 @@ def _check_invariants(case, m, req, bids, seed):
     assert np.all(req.floor_cpm[r.floor_hit & ~sold] > 0.0), msg  # some bid >= 0 was below it
     # Touches: a campaign win replaces an earlier touch with its own.
     camp = np.flatnonzero(r.winner >= 0)
-    assert np.all(r.prior_touch_time_s[camp] <= req.time_s[camp]), msg
+    assert np.all(np.array(touch_times(r.prior_touch[camp])) <= req.time_s[camp]), msg
     adv = book.advertiser[r.winner[camp]]
     last = {}  # the tick's last win per (user, advertiser)
     for i, a in zip(camp, adv):
         last[int(req.user[i]), int(a)] = i
     for (u, a), i in last.items():
-        assert m.users.touch_time_s[u, a] == req.time_s[i], msg
-        assert m.users.touch_campaign[u, a] == r.winner[i], msg
+        assert m.users.last_touch[u, a] == pack_touch(req.time_s[i], r.winner[i]), msg
     # Money: spend <= budget, every micro accounted for.
     spent = ((book.media_micros - before.book.media_micros) + (book.fee_micros - before.book.fee_micros)
              + (book.data_cost_micros - before.book.data_cost_micros))
@@ -1013,26 +1025,27 @@ def test_win_updates_reach_exposures_and_last_touch():
     assert r.prior_exposures.tolist() == [0, 1, 255]
     assert m.users.exposures[:, 1].tolist() == [2, 255]  # saturates
     assert m.book.reach[1] == 1
-    assert m.users.touch_time_s[:, 0].tolist() == [2.25, 3.0]
-    assert m.users.touch_campaign[:, 0].tolist() == [1, 1]
+    assert touch_times(m.users.last_touch[:, 0]) == [2.25, 3.0]
+    assert touch_campaigns(m.users.last_touch[:, 0]) == [1, 1]
 
 
 def test_touch_keeps_the_exact_time_per_advertiser_and_the_result_the_one_replaced():
     # Campaigns 0 and 1 belong to advertiser 0, campaign 2 to advertiser 1. User 0 was
-    # touched by campaign 0 at -5 s; market wins and unsold requests touch nobody.
+    # touched by campaign 0 at 0.5 s; market wins and unsold requests touch nobody.
     m = make_market(3, n_users=2, n_adv=2, book=make_book(3, advertiser=[0, 0, 1]))
-    m.users.touch_time_s[0, 0], m.users.touch_campaign[0, 0] = -5.0, 0
-    req = make_requests([1.0004, 2.5, 3.0, 4.0, 4.25, 4.5], user=[0, 0, 0, 0, 1, 0],
+    m.users.last_touch[0, 0] = pack_touch(0.5, 0)
+    t0 = 1 + 26 / T.CLOCK_UNITS_PER_S  # 1.0004 s, on the clock
+    req = make_requests([t0, 2.5, 3.0, 4.0, 4.25, 4.5], user=[0, 0, 0, 0, 1, 0],
                         floor_cpm=1.0, market_cpm=[NAN, NAN, 9.0, NAN, NAN, NAN])
     bids = [[NAN, 2.0, NAN], [NAN, NAN, 2.0], [2.0, NAN, NAN], [2.0, NAN, NAN],
             [NAN, NAN, 2.0], [0.5, NAN, NAN]]
     r = _both(req, bids, m)
     assert r.winner.tolist() == [1, 2, T.MARKET, 0, 2, T.UNSOLD]
     won = r.winner >= 0
-    assert r.prior_touch_time_s[won].tolist() == [-5.0, -INF, 1.0004, -INF]
-    assert r.prior_touch_campaign[won].tolist() == [0, -1, 1, -1]
-    assert m.users.touch_time_s.tolist() == [[4.0, 2.5], [-INF, 4.25]]
-    assert m.users.touch_campaign.tolist() == [[0, 2], [-1, 2]]
+    assert touch_times(r.prior_touch[won]) == [0.5, -INF, t0, -INF]
+    assert touch_campaigns(r.prior_touch[won]) == [0, -1, 1, -1]
+    assert touch_times(m.users.last_touch) == [4.0, 2.5, -INF, 4.25]
+    assert touch_campaigns(m.users.last_touch) == [0, 2, -1, 2]
 
 
 def test_runaway_bid_is_clamped():

@@ -55,12 +55,28 @@ import pytest
 
 from rtb import types as T
 from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                        campaign_words, clear_tick, clear_tick_nb, clear_touches, no_deals)
+                        campaign_words, clear_tick, clear_tick_nb, no_deals)
 from rtb.types import RequestBatch
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
 NAN = math.nan
+
+
+# The kernel's touch book, stated here on its own: a touch is (time in clock units <<
+# 16) | campaign, -1 = none; every event time is on the simulation clock.
+def pack_touch(t: float, c: int) -> int:
+    units = t * T.CLOCK_UNITS_PER_S
+    assert units == int(units), f"{t} is not on the clock"
+    return (int(units) << 16) | int(c)
+
+
+def touch_times(packed) -> list[float]:
+    return [-math.inf if p < 0 else (p >> 16) / T.CLOCK_UNITS_PER_S for p in np.ravel(packed).tolist()]
+
+
+def touch_campaigns(packed) -> list[int]:
+    return [-1 if p < 0 else p & 0xFFFF for p in np.ravel(packed).tolist()]
 
 
 # ---- the twin ---------------------------------------------------------------------
@@ -268,10 +284,8 @@ def _charge_and_record(c, price, t, u, i, book, caps, users, result):
     if seen == 0:
         book.reach[c] += 1
     users.exposures[u, c] = min(seen + 1, 255)
-    result.prior_touch_time_s[i] = users.touch_time_s[u, a]  # the touch this one replaces
-    result.prior_touch_campaign[i] = users.touch_campaign[u, a]
-    users.touch_time_s[u, a] = t
-    users.touch_campaign[u, a] = c
+    result.prior_touch[i] = users.last_touch[u, a]  # the touch this one replaces
+    users.last_touch[u, a] = pack_touch(t, c)
 
 
 # ---- building state ---------------------------------------------------------------
@@ -354,7 +368,7 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                    adv_window_end_s=_calendar_ends(adv_kind, adv_window_s, adv_window_end_s),
                    adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8))
     users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8),
-                     touches=clear_touches(np.empty((n_users, 2 * n_adv))))
+                     last_touch=np.full((n_users, n_adv), -1, dtype=np.int64))
     return State(targeting, no_deals(nc) if deals is None else deals, book, caps, users)
 
 
@@ -368,7 +382,7 @@ def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
     """A RequestBatch; the fields the kernel does not read hold typed placeholders."""
     n = len(time_s)
     return RequestBatch(
-        time_s=np.asarray(time_s, dtype=np.float64),
+        time_s=T.on_clock(time_s),  # a run's times are on the clock
         slot=np.zeros(n, dtype=np.int64) if slot is None else np.asarray(slot, np.int64),
         publisher=np.zeros(n, dtype=np.int32), format=np.zeros(n, dtype=np.uint8),
         deal=np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32),
@@ -385,7 +399,7 @@ def as_bids(rows) -> np.ndarray:
     return np.ascontiguousarray(np.atleast_2d(np.asarray(rows, dtype=np.float64)))
 
 
-PER_WIN = ("prior_exposures", "prior_touch_time_s", "prior_touch_campaign")  # campaign wins only
+PER_WIN = ("prior_exposures", "prior_touch")  # campaign wins only
 
 
 def sentinel_result(n) -> TickResult:
@@ -393,7 +407,7 @@ def sentinel_result(n) -> TickResult:
     return TickResult(np.full(n, 99, dtype=np.int32), np.full(n, -7.0),
                       np.full(n, 77, dtype=np.uint8), np.ones(n, dtype=np.bool_),
                       np.ones(n, dtype=np.bool_), np.ones(n, dtype=np.bool_),
-                      np.full(n, -7.0), np.full(n, 99, dtype=np.int32))
+                      np.full(n, 99, dtype=np.int64))
 
 
 def run_nb(req, bids, mechanism, state: State) -> TickResult:
@@ -465,9 +479,8 @@ def random_case(rng: np.random.Generator):
     state.users.exposures[:] = seen.astype(np.uint8)
     state.book.reach[:] = (seen > 0).sum(axis=0)
     # Some users were touched before: the touch a win replaces is not always none.
-    touched = rng.random(state.users.touch_time_s.shape) < 0.3
-    state.users.touch_time_s[touched] = -rng.choice([0.5, 3.0, 100.0], size=int(touched.sum()))
-    state.users.touch_campaign[touched] = rng.integers(0, nc, size=int(touched.sum()))
+    touched = rng.random(state.users.last_touch.shape) < 0.3
+    state.users.last_touch[touched] = [pack_touch(0.0, c) for c in rng.integers(0, nc, int(touched.sum()))]
 
     ticks = []
     t = 0.0
@@ -534,7 +547,7 @@ def test_random_batches_exercise_every_rule():
             seen["floor_hit_unsold"] += int((result.floor_hit & ~sold).sum())
             seen["closed_auction"] += int((~result.open_auction).sum())
             won = result.winner >= 0
-            seen["replaced_touch"] += int((result.prior_touch_campaign[won] >= 0).sum())
+            seen["replaced_touch"] += int((result.prior_touch[won] >= 0).sum())
         seen["day_resets"] += int((state.book.day_end_s > start_day_end).any())
         seen["adv_capped"] += int((state.caps.adv_counts >= state.caps.adv_limit).any())
         outcomes += state.book.outcomes.sum(axis=0)
@@ -775,23 +788,24 @@ def test_reach_exposures_and_last_touch():
     assert result.prior_exposures.tolist() == [0, 1, 255, 0]
     assert state.book.reach.tolist() == [1, 1]  # user 1 had seen campaign 1 already
     assert state.users.exposures[:, 1].tolist() == [0, 255, 1]
-    assert state.users.touch_campaign[:, 0].tolist() == [0, 1, 1]
-    assert state.users.touch_time_s[:, 0].tolist() == [2.0, 3.0, 4.5]  # the exact time
+    assert touch_campaigns(state.users.last_touch[:, 0]) == [0, 1, 1]
+    assert touch_times(state.users.last_touch[:, 0]) == [2.0, 3.0, 4.5]  # the exact time
     # Each win reports the touch it replaced: none, then campaign 0's at 1 s.
-    assert result.prior_touch_time_s.tolist() == [-np.inf, 1.0, -np.inf, -np.inf]
-    assert result.prior_touch_campaign.tolist() == [-1, 0, -1, -1]
+    assert touch_times(result.prior_touch) == [-np.inf, 1.0, -np.inf, -np.inf]
+    assert touch_campaigns(result.prior_touch) == [-1, 0, -1, -1]
 
 
 def test_touch_is_per_advertiser_and_keeps_sub_millisecond_times():
     state = make_state(3, n_users=1, n_adv=2, advertiser=[0, 1, 0])
-    req = make_requests([0.0004, 0.0009, 7.25, 8.0], [0] * 4, [0.0] * 4, [NAN, NAN, 9.0, NAN])
+    t1, t2 = 26 / T.CLOCK_UNITS_PER_S, 59 / T.CLOCK_UNITS_PER_S  # 0.4 and 0.9 ms, on the clock
+    req = make_requests([t1, t2, 7.25, 8.0], [0] * 4, [0.0] * 4, [NAN, NAN, 9.0, NAN])
     result = run_nb(req, as_bids([[1.0, NAN, NAN], [NAN, 1.0, NAN], [1.0, 1.0, 1.0],
                                   [NAN, NAN, 1.0]]), FIRST, state)
     assert result.winner.tolist() == [0, 1, T.MARKET, 2]  # the market touches nobody
-    assert result.prior_touch_time_s[[0, 1, 3]].tolist() == [-np.inf, -np.inf, 0.0004]
-    assert result.prior_touch_campaign[[0, 1, 3]].tolist() == [-1, -1, 0]
-    assert state.users.touch_time_s.tolist() == [[8.0, 0.0009]]
-    assert state.users.touch_campaign.tolist() == [[2, 1]]
+    assert touch_times(result.prior_touch[[0, 1, 3]]) == [-np.inf, -np.inf, t1]
+    assert touch_campaigns(result.prior_touch[[0, 1, 3]]) == [-1, -1, 0]
+    assert touch_times(state.users.last_touch) == [8.0, t2]
+    assert touch_campaigns(state.users.last_touch) == [2, 1]
 
 
 # ---- invariants on the kernel alone --------------------------------------------------
@@ -831,7 +845,7 @@ def test_clear_tick_wrapper_clears_like_the_kernel():
     """clear_tick: the kernel on fresh result arrays, whose rows without a campaign win
     say "no earlier touch"; bids of the wrong shape are refused."""
     state = make_state(2)
-    state.users.touch_time_s[1, 0], state.users.touch_campaign[1, 0] = -3.0, 1
+    state.users.last_touch[1, 0] = pack_touch(0.0, 1)
     twin = state.copy()
     req = make_requests([0.0, 1.0, 2.0], [0, 1, 2], [1.0] * 3, [NAN, 5.0, NAN])
     bids = as_bids([[2.0, 1.5], [2.0, NAN], [0.5, NAN]])
@@ -839,8 +853,7 @@ def test_clear_tick_wrapper_clears_like_the_kernel():
     assert_same_result(got, run_nb(req, bids, SECOND, twin))
     assert_same_state(state, twin)
     assert got.winner.tolist() == [0, T.MARKET, T.UNSOLD]
-    assert got.prior_touch_time_s.tolist() == [-np.inf] * 3
-    assert got.prior_touch_campaign.tolist() == [-1] * 3
+    assert got.prior_touch.tolist() == [-1] * 3
     assert got.floor_hit.tolist() == [False, False, True]
     with pytest.raises(ValueError, match="does not match"):
         clear_tick(req, bids.T, SECOND, *state)
