@@ -15,7 +15,7 @@ from dmp.behaviour import ad_outcomes, build_behaviour, organic_conversions
 from dmp.sampling import alias_draw, alias_table
 from rtb.scenario import DmpSpec, parse_scenario
 from rtb.seeding import stream
-from rtb.types import DEVICES, FORMATS
+from rtb.types import CLOCK_UNITS_PER_S, DEVICES, FORMATS, on_clock
 
 
 def frequencies_match(draws: np.ndarray, weights, k: float = 5.0) -> None:
@@ -203,7 +203,10 @@ def test_no_conversion_without_click_and_exponential_delay(behaviour):
     assert delay.size > 300
     assert (delay >= 0).all()
     assert delay.mean() == pytest.approx(7200.0, rel=5 / np.sqrt(delay.size))
-    np.testing.assert_allclose(delay, -7200.0 * np.log1p(-u[2][out.converted]))
+    # Exponential, then down to the simulation clock (whole 1/65536 s).
+    exact = -7200.0 * np.log1p(-u[2][out.converted])
+    np.testing.assert_array_equal(delay, on_clock(100.0 + exact) - 100.0)
+    assert (delay <= exact).all() and (exact - delay < 1 / CLOCK_UNITS_PER_S).all()
 
 
 def test_organic_conversions_rate(behaviour):
