@@ -66,26 +66,12 @@ from rtb import types as T
 from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
                         campaign_words, clear_tick_nb, no_deals)
 from rtb.types import RequestBatch
+from touch_book import pack_touch, touch_campaigns, touch_times
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
 NAN, INF = math.nan, math.inf
 
-
-# The kernel's touch book, stated here on its own: a touch is (time in clock units <<
-# 16) | campaign, -1 = none; every event time is on the simulation clock.
-def pack_touch(t: float, c: int) -> int:
-    units = t * T.CLOCK_UNITS_PER_S
-    assert units == int(units), f"{t} is not on the clock"
-    return (int(units) << 16) | int(c)
-
-
-def touch_times(packed) -> list[float]:
-    return [-math.inf if p < 0 else (p >> 16) / T.CLOCK_UNITS_PER_S for p in np.ravel(packed).tolist()]
-
-
-def touch_campaigns(packed) -> list[int]:
-    return [-1 if p < 0 else p & 0xFFFF for p in np.ravel(packed).tolist()]
 NO_LIMIT = 2**62  # a daily budget that never binds (dsp.campaigns.NO_LIMIT_MICROS)
 
 
