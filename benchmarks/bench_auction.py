@@ -1,6 +1,6 @@
 """Benchmarks of rtb.auction.clear against a bare top-two numba loop on the same bids.
 
-Run: /work/venv/bin/pytest benchmarks/bench_auction.py --benchmark-only
+Run (from the repository root): python -m pytest benchmarks/bench_auction.py --benchmark-only
 Every function is compiled (called once) before it is timed.
 """
 

@@ -1,10 +1,10 @@
 """Benchmarks of the bid-log replay: parsing a 10-million-line theta log, and the replay kernel.
 
-Run: /work/venv/bin/pytest benchmarks/bench_replay.py --benchmark-only
+Run (from the repository root): python -m pytest benchmarks/bench_replay.py --benchmark-only
 Each function runs once before it is timed, so JIT compilation is excluded. Every
 benchmark also times a bare "limit" loop over the same data (for the parser: finding
 the newlines; for the replay: bid >= price with no episodes or budgets) and reports
-the ratio. The issue's targets are asserted on the best round, which a busy machine
+the ratio. The targets (docs/replay.md) are asserted on the best round, which a busy machine
 disturbs least: parsing >= 2 M lines/s, replay >= 20 M requests/s.
 """
 

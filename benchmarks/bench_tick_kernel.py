@@ -1,6 +1,6 @@
 """Benchmark of the simulation tick kernel clear_tick_nb against a bare top-two loop on the same bids.
 
-Run: /work/venv/bin/pytest benchmarks/bench_tick_kernel.py --benchmark-only -s
+Run (from the repository root): python -m pytest benchmarks/bench_tick_kernel.py --benchmark-only -s
 
 One batch per campaign count: 200,000 requests in one UTC day (no midnight or window
 boundary inside), 100,000 users, floors, the rest of the market, a deal on 10 % of the
@@ -15,7 +15,7 @@ function is compiled (called once) first.
 A third loop, the bare one plus one prefetched read of the request's user's cap row,
 shows how much of the kernel's distance from the bare loop is memory: little.
 
-Two more loops bound what any kernel with the issue's rules can reach: the least work
+Two more loops bound what any kernel with these rules can reach: the least work
 that floors, caps and budgets take (least_capped_nb), without and with the per-user
 books a report needs. At 8 campaigns the first stays near a third of the bare loop's
 speed; with the books, the second reaches about half only at 128 (docs/auction.md).
