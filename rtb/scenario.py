@@ -197,6 +197,8 @@ class BehaviourSpec(Spec):
 
 
 class Scenario(Spec):
+    """An rtbsim scenario file (.toml or .json): one market for `rtb run` to simulate."""
+
     name: str = "scenario"
     simulation: SimulationSpec
     exchange: ExchangeSpec = ExchangeSpec()
@@ -416,6 +418,14 @@ def load_scenario(path: str | Path) -> Scenario:
     except json.JSONDecodeError as exc:
         raise InputError.single(file, "", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     return parse_scenario(data, file, base_dir=path.resolve().parent)
+
+
+def json_schema_text() -> str:
+    """The scenario file's JSON Schema, for editors: `rtb schema` prints it and
+    scenarios/scenario.schema.json is a copy. Keys are sorted, so the text changes only
+    when a model does. It checks fields one by one; the cross-field rules (references,
+    flights) are reference_problems()'s, so `rtb validate` remains the last word."""
+    return json.dumps(Scenario.model_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 FORMAT_CODE = {name: i for i, name in enumerate(FORMATS)}

@@ -44,7 +44,26 @@ def _utc(value: object) -> object:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+class OrText:
+    """JSON Schema only (`rtb schema`): the field may also be written as text, which its
+    BeforeValidator turns into the value; validation is unchanged.
+
+    pydantic names bounds that follow a BeforeValidator its own way (gt, le); they are
+    given their JSON Schema names here, so editors check them.
+    """
+
+    BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+
+    def __init__(self, **text_schema: str):
+        self.text_schema = {"type": "string", **text_schema}
+
+    def __get_pydantic_json_schema__(self, core_schema, handler) -> dict:
+        value = {self.BOUNDS.get(k, k): v for k, v in handler(core_schema).items()}
+        return {"anyOf": [value, dict(self.text_schema)]}
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0),
+                    OrText(pattern=_DURATION.pattern, description="e.g. 90s, 15m, 6h, 1d, 1w")]
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 Share = Annotated[float, Field(ge=0, le=1)]
 FeeRate = Annotated[float, Field(ge=0, lt=1)]

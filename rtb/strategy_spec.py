@@ -22,7 +22,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
 from rtb.errors import InputError
-from rtb.spec_base import MAX_CPM, Cpm, Money, Spec
+from rtb.spec_base import MAX_CPM, Cpm, Money, OrText, Spec
 
 KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random")
 # `rtb replay`'s spellings before the two vocabularies became one; accepted in the short
@@ -130,7 +130,9 @@ def _from_text(value: object) -> object:
 
 
 # The field type of a scenario's `strategy`: a table, or a string in either form.
-StrategySpec = Annotated[AnyStrategySpec, Field(discriminator="kind"), BeforeValidator(_from_text)]
+StrategySpec = Annotated[AnyStrategySpec, Field(discriminator="kind"), BeforeValidator(_from_text),
+                         OrText(description=f"{SHORT_EXAMPLE} or a TOML inline table such as"
+                                            f" {TABLE_EXAMPLE}")]
 _ADAPTER: TypeAdapter[AnyStrategySpec] = TypeAdapter(StrategySpec)
 
 
