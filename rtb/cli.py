@@ -172,12 +172,16 @@ def run(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
     seed: Optional[int] = typer.Option(None, help="root seed (default: the scenario's)"),
     out: Optional[Path] = typer.Option(None, help="write the JSON report here"),
-    log: Optional[Path] = typer.Option(None, help="write one CSV row per impression here"),
+    log: Optional[Path] = typer.Option(None, help="write one row per impression here: CSV, or"
+                                       " Parquet if the name ends in .parquet (the 'parquet' extra)"),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="write the campaigns' results"
+                                            " here as CSV, one row per campaign"),
     budget_scale: float = typer.Option(1.0, help="multiply every campaign budget (what-if)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     from rtb.engine import simulate
+    from rtb.impression_log import PARQUET_EXTRA, is_parquet
     from rtb.scenario import load_scenario
 
     with input_errors():
@@ -186,6 +190,10 @@ def run(
             raise InputError.single("command line", "--seed", "must be >= 0")
         check_output_path(out, "--out")
         check_output_path(log, "--log")
+        if log is not None and is_parquet(log) and importlib.util.find_spec("pyarrow") is None:
+            raise InputError.single("command line", "--log",
+                                    f"a .parquet log needs the parquet extra: {PARQUET_EXTRA}")
+        check_output_path(csv_path, "--csv")
         spec = load_scenario(scenario)
         progress = LazyProgress(not quiet, f"simulating {spec.name}")
         try:
@@ -194,6 +202,8 @@ def run(
             progress.close()
         if out is not None:
             report.write(out)
+        if csv_path is not None:
+            report.write_csv(csv_path)
     out_console.print(campaign_table(report.to_dict()))
 
 

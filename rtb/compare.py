@@ -15,16 +15,16 @@ finish, kept on Ctrl-C, and redone only where missing.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Callable
 
 import orjson
 from pydantic import BaseModel
+from scipy import stats
 
+from rtb.atomic import write_atomic
 from rtb.errors import InputError
-from rtb.report import write_atomic
 from rtb.scenario import Scenario, parse_scenario
 from rtb.sweep import SweepInterrupted, plan, sweep
 
@@ -34,22 +34,6 @@ BASELINE = "baseline"
 # The campaign's report fields compared.
 METRICS = ("spend", "impressions", "reach", "clicks", "conversions", "incremental_conversions",
            "revenue", "cpa", "romi", "incremental_romi")
-# Student's t 0.975 quantiles for 1-30 degrees of freedom (standard tables); beyond,
-# the Cornish-Fisher expansion below agrees with them to 0.001 at 30.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-Z975 = 1.959964
-
-
-def t975(df: int) -> float:
-    """Student's t distribution's 0.975 quantile with df >= 1 degrees of freedom."""
-    if df <= len(T975):
-        return T975[df - 1]
-    z = Z975
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
-
-
 def with_strategy(scenario: Scenario, campaign: str, strategy: BaseModel | dict | str) -> Scenario:
     """The scenario with one campaign's strategy replaced, validated as a whole. The
     strategy: a model of rtb.strategy_spec, a dict as in a scenario file, or a string in
@@ -142,16 +126,20 @@ def write_summary(variants: dict[str, Scenario], campaign: str, runs: list, out_
 
 def paired_difference(values: list, baseline: list) -> dict:
     """Mean of the per-seed differences values - baseline, and its 95 % confidence
-    interval (t over the pairs; none with fewer than two), over the seeds where both
-    are defined (a ROMI or CPA is not without spend or conversions)."""
+    interval (Student's t over the pairs, scipy.stats.ttest_1samp; none with fewer than
+    two), over the seeds where both are defined (a ROMI or CPA is not without spend or
+    conversions)."""
     diffs = [v - b for v, b in zip(values, baseline) if v is not None and b is not None]
     if not diffs:
         return {"mean": None, "ci95": None, "pairs": 0}
     mean = statistics.fmean(diffs)
     ci = None
     if len(diffs) > 1:
-        half = t975(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-        ci = [round(mean - half, 6), round(mean + half, 6)]
+        # Equal differences have no spread: the interval is the point (scipy would say
+        # so too, after a warning of precision loss).
+        low, high = ((mean, mean) if len(set(diffs)) == 1 else
+                     stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95))
+        ci = [round(float(low), 6), round(float(high), 6)]
     return {"mean": round(mean, 6), "ci95": ci, "pairs": len(diffs)}
 
 

@@ -10,9 +10,10 @@ import simpy
 
 from dsp.pacing import Pacer
 from rtb.exchange import Exchange
+from rtb.impression_log import open_impression_log
 from rtb.memory import keep_freed_memory
 from rtb.market import Market, build_market
-from rtb.report import ImpressionLog, Report, build_report
+from rtb.report import Report, build_report
 from rtb.scenario import Scenario
 from rtb.state import RunState, new_run_state
 
@@ -25,7 +26,8 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     """Run the scenario once and return its report.
 
     seed overrides the scenario's; budget_scale multiplies every budget; log_path, if
-    given, receives one CSV row per campaign impression (written atomically).
+    given, receives one row per campaign impression (rtb.impression_log: Parquet if it
+    ends in .parquet, else CSV; written atomically).
     """
     if budget_scale <= 0:
         raise ValueError("budget_scale must be positive")
@@ -37,7 +39,7 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     gc.collect()
     market = build_market(scenario, seed, budget_scale)
     state = new_run_state(market)
-    log = ImpressionLog(log_path, market.labels) if log_path is not None else None
+    log = open_impression_log(log_path, market.labels) if log_path is not None else None
     exchange = None
     try:
         exchange = Exchange(market, state, log)

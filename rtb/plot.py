@@ -12,7 +12,7 @@ import io
 import math
 from pathlib import Path
 
-from rtb.report import write_atomic
+from rtb.atomic import write_atomic
 
 FORMATS = ("png", "svg", "pdf")
 # Without these the file would carry the time it was drawn.

@@ -13,7 +13,6 @@ prices (the log's CPM unit) until the report divides by 1000.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +23,7 @@ import orjson
 from numba import njit
 
 from dsp.strategies import BidView, Strategy, from_spec
+from rtb.atomic import write_atomic
 from rtb.bidlog import BidLog
 from rtb.errors import InputError
 from rtb.seeding import stream
@@ -285,13 +285,9 @@ class ReplayResult:
 
     def write_json(self, path: str | Path) -> None:
         """Write to_dict() as JSON atomically: a reader never sees a half-written file."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_bytes(orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
-            os.replace(tmp, target)
+            write_atomic(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise InputError.single(str(path), "", f"cannot write: {exc.strerror or exc}") from None
 
 

@@ -1,54 +1,27 @@
-"""Per-campaign metrics, ROMI (attributed and incremental), JSON report and CSV log."""
+"""Per-campaign metrics, ROMI (attributed and incremental): the JSON report and its CSV table."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from rtb.atomic import write_atomic
 from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
 REPORT_VERSION = 1
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once, at import, before any thread could create files meanwhile.
-FILE_MODE = 0o666 & ~_current_umask()
-
-
-def temp_file_beside(path: Path) -> tuple[int, str]:
-    """A temporary file beside `path` to be renamed onto it, as (fd, name).
-
-    mkstemp makes it 0600; it gets the mode a plain open() would have given `path`
-    (0666 less the umask), so a finished report is as readable as any other file.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.fchmod(fd, FILE_MODE)
-    return fd, tmp
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+# The CSV table (rtb run --csv): one row per campaign, the report's per-campaign scalars
+# in its order, then bid_outcomes flattened as pandas.json_normalize names them. No
+# totals row, so the rows sum and group like any table; the totals are in the JSON.
+CSV_FIELDS = ("id", "advertiser", "dsp", "budget", "spend", "media_cost", "data_cost", "fees",
+              "impressions", "reach", "frequency", "clicks", "ctr", "conversions", "revenue",
+              "roas", "romi", "incremental_conversions", "incremental_revenue",
+              "incremental_romi", "ecpm", "cpc", "cpa", "bids", "wins", "win_rate")
+CSV_COLUMNS = CSV_FIELDS + tuple(f"bid_outcomes.{name}" for name in OUTCOME_NAMES)
 
 
 def _ratio(num: float, den: float, digits: int = 6) -> float | None:
@@ -105,6 +78,20 @@ class Report:
 
     def write(self, path: str | Path) -> None:
         write_atomic(path, self.to_json())
+
+    def to_csv(self) -> bytes:
+        """The campaigns as CSV: a header (CSV_COLUMNS), then one row per campaign with
+        the JSON's values (money in currency units; a null is an empty cell)."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for c in self.data["campaigns"]:
+            writer.writerow([*(c[key] for key in CSV_FIELDS),
+                             *(c["bid_outcomes"][name] for name in OUTCOME_NAMES)])
+        return text.getvalue().encode()
+
+    def write_csv(self, path: str | Path) -> None:
+        write_atomic(path, self.to_csv())
 
 
 def _frequency_cap(table, c: int) -> dict | None:
@@ -230,40 +217,3 @@ def build_report(market, state) -> Report:
         "ledger": ledger.to_dict(),
     }
     return Report(data)
-
-
-LOG_HEADER = b"time_s,user_id,publisher_id,slot_id,campaign_id,floor_cpm,bid_cpm,price_cpm,clicked,converted\n"
-
-
-class ImpressionLog:
-    """Streams one CSV row per campaign impression to a temporary file.
-
-    close() renames it into place; abort() removes it, so an interrupted run never
-    leaves a partial log under the requested name.
-    """
-
-    def __init__(self, path: str | Path, labels):
-        self.path = Path(path)
-        fd, self._tmp = temp_file_beside(self.path)
-        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._file.write(LOG_HEADER)
-        self._slot_label = np.array(labels.slots, dtype=object)
-        self._campaign = np.array(labels.campaigns, dtype=object)
-
-    def write(self, time_s, user, slot, campaign, floor_cpm, bid_cpm, price_cpm, clicked, converted):
-        rows = zip(time_s.tolist(), user.tolist(), self._slot_label[slot], self._campaign[campaign],
-                   floor_cpm.tolist(), bid_cpm.tolist(), price_cpm.tolist(),
-                   clicked.astype(int).tolist(), converted.astype(int).tolist())
-        self._file.write("".join(
-            f"{t:.3f},{u},{sl},{c},{f:.10g},{b:.10g},{p:.10g},{k},{v}\n"
-            for t, u, sl, c, f, b, p, k, v in rows).encode())
-
-    def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        os.unlink(self._tmp)

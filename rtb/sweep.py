@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 
 import orjson
 
+from rtb.atomic import write_atomic
 from rtb.engine import simulate
-from rtb.report import write_atomic
 from rtb.scenario import Scenario
 
 SUMMARY_FILE = "sweep.json"

@@ -349,7 +349,7 @@ def test_progress_stays_silent_on_a_short_run():
 
 def test_reports_and_logs_get_the_usual_file_mode(quickstart_cli):
     """Written through a 0600 temporary file, they still get 0666 less the umask."""
-    from rtb.report import FILE_MODE
+    from rtb.atomic import FILE_MODE
     _, out, log = quickstart_cli
     assert FILE_MODE == 0o666 & ~_umask()
     assert out.stat().st_mode & 0o777 == FILE_MODE

@@ -19,22 +19,42 @@ OWN = {"kind": "fixed", "bid_cpm": 2.2}
 HIGHER = {"kind": "fixed", "bid_cpm": 3.0}
 
 
-def test_t_quantiles_table_meets_the_expansion():
-    assert cmp.t975(1) == 12.706 and cmp.t975(30) == 2.042
-    # The expansion used past the table agrees with its last entry, and decreases
-    # towards the normal quantile.
-    assert cmp.t975(31) < 2.042 and abs(cmp.t975(31) - 2.0395) < 0.001
-    assert cmp.t975(10_000) == pytest.approx(1.96, abs=0.001)
+# Student's t 0.975 quantiles for 1-30 degrees of freedom, as printed in the standard tables.
+T975_TABLE = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
+              2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074,
+              2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+@pytest.mark.parametrize("pairs", [2, 3, 4, 11, 31, 1001])
+def test_interval_half_width_is_the_tables_t_times_the_standard_error(pairs):
+    # Differences alternating 0 and 1 (and a last 0 when odd): a known sample sd.
+    diffs = [k % 2 for k in range(pairs)]
+    d = cmp.paired_difference(diffs, [0] * pairs)
+    mean = sum(diffs) / pairs
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / (pairs - 1))
+    t = (d["ci95"][1] - d["ci95"][0]) / 2 / (sd / math.sqrt(pairs))
+    table = T975_TABLE[pairs - 2] if pairs - 1 <= len(T975_TABLE) else 1.96
+    assert t == pytest.approx(table, abs=0.0006 if pairs - 1 <= len(T975_TABLE) else 0.003)
+    assert d["mean"] == pytest.approx(mean, abs=1e-6) and d["pairs"] == pairs
 
 
 def test_paired_difference_by_hand():
     d = cmp.paired_difference([3, 5, 10, None], [1, 2, 4, 7])
-    # Differences 2, 3, 6: mean 11/3, sample sd sqrt(13/3), t(2) = 4.303.
-    half = 4.303 * math.sqrt(13 / 3) / math.sqrt(3)
+    # Differences 2, 3, 6: mean 11/3, sample sd sqrt(13/3); with 2 degrees of freedom
+    # t's quantile has a closed form: (2p - 1) / sqrt(2p(1 - p)) = 4.302653 at p = 0.975.
+    t = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+    half = t * math.sqrt(13 / 3) / math.sqrt(3)
     assert d["pairs"] == 3 and d["mean"] == pytest.approx(11 / 3, abs=1e-6)
     assert d["ci95"] == pytest.approx([11 / 3 - half, 11 / 3 + half], abs=1e-6)
     assert cmp.paired_difference([1.0], [0.5]) == {"mean": 0.5, "ci95": None, "pairs": 1}
     assert cmp.paired_difference([None], [1.0]) == {"mean": None, "ci95": None, "pairs": 0}
+
+
+def test_equal_differences_give_a_point_interval_without_a_warning(recwarn):
+    assert cmp.paired_difference([3.0, 5.0, 7.5], [1.0, 3.0, 5.5]) == {
+        "mean": 2.0, "ci95": [2.0, 2.0], "pairs": 3}
+    assert cmp.paired_difference([1, 2], [1, 2]) == {"mean": 0.0, "ci95": [0.0, 0.0], "pairs": 2}
+    assert not recwarn.list
 
 
 def test_same_traffic_for_every_strategy(two_hour_spec, tmp_path):
