@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from rtb.errors import InputError
+from rtb.tables import campaign_table, compare_table, sweep_table
 
 # Only rtb.errors is imported up here: the engine (numba: 0.3 s warm, seconds cold) and
 # the scenario models (pydantic, numpy) are imported by the commands that need them, so
@@ -25,8 +27,9 @@ from rtb.errors import InputError
 app = typer.Typer(no_args_is_help=True, help="rtbsim: a programmatic ad-buying simulator.")
 MAX_BUDGET_SCALE = 100.0  # with scenario.MAX_MONEY, keeps budgets (and their sums) in int64 micros
 
-# Piped output is not squeezed to 80 columns: a wide table stays readable in files.
-out_console = Console(width=None if sys.stdout.isatty() else 200)
+# Piped output is not squeezed to 80 columns (a wide table stays readable in files)
+# unless COLUMNS says how wide it should be.
+out_console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 err = Console(stderr=True)
 
 
@@ -138,35 +141,6 @@ class LazyProgress:
                 self._bar = None
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def campaign_table(report: dict) -> Table:
-    table = Table(title=f"{report['scenario']['name']} - seed {report['scenario']['seed']}",
-                  caption="ROMI = (revenue x margin - cost) / cost. attributed: last touch "
-                          "within the window; incremental: ad-caused conversions only.")
-    columns = [("campaign", "left"), ("impressions", "right"), ("reach", "right"), ("freq", "right"),
-               ("clicks", "right"), ("CTR", "right"), ("conv", "right"), ("spend", "right"),
-               ("eCPM", "right"), ("CPC", "right"), ("CPA", "right"), ("revenue", "right"),
-               ("ROMI", "right"), ("incr. ROMI", "right")]
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name != "campaign")
-
-    def row(label: str, m: dict, **style) -> None:
-        table.add_row(label, f"{m['impressions']:,}", f"{m['reach']:,}", _fmt(m["frequency"], ".2f"),
-                      f"{m['clicks']:,}", _fmt(m["ctr"], ".3%"), f"{m['conversions']:,}",
-                      f"{m['spend']:,.2f}", _fmt(m["ecpm"], ".2f"), _fmt(m["cpc"], ".2f"),
-                      _fmt(m["cpa"], ".2f"), f"{m['revenue']:,.2f}", _fmt(m["romi"], "+.1%"),
-                      _fmt(m["incremental_romi"], "+.1%"), **style)
-
-    for c in report["campaigns"]:
-        row(c["id"], c)
-    table.add_section()
-    row("total", report["totals"], style="bold")
-    return table
-
-
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
@@ -204,7 +178,7 @@ def run(
             report.write(out)
         if csv_path is not None:
             report.write_csv(csv_path)
-    out_console.print(campaign_table(report.to_dict()))
+    out_console.print(campaign_table(report.to_dict(), out_console.width))
 
 
 def _check_budget_scale(budget_scale: float) -> None:
@@ -369,80 +343,6 @@ def compare_command(
                                      scheduler=scheduler, progress=progress),
             out_dir, quiet, f"comparing strategies on {spec.name} ({n_runs} runs)")
     out_console.print(compare_table(summary))
-
-
-def compare_table(summary: dict) -> Table:
-    """Per strategy: the campaign's means over the seeds, and the paired differences
-    from the baseline with their 95 % confidence intervals."""
-    table = Table(title=f"{summary['scenario']} - {summary['campaign']}: strategies on the same"
-                        f" traffic ({len(summary['seeds'])} seeds)",
-                  caption="Means over the seeds; under each, the mean paired difference from the"
-                          " baseline (95 % confidence interval). ROMI = (revenue x margin - cost) / cost.")
-    for name, justify in [("strategy", "left"), ("spend", "right"), ("impressions", "right"),
-                          ("clicks", "right"), ("conv", "right"), ("incr. conv", "right"),
-                          ("CPA", "right"), ("ROMI", "right"), ("incr. ROMI", "right")]:
-        table.add_column(name, justify=justify)
-    columns = [("spend", ",.2f"), ("impressions", ",.0f"), ("clicks", ",.1f"),
-               ("conversions", ",.1f"), ("incremental_conversions", ",.1f"), ("cpa", ",.2f"),
-               ("romi", "+.1%"), ("incremental_romi", "+.1%")]
-    differences = {d["strategy"]: d for d in summary["differences"]}
-    for strategy in summary["strategies"]:
-        spec = "\n".join(f"{k} = {v}" for k, v in strategy["strategy"].items() if v is not None)
-        cells = [_fmt(strategy["means"][m], f) for m, f in columns]
-        diff = differences.get(strategy["name"])
-        if diff is not None:
-            cells = [f"{cell}\n{_difference(diff[m], f)}" for cell, (m, f) in zip(cells, columns)]
-        table.add_row(f"{strategy['name']}\n{spec}", *cells)
-        table.add_section()
-    return table
-
-
-def _difference(d: dict, spec: str) -> str:
-    """A paired difference: its mean with a sign, and the interval if there is one."""
-    if d["mean"] is None:
-        return "-"
-    sign = "" if spec.startswith("+") else "+"
-    text = format(d["mean"], sign + spec)
-    if d["ci95"] is not None:
-        text += f" ({format(d['ci95'][0], sign + spec)} to {format(d['ci95'][1], sign + spec)})"
-    return text
-
-
-def sweep_table(summary: dict) -> Table:
-    """Per campaign and budget scale: what the budget bought and returned (seed means,
-    and for conversions and ROMI the lowest to highest over the seeds when there are several)."""
-    table = Table(title=f"{summary['scenario']} - budget sweep",
-                  caption="Means over each scale's seeds (lowest to highest)."
-                          " ROMI = (revenue x margin - cost) / cost.")
-    for name, justify in [("campaign", "left"), ("scale", "right"), ("seeds", "right"),
-                          ("budget", "right"), ("spend", "right"), ("impressions", "right"),
-                          ("reach", "right"), ("conv", "right"), ("revenue", "right"),
-                          ("ROMI", "right"), ("incr. ROMI", "right")]:
-        table.add_column(name, justify=justify)
-    groups = summary["by_scale"]
-    # One block of rows per campaign (a row per scale), then one for the totals.
-    blocks = [(camp["id"], [g["campaigns"][k] for g in groups], None)
-              for k, camp in enumerate(groups[0]["campaigns"] if groups else [])]
-    blocks.append(("total", [g["totals"] for g in groups], "bold"))
-    for name, rows, style in blocks:
-        for group, m in zip(groups, rows):
-            several = group["seeds"] > 1
-            table.add_row(name, f"{group['budget_scale']:g}", str(group["seeds"]),
-                          f"{m['budget']:,.2f}", f"{m['spend']:,.2f}", f"{m['impressions']:,.0f}",
-                          f"{m['reach']:,.0f}", _with_range(m, "conversions", ",.1f", several),
-                          f"{m['revenue']:,.2f}", _with_range(m, "romi", "+.1%", several),
-                          _with_range(m, "incremental_romi", "+.1%", several), style=style)
-        table.add_section()
-    return table
-
-
-def _with_range(figures: dict, name: str, spec: str, several: bool) -> str:
-    """A sweep figure's mean, then (lowest to highest) over the seeds if there are several."""
-    text = _fmt(figures[name], spec)
-    span = figures["range"][name]
-    if several and span is not None:
-        text += f" ({format(span[0], spec)} to {format(span[1], spec)})"
-    return text
 
 
 @app.command()
