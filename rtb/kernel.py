@@ -189,7 +189,10 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
     """Start the window containing t for every calendar cap with c's window length."""
     end = window_end_s[c]
     while t >= end:
-        end += window_s[c]
+        after = end + window_s[c]
+        # A window too short to move the end (validation refuses them) must not loop
+        # forever inside a kernel that Ctrl-C cannot interrupt: jump just past t.
+        end = after if after > end else np.nextafter(t, np.inf)
     members = np.flatnonzero((kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
     for u in range(counts.shape[0]):
         for col in members:

@@ -882,3 +882,19 @@ def test_large_budget_clears_without_hanging():
     winner, remaining = map(int, proc.stdout.split())
     assert winner == 0  # 2.0 CPM beats the market's 1.0
     assert remaining == budget - 1000 - 1000 * fee_ppm // 1_000_000  # pays the second price, 1.0
+
+
+def test_a_window_too_short_to_advance_time_cannot_hang_the_kernel():
+    """Validation refuses such windows; the kernel still ends (it runs without the GIL,
+    where Ctrl-C cannot stop it): a 1e-12 s calendar window far from the epoch."""
+    code = ("import numpy as np, sys; sys.path.insert(0, 'tests');"
+            "import test_tick_kernel as K;"
+            "s = K.make_state(1, cap_kind=K.T.CAP_CALENDAR, cap_limit=1, cap_window_s=1e-12,"
+            " window_end_s=1e6);"
+            "req = K.make_requests([2e6, 3e6], [0, 0], [0.0, 0.0], [float('nan')] * 2);"
+            "r = K.run_nb(req, K.as_bids([[1.0], [1.0]]), K.SECOND, s);"
+            "print(r.winner.tolist())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 0]"  # each request in a window of its own
