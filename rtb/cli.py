@@ -141,6 +141,21 @@ class LazyProgress:
                 self._bar = None
 
 
+MAX_MEMORY_OPTION = typer.Option(None, "--max-memory", help="refuse a run estimated to need more"
+                                 " memory than this, e.g. 2G or 512M (default: the memory"
+                                 " available now)")
+
+
+def _check_resources(spec, scenario: Path, max_memory: str | None, quiet: bool, **runs) -> None:
+    """Before any work: exit 2 if the runs' estimated memory exceeds --max-memory (or the
+    memory available now); one line on stderr if they are expected to take over a minute."""
+    from rtb.estimate import check_resources
+
+    notice = check_resources(spec, str(scenario), max_memory, **runs)
+    if notice is not None and not quiet:
+        err.print(notice, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
@@ -152,6 +167,7 @@ def run(
                                             " here as CSV, one row per campaign"),
     budget_scale: float = typer.Option(1.0, help="multiply every campaign budget (what-if)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    max_memory: Optional[str] = MAX_MEMORY_OPTION,
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     from rtb.engine import simulate
@@ -169,6 +185,7 @@ def run(
                                     f"a .parquet log needs the parquet extra: {PARQUET_EXTRA}")
         check_output_path(csv_path, "--csv")
         spec = load_scenario(scenario)
+        _check_resources(spec, scenario, max_memory, quiet)
         progress = LazyProgress(not quiet, f"simulating {spec.name}")
         try:
             report = simulate(spec, seed, budget_scale=budget_scale, log_path=log, progress=progress)
@@ -267,6 +284,7 @@ def sweep_command(
     executor: str = EXECUTOR_OPTION,
     scheduler: Optional[str] = SCHEDULER_OPTION,
     quiet: bool = QUIET_OPTION,
+    max_memory: Optional[str] = MAX_MEMORY_OPTION,
 ) -> None:
     """Run a scenario at several budget scales (and seeds): what-if per campaign."""
     from rtb.scenario import load_scenario
@@ -281,6 +299,8 @@ def sweep_command(
         seed_list = ([spec.simulation.seed] if seeds is None else
                      _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0"))
         runs = plan(scales, seed_list)
+        _check_resources(spec, scenario, max_memory, quiet, runs=len(runs),
+                         at_once=workers if executor == "local" else 1, local=executor == "local")
         summary = _run_saving_on_interrupt(
             lambda progress: sweep(spec, runs, out_dir, workers=workers, executor=executor,
                                    scheduler=scheduler, progress=progress),
@@ -321,6 +341,7 @@ def compare_command(
     executor: str = EXECUTOR_OPTION,
     scheduler: Optional[str] = SCHEDULER_OPTION,
     quiet: bool = QUIET_OPTION,
+    max_memory: Optional[str] = MAX_MEMORY_OPTION,
 ) -> None:
     """Compare bidding strategies for one campaign on the same traffic: paired differences."""
     from rtb.compare import compare
@@ -337,6 +358,8 @@ def compare_command(
         parsed = [parse_strategy(text, f"--strategy {k}") for k, text in enumerate(strategies, 1)]
         spec = load_scenario(scenario)
         n_runs = (len(parsed) + 1) * len(set(seed_list))
+        _check_resources(spec, scenario, max_memory, quiet, runs=n_runs,
+                         at_once=workers if executor == "local" else 1, local=executor == "local")
         summary = _run_saving_on_interrupt(
             lambda progress: compare(spec, campaign, parsed, seed_list, out_dir,
                                      budget_scale=budget_scale, workers=workers, executor=executor,
@@ -347,7 +370,9 @@ def compare_command(
 
 @app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)")) -> None:
-    """Check a scenario file; exit 0 when valid, else 2 with one line per problem."""
+    """Check a scenario file; exit 0 when valid, else 2 with one line per problem. A valid
+    one's expected size follows: requests, memory, wall time, the impression log's size."""
+    from rtb.estimate import estimate, size_text
     from rtb.scenario import load_scenario
 
     with input_errors():
@@ -355,6 +380,9 @@ def validate(scenario: Path = typer.Argument(..., help="scenario file (.toml or 
     out_console.print(f"{scenario}: valid ({len(spec.campaigns)} campaigns, "
                       f"{len(spec.publishers)} publishers, {spec.dmp.users:,} users)",
                       markup=False, highlight=False)
+    e = estimate(spec)
+    out_console.print(f"expected: {e.summary()}; with --log, an impression log of up to"
+                      f" {size_text(e.log_bytes)}", markup=False, highlight=False)
 
 
 @app.command()

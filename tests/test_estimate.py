@@ -1,0 +1,214 @@
+"""Resource estimates before work: requests, memory and time against measured runs, and
+the commands that refuse a run that cannot fit (exit 2, before allocating anything).
+
+Memory is measured in-process with tracemalloc (numpy reports its arrays to it): the
+run's own arrays, which the estimate gives as run_bytes (peak RSS adds the process's
+base, BASE_BYTES, measured once for docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from test_cli import QUICKSTART, rtb
+
+from rtb import simulate
+from rtb.errors import InputError
+from rtb.estimate import (
+    LONG_RUN_S,
+    available_memory,
+    check_resources,
+    estimate,
+    padded_width,
+    parse_size,
+    per_user_bytes,
+)
+from rtb.scenario import load_scenario, parse_scenario
+from rtb.state import user_rows
+
+MEMORY_FACTOR = 1.5  # estimated run bytes within 1/1.5 .. 1.5 times tracemalloc's peak
+REQUESTS_TOLERANCE = 0.05  # whole days: the shapes have mean 1, only Poisson noise remains
+
+
+def minimal(users: int, duration: str = "60s", *, campaigns: int = 1, rolling: int = 0,
+            daily_requests: float = 1000.0) -> dict:
+    """One slot, `campaigns` campaigns (the first `rolling` with a rolling cap of 3)."""
+    camps = []
+    for c in range(campaigns):
+        camp = {"id": f"c{c}", "advertiser": "a", "dsp": "d", "budget": 50.0,
+                "strategy": {"kind": "fixed", "bid_cpm": 2.0}}
+        if c < rolling:
+            camp["frequency_cap"] = {"impressions": 3, "window": "1h", "kind": "rolling"}
+        camps.append(camp)
+    return {
+        "name": "minimal",
+        "simulation": {"start": "2026-11-27T00:00:00Z", "duration": duration, "tick": "60s"},
+        "ssps": [{"id": "s"}],
+        "publishers": [{"id": "p", "ssp": "s",
+                        "slots": [{"id": "a", "daily_requests": daily_requests}]}],
+        "dsps": [{"id": "d"}],
+        "advertisers": [{"id": "a", "value_per_conversion": 10.0}],
+        "campaigns": camps,
+        "dmp": {"users": users},
+    }
+
+
+def toml(data: dict) -> str:
+    """A minimal() dict as TOML (inline tables are enough for its shapes)."""
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    return "".join(f"{k} = {value(v)}\n" for k, v in data.items())
+
+
+# ---- the arithmetic ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float64])
+def test_padding_is_that_of_user_rows(dtype):
+    for width in (0, 1, 2, 3, 5, 8, 9, 17, 60, 64, 65, 250):
+        assert user_rows(3, width, dtype, 0).shape[1] == padded_width(width, np.dtype(dtype).itemsize)
+
+
+def test_expected_requests_match_a_whole_day():
+    s = load_scenario(QUICKSTART)
+    e = estimate(s)
+    report = simulate(s).to_dict()
+    assert e.requests == pytest.approx(report["exchange"]["requests"], rel=REQUESTS_TOLERANCE)
+    assert e.log_bytes == int(e.requests * 80)
+    assert report["exchange"]["impressions_to_campaigns"] * 80 <= e.log_bytes
+
+
+def measured_run_bytes(spec) -> int:
+    simulate(spec)  # the kernels compiled and the first run's garbage gone
+    tracemalloc.start()
+    try:
+        simulate(spec)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("data", [
+    minimal(400_000, "2h", campaigns=3, rolling=1),
+    minimal(150_000, "1h", campaigns=70, rolling=10, daily_requests=2_000_000),
+], ids=["many-users", "many-campaigns-big-ticks"])
+def test_memory_estimate_within_a_factor_of_measured(data):
+    spec = parse_scenario(data, "minimal.toml")
+    measured = measured_run_bytes(spec)
+    estimated = estimate(spec).run_bytes
+    assert measured / MEMORY_FACTOR <= estimated <= measured * MEMORY_FACTOR, (estimated, measured)
+
+
+def test_memory_grows_with_users_and_campaigns():
+    small = parse_scenario(minimal(1000), "s.toml")
+    more_users = parse_scenario(minimal(2000), "u.toml")
+    more_campaigns = parse_scenario(minimal(1000, campaigns=100, rolling=5), "c.toml")
+    assert estimate(more_users).run_bytes > estimate(small).run_bytes
+    assert per_user_bytes(more_campaigns) > per_user_bytes(small) + 2 * 100
+
+
+def test_time_estimate_of_the_quickstart_is_seconds():
+    e = estimate(load_scenario(QUICKSTART))
+    assert 1 < e.seconds < 10
+    assert e.summary().startswith("1.1 million requests, about ")
+
+
+@pytest.mark.parametrize("text, size", [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5g", 3 * 2**29),
+                                        ("800MB", 800 * 2**20), ("2GiB", 2 * 2**30), ("4096", 4096),
+                                        (" 1T ", 2**40), ("64k", 65536)])
+def test_sizes_parse(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "x", "2X", "0", "-1G", "inf", "nan", "1e400G", "2 G B"])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(ValueError, match="is not a size"):
+        parse_size(text)
+
+
+def test_a_long_sweep_is_announced_and_a_short_run_is_not():
+    s = load_scenario(QUICKSTART)
+    assert check_resources(s, "q.toml") is None
+    runs = int(LONG_RUN_S / estimate(s).seconds) * 2 + 2
+    line = check_resources(s, "q.toml", runs=runs, at_once=2)
+    assert line is not None and line.startswith("q.toml: expected to take about ")
+    assert f"{runs} runs of" in line
+
+
+def test_runs_at_once_multiply_the_memory():
+    s = load_scenario(QUICKSTART)
+    one = estimate(s).memory_bytes
+    check_resources(s, "q.toml", str(int(one * 1.5)), runs=4, at_once=1)
+    with pytest.raises(InputError, match="2 runs at once.*fewer --workers"):
+        check_resources(s, "q.toml", str(int(one * 1.5)), runs=4, at_once=2)
+
+
+# ---- the commands -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory):
+    """100 million users, 60 s, one slot: a few requests, gigabytes of per-user state."""
+    path = tmp_path_factory.mktemp("huge") / "huge.toml"
+    path.write_text(toml(minimal(100_000_000)))
+    return path
+
+
+def test_validate_prints_the_estimate():
+    proc = rtb("validate", QUICKSTART)
+    assert proc.returncode == 0, proc.stderr
+    valid, expected = proc.stdout.strip().splitlines()
+    assert "valid" in valid
+    assert expected.startswith("expected: 1.1 million requests, about ")
+    assert "MiB of memory, about " in expected and "impression log of up to" in expected
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "{s}", "--out", "{d}/r.json"],
+    ["sweep", "{s}", "--out-dir", "{d}/sweep"],
+    ["compare", "{s}", "--campaign", "c0", "--strategy", "fixed:bid_cpm=1", "--seeds", "1,2",
+     "--out-dir", "{d}/cmp"],
+])
+def test_a_run_over_max_memory_is_refused_before_any_work(huge, tmp_path, command):
+    args = [a.format(s=huge, d=tmp_path) for a in command]
+    started = time.monotonic()
+    proc = rtb(*args, "--max-memory", "2G", "--quiet", timeout=60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert line.startswith(f"{huge}: a run needs about ")
+    assert "more than --max-memory allows (2.0 GiB)" in line
+    assert "100,000,000 users" in line and "fewer users (dmp.users)" in line
+    assert not list(tmp_path.iterdir()), "nothing is written"
+    assert elapsed < 15  # building 100 million users would take half a minute
+
+
+def test_a_run_over_the_available_memory_is_refused(tmp_path):
+    """The default limit is the memory available now: a cap of 250 rolling impressions
+    keeps 2 kB per user, 200 GB for 100 million users."""
+    data = minimal(100_000_000)
+    data["campaigns"][0]["frequency_cap"] = {"impressions": 250, "window": "1d", "kind": "rolling"}
+    path = tmp_path / "huger.toml"
+    path.write_text(toml(data))
+    need = estimate(load_scenario(path)).memory_bytes
+    if available_memory() is None or available_memory() >= need:
+        pytest.skip("this machine has the memory")
+    proc = rtb("run", path, "--quiet", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "more than the memory available now allows" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-2G", "2X", ""])
+def test_bad_max_memory_exits_2(value):
+    proc = rtb("run", QUICKSTART, "--max-memory", value, "--quiet")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"command line: --max-memory: {value!r} is not a size" + (
+        ": it must be positive, e.g. 2G" if value in ("0", "-2G") else
+        ": a number with K, M or G, e.g. 2G")
+    assert not proc.stdout
