@@ -212,3 +212,20 @@ def test_bad_max_memory_exits_2(value):
         ": it must be positive, e.g. 2G" if value in ("0", "-2G") else
         ": a number with K, M or G, e.g. 2G")
     assert not proc.stdout
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_long_run_says_so_on_stderr_unless_quiet(monkeypatch, capsys, quiet):
+    import rtb.cli
+    import rtb.estimate
+
+    monkeypatch.setattr(rtb.estimate, "LONG_RUN_S", 1.0)  # the quickstart takes about 3 s
+    rtb.cli._check_resources(load_scenario(QUICKSTART), QUICKSTART, None, quiet)
+    captured = capsys.readouterr()
+    assert not captured.out
+    if quiet:
+        assert not captured.err
+    else:
+        line, = captured.err.strip().splitlines()
+        assert line.startswith(f"{QUICKSTART}: expected to take about ")
+        assert "1.1 million requests" in line
