@@ -66,7 +66,8 @@ class Estimate:
 
     def summary(self) -> str:
         """One line, e.g. '1.1 million requests, about 201 MiB of memory, about 3 s'."""
-        return (f"{count_text(self.requests)} requests, about {size_text(self.memory_bytes)} of"
+        noun = "request" if count_text(self.requests) == "1" else "requests"
+        return (f"{count_text(self.requests)} {noun}, about {size_text(self.memory_bytes)} of"
                 f" memory, about {duration_text(self.seconds)}")
 
 
