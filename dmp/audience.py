@@ -34,6 +34,12 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int) -> Audi
     n = spec.users
     device_p = _normalised_mix(dict(spec.devices), DEVICES)
     device = stream(root_seed, "dmp/device").choice(len(DEVICES), size=n, p=device_p).astype(np.uint8)
+    # Every device with a share has a user (validation asks for users >= such devices),
+    # so a slot never finds its device empty in a small audience; changes nothing when
+    # the draw already gave each one, as in any audience of more than a few users.
+    for d in np.flatnonzero(device_p > 0):
+        if not (device == d).any():
+            device[d] = d
 
     geo_names = tuple(spec.geos)
     geo_p = _normalised_mix(dict(spec.geos), geo_names)

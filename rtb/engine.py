@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import math
+import numbers
+from os import PathLike
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +18,7 @@ from rtb.memory import keep_freed_memory
 from rtb.market import Market, build_market
 from rtb.report import Report, build_report
 from rtb.scenario import Scenario
+from rtb.spec_base import MAX_SCALED_BUDGET
 from rtb.state import RunState, new_run_state
 
 PACING_INTERVAL_S = 900.0  # pacing reacts every 15 simulated minutes (or every tick, if longer)
@@ -29,8 +33,7 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     given, receives one row per campaign impression (rtb.impression_log: Parquet if it
     ends in .parquet, else CSV; written atomically).
     """
-    if budget_scale <= 0:
-        raise ValueError("budget_scale must be positive")
+    _check_arguments(scenario, seed, budget_scale, log_path, progress)
     keep_freed_memory()
     # A finished run's SimPy processes form reference cycles that keep its state (about
     # a gigabyte for `large`) alive until the garbage collector runs. Collect first, so
@@ -54,6 +57,31 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     if log is not None:
         log.close()
     return build_report(market, state)
+
+
+def _check_arguments(scenario, seed, budget_scale, log_path, progress) -> None:
+    """simulate()'s arguments, each named when wrong: a Python caller gets a TypeError or
+    ValueError, never an AttributeError from deep in the run."""
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"scenario must be an rtb.Scenario (rtb.load_scenario reads a file,"
+                        f" rtb.parse_scenario takes a dict), not {type(scenario).__name__}")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    if isinstance(budget_scale, bool) or not isinstance(budget_scale, numbers.Real):
+        raise TypeError(f"budget_scale must be a number, not {type(budget_scale).__name__}")
+    if not (math.isfinite(budget_scale) and budget_scale > 0):
+        raise ValueError(f"budget_scale must be positive and finite, got {budget_scale}")
+    budgets = sum(c.budget for c in scenario.campaigns) * budget_scale
+    if budgets > MAX_SCALED_BUDGET:
+        raise ValueError(f"budget_scale {budget_scale:g} makes the budgets total {budgets:.4g},"
+                         f" at most {MAX_SCALED_BUDGET:.0e} (money is counted in int64 micros)")
+    if log_path is not None and not isinstance(log_path, (str, PathLike)):
+        raise TypeError(f"log_path must be a str or path, not {type(log_path).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
 
 
 def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 control characters (ESC among them), DEL, and the Unicode line and
+# bidirectional-text controls: none of them may reach a terminal raw.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: object) -> str:
+    """`text` with every control character written as an escape (\\x1b, \\n, \\u202e),
+    so a name or key from a file can be shown on one line and change nothing on screen."""
+    def escape(match: re.Match) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(escape, str(text))
+
 
 class InputError(Exception):
     """Bad user input: names the file, the field (path) and the problem.
@@ -20,5 +36,6 @@ class InputError(Exception):
         return cls(file, [(field, message)])
 
     def lines(self) -> list[str]:
-        return [f"{self.file}: {field}: {message}" if field else f"{self.file}: {message}"
+        """One line per problem; control characters in any part are escaped."""
+        return [printable(f"{self.file}: {field}: {message}" if field else f"{self.file}: {message}")
                 for field, message in self.problems]

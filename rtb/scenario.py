@@ -17,8 +17,10 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from rtb.errors import InputError
-from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_MONEY, Cpm, Device, FeeRate, Format, Id,
-                           Money, Seconds, Share, Spec, UtcDatetime)
+from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAME, MAX_RUN_REQUESTS,
+                           MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Device,
+                           FeeRate, Format, Id, Money, Seconds, Share, Spec, Text, UtcDatetime,
+                           Weight)
 from rtb.strategy_spec import KINDS, StrategySpec, missing_in_scenario
 from rtb.supply_spec import PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
@@ -26,15 +28,19 @@ from rtb.types import DEVICES, FORMATS
 # ---- simulation clock -------------------------------------------------------------
 
 class SimulationSpec(Spec):
-    seed: int = Field(0, ge=0, description="root seed of every random stream")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed of every random stream")
     start: UtcDatetime
     duration: Annotated[Seconds, Field(le=MAX_DURATION_S)]
-    tick: Seconds = Field(60.0, description="one batch of requests; pacing acts between ticks")
+    tick: Annotated[Seconds, Field(ge=MIN_TICK_S)] = Field(
+        60.0, description="one batch of requests; pacing acts between ticks")
 
     @model_validator(mode="after")
     def _tick_fits(self) -> "SimulationSpec":
         if self.tick > self.duration:
             raise ValueError("tick must not be longer than duration")
+        if self.duration / self.tick > MAX_TICKS:
+            raise ValueError(f"tick too short for the duration: {self.duration / self.tick:,.0f}"
+                             f" ticks, at most {MAX_TICKS:,}")
         if self.start.year > 9000:
             raise ValueError("start must be before the year 9000")
         return self
@@ -90,14 +96,14 @@ class DspSpec(Spec):
 
 class FrequencyCapSpec(Spec):
     impressions: Annotated[int, Field(ge=1, le=250)]
-    window: Seconds
+    window: Annotated[Seconds, Field(ge=MIN_WINDOW_S)]
     kind: Literal["calendar", "rolling"] = "calendar"
 
 
 class AdvertiserSpec(Spec):
     id: Id
-    domain: str = ""
-    category: str = "general"
+    domain: Annotated[str, Field(max_length=253)] = ""
+    category: Text = "general"
     value_per_conversion: Money = Field(description="revenue per conversion")
     margin: Share = Field(1.0, description="gross margin on revenue, for ROMI")
     frequency_cap: FrequencyCapSpec | None = Field(
@@ -116,10 +122,10 @@ class TargetingSpec(Spec):
     segments: list[Id] = []
     devices: list[Device] = []
     formats: list[Format] = []
-    categories: list[str] = Field([], description="publisher content categories")
-    exclude_categories: list[str] = Field(
+    categories: list[Text] = Field([], description="publisher content categories")
+    exclude_categories: list[Text] = Field(
         [], description="publisher content categories never bought (brand safety)")
-    geos: list[str] = []
+    geos: list[Text] = []
 
 
 class CampaignSpec(Spec):
@@ -163,11 +169,12 @@ class SegmentSpec(Spec):
 
 
 class DmpSpec(Spec):
-    users: Annotated[int, Field(ge=1, le=100_000_000)]
+    users: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+        description="at least one per device with a share")
     activity_skew: Annotated[float, Field(ge=0, le=4)] = Field(
         1.0, description="lognormal sigma of users' request rates")
-    devices: dict[Device, Annotated[float, Field(ge=0)]] = {"desktop": 0.5, "mobile": 0.5}
-    geos: dict[str, Annotated[float, Field(ge=0)]] = {"US": 1.0}
+    devices: dict[Device, Weight] = {"desktop": 0.5, "mobile": 0.5}
+    geos: dict[Annotated[str, Field(min_length=1, max_length=MAX_NAME)], Weight] = {"US": 1.0}
     consent_rate: Share = Field(1.0, description="share of users who may be targeted with data")
     segments: list[SegmentSpec] = Field([], max_length=64)
 
@@ -176,6 +183,11 @@ class DmpSpec(Spec):
         for name in ("devices", "geos"):
             if sum(getattr(self, name).values()) <= 0:
                 raise ValueError(f"{name} must have a positive share somewhere")
+        if len(self.geos) > MAX_GEOS:
+            raise ValueError(f"at most {MAX_GEOS} geos (a user's geo is one byte), got {len(self.geos)}")
+        shares = sum(1 for share in self.devices.values() if share > 0)
+        if self.users < shares:
+            raise ValueError(f"users: at least one per device with a share, so at least {shares}")
         return self
 
 
@@ -196,17 +208,21 @@ class BehaviourSpec(Spec):
     attribution_window: Seconds = 7 * 86400.0
 
 
+MAX_ITEMS = 10_000  # SSPs, publishers, DSPs, advertisers; and slots over all publishers
+MAX_CAMPAIGNS = 1_000
+
+
 class Scenario(Spec):
     """An rtbsim scenario file (.toml or .json): one market for `rtb run` to simulate."""
 
-    name: str = "scenario"
+    name: Text = "scenario"
     simulation: SimulationSpec
     exchange: ExchangeSpec = ExchangeSpec()
-    ssps: list[SspSpec] = Field(min_length=1)
-    publishers: list[PublisherSpec] = Field(min_length=1)
-    dsps: list[DspSpec] = Field(min_length=1)
-    advertisers: list[AdvertiserSpec] = Field(min_length=1)
-    campaigns: list[CampaignSpec] = Field(min_length=1)
+    ssps: list[SspSpec] = Field(min_length=1, max_length=MAX_ITEMS)
+    publishers: list[PublisherSpec] = Field(min_length=1, max_length=MAX_ITEMS)
+    dsps: list[DspSpec] = Field(min_length=1, max_length=MAX_ITEMS)
+    advertisers: list[AdvertiserSpec] = Field(min_length=1, max_length=MAX_ITEMS)
+    campaigns: list[CampaignSpec] = Field(min_length=1, max_length=MAX_CAMPAIGNS)
     dmp: DmpSpec
     behaviour: BehaviourSpec = BehaviourSpec()
 
@@ -271,6 +287,7 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
                                  f"deals offer {share:.0%} of slot {slot!r}'s requests (at most 100 %)"))
 
     problems += supply_rule_problems(s.ssps, s.publishers, s.advertisers, s.dmp.geos)
+    problems += size_problems(s)
 
     owners: dict[str, str] = {}  # first-party segment -> its advertiser
     for i, seg in enumerate(s.dmp.segments):
@@ -323,6 +340,38 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
     return problems
 
 
+def worst_case_requests(s: Scenario) -> float:
+    """An upper bound of a run's expected requests: every slot at its publisher's peak
+    hour of its peak weekday for the whole run (the traffic shapes have mean 1)."""
+    from ssp.inventory import DEFAULT_HOURLY_SHAPE  # ssp imports this module
+
+    total = 0.0
+    for pub in s.publishers:
+        hourly = DEFAULT_HOURLY_SHAPE.tolist() if pub.hourly_shape is None else pub.hourly_shape
+        weekly = pub.weekly_shape or [1.0]
+        peak = max(hourly) / (sum(hourly) / len(hourly)) * max(weekly) / (sum(weekly) / len(weekly))
+        total += sum(slot.daily_requests for slot in pub.slots) * peak
+    return total * s.simulation.duration / 86400.0
+
+
+def size_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Bounds that keep a run's money within int64 micros (rtb.spec_base) and its loops finite."""
+    problems = []
+    slots = sum(len(pub.slots) for pub in s.publishers)
+    if slots > MAX_ITEMS:
+        problems.append(("publishers", f"{slots:,} slots in all, at most {MAX_ITEMS:,}"))
+    budgets = sum(c.budget for c in s.campaigns)
+    if budgets > MAX_TOTAL_BUDGET:
+        problems.append(("campaigns", f"budgets total {budgets:.4g}, at most {MAX_TOTAL_BUDGET:.0e}"
+                                      " (money is counted in int64 micros)"))
+    requests = worst_case_requests(s)
+    if requests > MAX_RUN_REQUESTS:
+        problems.append(("publishers", f"the slots' daily_requests at the traffic shapes' peak"
+                                       f" give up to {requests:.3g} requests over the run,"
+                                       f" at most {MAX_RUN_REQUESTS:.0e}"))
+    return problems
+
+
 def _party_problems(seg: SegmentSpec) -> list[tuple[str, str]]:
     """First-party data is an advertiser's own: it has an owner and costs nothing to use."""
     if seg.party != "first":
@@ -349,6 +398,16 @@ def _field_path(loc: tuple) -> str:
     return path
 
 
+def _message(error: dict) -> str:
+    """pydantic's message, naming NaN and inf as such and without its "Value error, "."""
+    match error["type"]:
+        case "value_error":
+            return str(error["ctx"]["error"])
+        case "finite_number":
+            return f"must be a finite number, not {error['input']!r}"
+    return error["msg"]
+
+
 def parse_scenario(data: object, file: str, base_dir: str | Path = ".") -> Scenario:
     """Validate decoded scenario data; raise InputError listing every problem.
 
@@ -360,7 +419,7 @@ def parse_scenario(data: object, file: str, base_dir: str | Path = ".") -> Scena
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise InputError(file, [(_field_path(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+        raise InputError(file, [(_field_path(e["loc"]), _message(e)) for e in exc.errors()]) from None
     problems = reference_problems(scenario)
     if problems:
         raise InputError(file, problems)

@@ -12,12 +12,24 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 class Spec(BaseModel):
     """Unknown keys are errors (a typo fails with its path); a parsed spec never changes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and inf fail as "finite number" wherever a float is read.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-# Bounds that keep every amount within int64 micros with room for sums.
+# Bounds that keep every amount within int64 micros with room for sums: a run's money
+# is at most MAX_SCALED_BUDGET of campaign budgets plus MAX_RUN_REQUESTS market
+# impressions at MAX_CPM (the market's price is capped there): 2e18 micros < 2**63.
 MAX_MONEY = 1e9
 MAX_CPM = 1e6
+MAX_TOTAL_BUDGET = 1e10  # all of a scenario's campaign budgets together
+MAX_SCALED_BUDGET = 1e12  # the same times rtb.simulate's budget_scale (the CLI allows 100)
+MAX_RUN_REQUESTS = 1e9  # a run's requests in the worst case its traffic shapes allow
+MAX_WEIGHT = 1e9  # a relative weight (traffic shape, device or geo mix): sums stay finite
+MAX_TICKS = 1_000_000  # duration / tick
+MIN_TICK_S = 0.001
+MIN_WINDOW_S = 1.0  # frequency-cap windows
+MAX_GEOS = 255  # a user's country is one byte
+MAX_NAME = 200  # free-text names (scenario name, categories, geo names)
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
 
@@ -62,12 +74,14 @@ class OrText:
         return {"anyOf": [value, dict(self.text_schema)]}
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0),
+MAX_DURATION_S = 3660 * 86400.0  # ten years
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=MAX_DURATION_S),
                     OrText(pattern=_DURATION.pattern, description="e.g. 90s, 15m, 6h, 1d, 1w")]
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 Share = Annotated[float, Field(ge=0, le=1)]
 FeeRate = Annotated[float, Field(ge=0, lt=1)]
-MAX_DURATION_S = 3660 * 86400.0  # ten years
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
+Text = Annotated[str, Field(max_length=MAX_NAME)]
 Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Format = Literal["banner", "video", "native"]
 Device = Literal["desktop", "mobile"]

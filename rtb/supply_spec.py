@@ -12,7 +12,8 @@ from typing import Annotated, Callable, Iterable, Literal, Protocol, Sequence
 
 from pydantic import Field, model_validator
 
-from rtb.spec_base import MAX_DURATION_S, Cpm, Device, FeeRate, Format, Id, Seconds, Spec
+from rtb.spec_base import (MAX_DURATION_S, MAX_NAME, MAX_RUN_REQUESTS, Cpm, Device, FeeRate, Format,
+                           Id, Seconds, Spec, Text, Weight)
 
 WILDCARD = "*"
 Domain = Annotated[str, Field(min_length=1, max_length=253)]
@@ -33,7 +34,7 @@ class FloorRuleSpec(Spec):
     slot: IdOrAny = Field(WILDCARD, description="the slot's id")
     format: FormatOrAny = WILDCARD
     device: DeviceOrAny = WILDCARD
-    country: Annotated[str, Field(min_length=1)] = Field(
+    country: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = Field(
         WILDCARD, description="the user's geo, a key of dmp.geos")
     floor_cpm: Cpm
 
@@ -66,7 +67,7 @@ class SspSpec(Spec):
     id: Id
     fee: FeeRate = Field(0.0, description="share of the exchange's payout the SSP keeps")
     floors: FloorsSpec | None = Field(None, description="for its publishers without their own")
-    blocked_categories: list[str] = Field([], description="advertiser categories none of its publishers sells to")
+    blocked_categories: list[Text] = Field([], description="advertiser categories none of its publishers sells to")
     blocked_domains: list[Domain] = Field([], description="advertiser domains none of its publishers sells to")
 
 
@@ -74,7 +75,7 @@ class SlotSpec(Spec):
     id: Id
     format: Format = "banner"
     device: Device = "desktop"
-    daily_requests: Annotated[float, Field(gt=0)]
+    daily_requests: Annotated[float, Field(gt=0, le=MAX_RUN_REQUESTS)]
     floor_cpm: Cpm = 0.0
 
 
@@ -101,17 +102,17 @@ class DealSpec(Spec):
 class PublisherSpec(Spec):
     id: Id
     ssp: Id
-    domain: str = ""
-    category: str = "general"
-    hourly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
+    domain: Annotated[str, Field(max_length=253)] = ""
+    category: Text = "general"
+    hourly_shape: list[Weight] | None = Field(
         None, min_length=24, max_length=24,
         description="relative traffic per UTC hour; default: a typical diurnal curve")
-    weekly_shape: list[Annotated[float, Field(ge=0)]] | None = Field(
+    weekly_shape: list[Weight] | None = Field(
         None, min_length=7, max_length=7, description="relative traffic Monday..Sunday")
-    slots: list[SlotSpec] = Field(min_length=1)
-    deals: list[DealSpec] = []
+    slots: list[SlotSpec] = Field(min_length=1, max_length=10_000)
+    deals: list[DealSpec] = Field([], max_length=1_000)
     floors: FloorsSpec | None = Field(None, description="replaces the SSP's floors table, if any")
-    blocked_categories: list[str] = Field([], description="advertiser categories it never sells to")
+    blocked_categories: list[Text] = Field([], description="advertiser categories it never sells to")
     blocked_domains: list[Domain] = Field([], description="advertiser domains it never sells to")
 
     @model_validator(mode="after")

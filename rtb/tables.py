@@ -8,13 +8,22 @@ enough, and the columns a marketer reads first when it is not (80 columns).
 from __future__ import annotations
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
+
+from rtb.errors import printable
 
 ROMI_NOTE = ("ROMI = (revenue x margin - cost) / cost; attributed: last touch within the "
              "window; incr.: ad-caused conversions only.")
 WIDE_RUN_TABLE = 150  # columns from which the run table shows every figure
 # rich's SIMPLE_HEAD drawn in ASCII: a narrow table that any terminal or file shows.
 NARROW_BOX = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
+
+
+def _text(value: object) -> str:
+    """A name from the scenario as a table shows it: rich markup ("[/bold]") and control
+    characters are shown as written, never interpreted."""
+    return escape(printable(value))
 
 
 def _fmt(value, spec: str) -> str:
@@ -30,7 +39,7 @@ def campaign_table(report: dict, width: int | None = None) -> Table:
     """
     scenario = report["scenario"]
     wide = width is None or width >= WIDE_RUN_TABLE
-    table = Table(title=f"{scenario['name']}: seed {scenario['seed']}, budgets x{scenario['budget_scale']:g}",
+    table = Table(title=f"{_text(scenario['name'])}: seed {scenario['seed']}, budgets x{scenario['budget_scale']:g}",
                   caption=ROMI_NOTE if wide else ROMI_NOTE + " More figures: --out, --csv.",
                   box=box.HEAVY_HEAD if wide else NARROW_BOX, pad_edge=wide,
                   collapse_padding=not wide)
@@ -54,7 +63,7 @@ def campaign_table(report: dict, width: int | None = None) -> Table:
         return [label] + [_fmt(m[key], spec) for _, key, spec in columns]
 
     for c in report["campaigns"]:
-        table.add_row(*cells(c["id"], c))
+        table.add_row(*cells(_text(c["id"]), c))
     table.add_section()
     table.add_row(*cells("total", report["totals"]), style="bold")
     return table
@@ -63,7 +72,7 @@ def campaign_table(report: dict, width: int | None = None) -> Table:
 def compare_table(summary: dict) -> Table:
     """Per strategy: the campaign's means over the seeds, and the paired differences
     from the baseline with their 95 % confidence intervals."""
-    table = Table(title=f"{summary['scenario']} - {summary['campaign']}: strategies on the same"
+    table = Table(title=f"{_text(summary['scenario'])} - {_text(summary['campaign'])}: strategies on the same"
                         f" traffic ({len(summary['seeds'])} seeds)",
                   caption="Means over the seeds; under each, the mean paired difference from the"
                           " baseline (95 % confidence interval). ROMI = (revenue x margin - cost) / cost.")
@@ -76,12 +85,12 @@ def compare_table(summary: dict) -> Table:
                ("romi", "+.1%"), ("incremental_romi", "+.1%")]
     differences = {d["strategy"]: d for d in summary["differences"]}
     for strategy in summary["strategies"]:
-        spec = "\n".join(f"{k} = {v}" for k, v in strategy["strategy"].items() if v is not None)
+        spec = "\n".join(_text(f"{k} = {v}") for k, v in strategy["strategy"].items() if v is not None)
         cells = [_fmt(strategy["means"][m], f) for m, f in columns]
         diff = differences.get(strategy["name"])
         if diff is not None:
             cells = [f"{cell}\n{_difference(diff[m], f)}" for cell, (m, f) in zip(cells, columns)]
-        table.add_row(f"{strategy['name']}\n{spec}", *cells)
+        table.add_row(_text(strategy["name"]) + "\n" + spec, *cells)
         table.add_section()
     return table
 
@@ -100,7 +109,7 @@ def _difference(d: dict, spec: str) -> str:
 def sweep_table(summary: dict) -> Table:
     """Per campaign and budget scale: what the budget bought and returned (seed means,
     and for conversions and ROMI the lowest to highest over the seeds when there are several)."""
-    table = Table(title=f"{summary['scenario']} - budget sweep",
+    table = Table(title=f"{_text(summary['scenario'])} - budget sweep",
                   caption="Means over each scale's seeds (lowest to highest)."
                           " ROMI = (revenue x margin - cost) / cost.")
     for name, justify in [("campaign", "left"), ("scale", "right"), ("seeds", "right"),
@@ -116,7 +125,7 @@ def sweep_table(summary: dict) -> Table:
     for name, rows, style in blocks:
         for group, m in zip(groups, rows):
             several = group["seeds"] > 1
-            table.add_row(name, f"{group['budget_scale']:g}", str(group["seeds"]),
+            table.add_row(_text(name), f"{group['budget_scale']:g}", str(group["seeds"]),
                           f"{m['budget']:,.2f}", f"{m['spend']:,.2f}", f"{m['impressions']:,.0f}",
                           f"{m['reach']:,.0f}", _with_range(m, "conversions", ",.1f", several),
                           f"{m['revenue']:,.2f}", _with_range(m, "romi", "+.1%", several),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rtb.scenario import HistogramMarketSpec, LognormalMarketSpec, read_histogram
+from rtb.spec_base import MAX_CPM
 
 
 class BackgroundMarket:
@@ -37,4 +38,7 @@ class BackgroundMarket:
         else:
             bucket = np.searchsorted(self.cdf, rng.random(n), side="right")
             price = np.minimum(bucket, self.cdf.size - 1) * self.scale
-        return np.where(present, price, np.nan)
+        # Capped like any CPM of a scenario, so the market's money provably fits int64
+        # micros (rtb.spec_base: MAX_RUN_REQUESTS impressions at MAX_CPM); a lognormal
+        # with a huge median or sigma would otherwise overflow the publishers' revenue.
+        return np.where(present, np.minimum(price, MAX_CPM), np.nan)
