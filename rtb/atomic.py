@@ -3,11 +3,16 @@
 Every file the project writes (reports, summaries, logs, pictures) goes through here,
 so an interrupted or failed run never leaves a half-written file under the name asked
 for, and every finished file gets the mode a plain open() would have given it.
+
+A temporary file is named `.NAME.rtbtmp-PID-RANDOM`: a run killed with SIGKILL (or a
+power cut) cannot remove its own, so each command, before writing, removes those beside
+its outputs whose PID is no longer a running process (remove_leftovers).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import suppress
 from pathlib import Path
@@ -24,6 +29,46 @@ def _current_umask() -> int:
 FILE_MODE = 0o666 & ~_current_umask()
 
 
+TMP_MARK = ".rtbtmp-"
+_LEFTOVER = re.compile(r"^\..+\.rtbtmp-(\d+)-[A-Za-z0-9_]+$")
+
+
+def temp_prefix(path: Path) -> str:
+    """The start of a temporary file's name for `path`; mkstemp adds the random part."""
+    return f".{path.name}{TMP_MARK}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of dead rtb processes from `folder`; return them.
+
+    A PID reused by an unrelated process keeps its file until that process ends:
+    never a live run's file removed. Files that cannot be removed are left alone.
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _LEFTOVER.match(name)
+        if match and not _alive(int(match.group(1))):
+            path = Path(folder) / name
+            with suppress(OSError):
+                os.unlink(path)
+                removed.append(path)
+    return removed
+
+
 class AtomicFile:
     """A binary file that appears under `path` only when commit() succeeds.
 
@@ -35,7 +80,9 @@ class AtomicFile:
 
     def __init__(self, path: str | Path, buffering: int = -1):
         self.path = Path(path)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        if self.path.is_dir():  # else found only by the rename, after all the work
+            raise IsADirectoryError(21, "Is a directory", str(self.path))
+        fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=self.path.parent)
         try:
             os.fchmod(fd, FILE_MODE)
             self.file = os.fdopen(fd, "wb", buffering=buffering)
@@ -56,9 +103,15 @@ class AtomicFile:
             raise
 
     def abort(self) -> None:
-        """Remove the temporary file; the target is left as it was."""
-        self.file.close()
-        with suppress(FileNotFoundError):
+        """Remove the temporary file; the target is left as it was.
+
+        Never raises: it runs while another error (a full disk, Ctrl-C) is on its way
+        up, and that one is the one to report. Closing may fail flushing to a full
+        disk; a file that cannot be removed is left for remove_leftovers().
+        """
+        with suppress(OSError):
+            self.file.close()
+        with suppress(OSError):
             os.unlink(self.tmp)
 
     def __enter__(self) -> Self:

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from rtb.errors import InputError
+from rtb.files import open_regular
 
 FORMATS = ("ipinyou-theta", "ipinyou-log")
 THETA_FIELDS = ("click", "market_price", "pctr")
@@ -364,7 +365,10 @@ def read_bidlog(
     if pctr is not None and not (0.0 <= pctr <= 1.0):
         raise InputError.single(name, "--pctr", f"must be in [0, 1], got {pctr}")
     try:
-        buf = np.fromfile(path, dtype=np.uint8)
+        # A regular file only (a FIFO or /dev/zero would never end); no size limit:
+        # real logs are gigabytes.
+        with open_regular(path) as f:
+            buf = np.fromfile(f, dtype=np.uint8)
     except OSError as exc:
         raise InputError.single(name, "", f"cannot read: {exc.strerror or exc}") from None
 

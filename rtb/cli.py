@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 import threading
 import time
@@ -41,10 +42,31 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# The signal that interrupted the command: SIGTERM is handled as Ctrl-C is (outputs
+# not finished are removed, a sweep keeps its finished runs), and the exit code is
+# 128 + the signal's number, as a shell reports a signal: 130 for Ctrl-C, 143 for SIGTERM.
+_interrupting_signal = signal.SIGINT
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _interrupting_signal
+    _interrupting_signal = signal.Signals(signum)
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise KeyboardInterrupt
+
+
+def _interrupted_exit_code() -> int:
+    return 128 + int(_interrupting_signal)
+
+
 @app.callback()
 def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
                                           is_eager=True, help="Print the version and exit.")) -> None:
-    pass  # the app's own options; the commands do the work
+    # The app's own options; the commands do the work. Only where SIGTERM is left at its
+    # default (not in a host that set its own, e.g. a test runner).
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @contextmanager
@@ -52,11 +74,12 @@ def input_errors() -> Iterator[None]:
     """Turn InputError into one line per problem on stderr and exit code 2; a deprecated
     spelling into one warning line."""
     from rtb.strategy_spec import DeprecatedSpelling
+    from rtb.files import DamagedFile
 
     show = warnings.showwarning
 
     def show_deprecation(message, category, *args, **kwargs) -> None:
-        if issubclass(category, DeprecatedSpelling):
+        if issubclass(category, (DeprecatedSpelling, DamagedFile)):
             err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
         else:
             show(message, category, *args, **kwargs)
@@ -71,17 +94,63 @@ def input_errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=_interrupted_exit_code()) from None
+    except OSError as exc:  # a full disk, a folder gone or made read-only meanwhile
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"error: {where}{exc.strerror or exc}", markup=False, highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(code=1) from None
 
 
 def check_output_path(path: Path | None, option: str) -> None:
-    """Fail before any work if an output cannot be written where asked."""
+    """Fail before any work if an output cannot be written where asked; remove the
+    temporary files a killed run left beside it (rtb.atomic.remove_leftovers)."""
+    from rtb.atomic import remove_leftovers
+
     if path is None:
         return
     if path.is_dir():
         raise InputError.single(str(path), option, "is a directory")
-    if not path.parent.exists():
-        raise InputError.single(str(path), option, f"folder {str(path.parent)!r} does not exist")
+    if path.exists() and not path.is_file():
+        raise InputError.single(str(path), option, "is not a regular file")
+    folder = path.parent
+    if not folder.exists():
+        raise InputError.single(str(path), option, f"folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise InputError.single(str(path), option, f"{str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError.single(str(path), option, f"folder {str(folder)!r} is not writable")
+    remove_leftovers(folder)
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """Fail before any work if two outputs are one file (`--out X --log X`) or an
+    output is an input (the scenario, its histogram, a log being replayed): the run
+    would overwrite what it reads, or one output the other."""
+    def key(path: Path) -> tuple:
+        try:
+            st = path.stat()  # a hard link or symlink to the same file is the same file
+            return (st.st_dev, st.st_ino)
+        except OSError:
+            return (os.path.realpath(path),)
+
+    read = {key(path): label for label, path in reversed(inputs.items()) if path is not None}
+    written: dict[tuple, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        if key(path) in read:
+            raise InputError.single(str(path), option, f"is {read[key(path)]}, an input of the run")
+        if key(path) in written:
+            raise InputError.single(str(path), option, f"is also the output of {written[key(path)]}")
+        written[key(path)] = option
+
+
+def _scenario_inputs(scenario: Path, spec) -> dict[str, Path | None]:
+    """The files a scenario run reads: the scenario and its market histogram, if any."""
+    market_file = getattr(spec.exchange.market, "file", None)
+    return {"the scenario": scenario,
+            "the market histogram": Path(market_file) if market_file else None}
 
 
 class LazyProgress:
@@ -185,6 +254,8 @@ def run(
                                     f"a .parquet log needs the parquet extra: {PARQUET_EXTRA}")
         check_output_path(csv_path, "--csv")
         spec = load_scenario(scenario)
+        check_distinct({"--out": out, "--log": log, "--csv": csv_path},
+                       _scenario_inputs(scenario, spec))
         _check_resources(spec, scenario, max_memory, quiet)
         progress = LazyProgress(not quiet, f"simulating {spec.name}")
         try:
@@ -240,6 +311,13 @@ def _check_executor_options(workers: int, executor: str, scheduler: str | None,
     if not out_dir.parent.exists():
         raise InputError.single(str(out_dir), "--out-dir",
                                 f"folder {str(out_dir.parent)!r} does not exist")
+    writable = out_dir if out_dir.is_dir() else out_dir.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise InputError.single(str(out_dir), "--out-dir", f"folder {str(writable)!r} is not writable")
+    if out_dir.is_dir():
+        from rtb.atomic import remove_leftovers
+
+        remove_leftovers(out_dir)  # a killed run's temporary files (a sweep's own: sweep())
 
 
 def _run_saving_on_interrupt(work: Callable[[Callable[[float], None]], dict], out_dir: Path,
@@ -259,7 +337,7 @@ def _run_saving_on_interrupt(work: Callable[[Callable[[float], None]], dict], ou
         progress.close()
         err.print(f"interrupted: {stop.done} of {stop.total} runs saved in {out_dir};"
                   " the same command finishes the rest", markup=False, highlight=False)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=_interrupted_exit_code()) from None
     finally:
         progress.close()
 
@@ -288,7 +366,7 @@ def sweep_command(
 ) -> None:
     """Run a scenario at several budget scales (and seeds): what-if per campaign."""
     from rtb.scenario import load_scenario
-    from rtb.sweep import plan, sweep
+    from rtb.sweep import SUMMARY_FILE, plan, sweep
 
     with input_errors():
         scales = _number_list(budget_scales, "--budget-scales", float,
@@ -296,6 +374,9 @@ def sweep_command(
         _check_executor_options(workers, executor, scheduler, out_dir)
         _check_plot_option(plot)
         spec = load_scenario(scenario)
+        check_distinct({"--out-dir": out_dir, "--plot": plot,
+                        "--out-dir's sweep.json": out_dir / SUMMARY_FILE},
+                       _scenario_inputs(scenario, spec))
         seed_list = ([spec.simulation.seed] if seeds is None else
                      _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0"))
         runs = plan(scales, seed_list)
@@ -357,6 +438,7 @@ def compare_command(
         _check_executor_options(workers, executor, scheduler, out_dir)
         parsed = [parse_strategy(text, f"--strategy {k}") for k, text in enumerate(strategies, 1)]
         spec = load_scenario(scenario)
+        check_distinct({"--out-dir": out_dir}, _scenario_inputs(scenario, spec))
         n_runs = (len(parsed) + 1) * len(set(seed_list))
         _check_resources(spec, scenario, max_memory, quiet, runs=n_runs,
                          at_once=workers if executor == "local" else 1, local=executor == "local")
@@ -424,6 +506,9 @@ def replay_command(
 
     with input_errors():
         check_output_path(out, "--out")
+        check_distinct({"--out": out}, {"the bid log": log, "--info": info,
+                                        "--validation": validation})
+        rp.check_episode(episode)  # before reading the logs
         spec = rp.strategy_for_replay(strategy, tune=tune)
         c0 = rp.parse_budget_fraction(budget_fraction)
         if (tune is None) != (validation is None):

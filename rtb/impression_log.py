@@ -3,13 +3,15 @@
 Both formats have the same columns (LOG_COLUMNS) and rows in the same order. CSV
 rounds time_s to the millisecond and prices to 10 significant digits, and writes
 clicked and converted as 0/1; Parquet keeps every float64 exactly and the flags as
-booleans. Either is written to a temporary file and renamed into place by close();
-abort() removes it, so an interrupted run never leaves a partial log under the
-requested name. Parquet needs pyarrow (the 'parquet' extra), imported only here.
+booleans. Either is written to a temporary file (rtb.atomic: `.NAME.rtbtmp-PID-RANDOM`)
+and renamed into place by close(); abort() removes it, so an interrupted run never
+leaves a partial log under the requested name, and the next run removes the temporary
+file of a killed one. Parquet needs pyarrow (the 'parquet' extra), imported only here.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Protocol
 
@@ -156,8 +158,8 @@ class ParquetLog:
 
     def abort(self) -> None:
         # Close the writer first: left open, it would write its footer to a closed file
-        # when collected.
-        try:
+        # when collected. Never raises (a full disk fails the footer too): the error
+        # that caused the abort is the one to report.
+        with suppress(Exception):
             self._writer.close()
-        finally:
-            self._out.abort()
+        self._out.abort()

@@ -26,6 +26,7 @@ from dsp.strategies import BidView, Strategy, from_spec
 from rtb.atomic import write_atomic
 from rtb.bidlog import BidLog
 from rtb.errors import InputError
+from rtb.files import check_nesting, read_input
 from rtb.seeding import stream
 from rtb.strategy_spec import (KINDS, PARAM_ALIASES, AnyStrategySpec, DeprecatedSpelling,
                                LinearBidSpec, McpcBidSpec, RandomBidSpec, ValueBidSpec,
@@ -33,6 +34,12 @@ from rtb.strategy_spec import (KINDS, PARAM_ALIASES, AnyStrategySpec, Deprecated
 
 MAX_BID = 300  # the protocol's bid cap: the highest iPinYou market price, fen CPM
 NO_BID = -1  # an integer bid that wins nothing (every market price is >= 0)
+# Bounds that keep the kernel's int64 arithmetic exact (`--episode 1e18` or a c0 of
+# 1e18 used to overflow inside numba): an episode longer than any log, c0 far above
+# the protocol's 1/2 to 1/32, a budget far above MAX_BID times the longest episode.
+MAX_EPISODE = 1 << 40
+MAX_BUDGET_FRACTION = 1e6
+MAX_EPISODE_BUDGET = 10**18
 PARTIAL_EPISODES = ("proportional", "drop", "full")
 RESULT_KEYS = ("auctions", "impressions", "clicks", "cost", "win_rate", "cpm", "ecpc",
                "strategy", "episode", "budget_fraction")
@@ -68,7 +75,9 @@ def load_info(path: str | Path) -> CampaignInfo:
     """Read imp_train, clk_train and cost_train from an iPinYou `<campaign>.info.json`."""
     name = str(path)
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        raw = read_input(path)  # a regular file of at most 64 MiB (rtb.files)
+        check_nesting(raw, name)  # orjson stops at 1024 levels itself; this is sooner
+        data = orjson.loads(raw)
     except OSError as exc:
         raise InputError.single(name, "", f"cannot read: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -171,12 +180,35 @@ def parse_budget_fraction(text: str) -> float:
                                 f"number like 0.03125, got {text!r}") from None
     if not (0.0 < value < math.inf):
         raise InputError.single("--budget-fraction", "", f"must be > 0, got {text!r}")
+    if value > MAX_BUDGET_FRACTION:
+        raise InputError.single("--budget-fraction", "",
+                                f"must be <= {MAX_BUDGET_FRACTION:g}, got {text!r}")
     return value
 
 
 def episode_budget(info: CampaignInfo, budget_fraction: float, n_requests: int) -> int:
     """int(cost_train / imp_train * c0 * n), in this order, as rlb-dp computes it."""
     return int(info.cost_train / info.imp_train * budget_fraction * n_requests)
+
+
+def check_episode(episode: int) -> None:
+    """N must be in [1, MAX_EPISODE]; InputError otherwise."""
+    if episode < 1:
+        raise InputError.single("--episode", "", f"must be >= 1, got {episode}")
+    if episode > MAX_EPISODE:
+        raise InputError.single("--episode", "", f"must be <= {MAX_EPISODE}, got {episode}")
+
+
+def _bounded_budget(info: CampaignInfo, budget_fraction: float, n_requests: int) -> int:
+    """episode_budget(), refused (exit 2) unless the kernel's int64 can hold it."""
+    try:
+        budget = episode_budget(info, budget_fraction, n_requests)
+    except OverflowError:  # int(inf)
+        budget = MAX_EPISODE_BUDGET + 1
+    if budget > MAX_EPISODE_BUDGET:
+        raise InputError.single("--budget-fraction", "", f"gives an episode budget over"
+                                f" {MAX_EPISODE_BUDGET:.0e} (c0 = {budget_fraction:g}); use a smaller c0")
+    return budget
 
 
 def integer_bids(bids_cpm: np.ndarray) -> np.ndarray:
@@ -308,19 +340,18 @@ def replay(
         request as a full episode; "drop" leaves it out (auctions counts only full
         episodes); "full" gives it a full episode's budget, as rlb-dp's scripts do.
     """
-    if episode < 1:
-        raise InputError.single("--episode", "", f"must be >= 1, got {episode}")
+    check_episode(episode)
     if partial not in PARTIAL_EPISODES:
         raise InputError.single("--partial-episode", "", f"expected one of "
                                 f"{', '.join(PARTIAL_EPISODES)}, got {partial!r}")
     bids = integer_bids(build_strategy(spec, info).bid(_bid_view(log, spec, seed)))
     n = log.market_price.shape[0]
-    budget = episode_budget(info, budget_fraction, episode)
+    budget = _bounded_budget(info, budget_fraction, episode)
     tail = n % episode
     if tail == 0 or partial == "drop":
         tail_budget = -1
     else:
-        tail_budget = budget if partial == "full" else episode_budget(info, budget_fraction, tail)
+        tail_budget = budget if partial == "full" else _bounded_budget(info, budget_fraction, tail)
     auctions, imps, clicks, spend = replay_nb(bids, log.market_price, log.click, episode,
                                               budget, tail_budget, MAX_BID)
     return ReplayResult(short_form(spec), episode, budget_fraction, budget, tail_budget,

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from rtb.errors import InputError
+from rtb.files import check_nesting, read_input
 from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAME, MAX_RUN_REQUESTS,
                            MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Device,
                            FeeRate, Format, Id, Money, Seconds, Share, Spec, Text, UtcDatetime,
@@ -429,9 +430,15 @@ def parse_scenario(data: object, file: str, base_dir: str | Path = ".") -> Scena
 def read_histogram(path: Path, key: str) -> list[float]:
     """The counts list under `key` in a JSON file; ValueError says what is wrong."""
     try:
-        data = json.loads(path.read_bytes())
+        raw = read_input(path)
+        check_nesting(raw, str(path))
+        data = json.loads(raw)
     except FileNotFoundError:
         raise ValueError(f"no such file: {path}") from None
+    except InputError as exc:  # not a regular file, too large, nested too deep
+        raise ValueError("; ".join(exc.lines())) from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deep") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
     counts = data.get(key) if isinstance(data, dict) else None
@@ -460,11 +467,12 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     file = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_input(path)  # regular files of at most 64 MiB (rtb.files)
     except FileNotFoundError:
         raise InputError.single(file, "", "no such file") from None
     except OSError as exc:
         raise InputError.single(file, "", f"cannot read: {exc.strerror}") from None
+    check_nesting(raw, file)
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(raw)
@@ -476,6 +484,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise InputError.single(file, "", f"invalid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InputError.single(file, "", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # check_nesting over-estimates depth: a backstop only
+        raise InputError.single(file, "", "nested too deep") from None
     return parse_scenario(data, file, base_dir=path.resolve().parent)
 
 

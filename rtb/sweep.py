@@ -6,13 +6,26 @@ writes them, atomically, into the sweep's folder as soon as the run finishes, un
 name made of its parameters. An interrupted sweep therefore keeps every finished run,
 and the same command run again does only the missing ones. The summary (sweep.json) is
 rebuilt from the run reports on disk, so it never depends on which runs happened when.
+A report that does not parse (damaged by hand or by a disk) is named in a DamagedFile
+warning (rtb.files) and run again.
+
+Workers never outlive the sweep: on Linux the kernel kills a worker when the sweep's
+process dies (PR_SET_PDEATHSIG), elsewhere a watchdog thread in each worker exits when
+its parent changes; an interrupted sweep terminates the runs in progress.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
+import os
+import signal
 import statistics
+import sys
+import threading
+import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +34,8 @@ from typing import Callable, Iterator
 
 import orjson
 
-from rtb.atomic import write_atomic
+from rtb.atomic import remove_leftovers, write_atomic
+from rtb.files import DamagedFile
 from rtb.engine import simulate
 from rtb.scenario import Scenario
 
@@ -73,14 +87,53 @@ def run_one(scenario: Scenario, run: SweepRun) -> bytes:
     return simulate(scenario, run.seed, budget_scale=run.budget_scale).to_json()
 
 
+WATCHDOG_INTERVAL_S = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """A local worker's initializer: end this worker when the sweep's process `parent` ends.
+
+    Killing the sweep with SIGKILL (or SIGTERM between its handlers) must not leave
+    workers running a minute-long run for nobody. The kernel's PDEATHSIG acts at once
+    but only on Linux; the watchdog is the portable backstop.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog remains
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_INTERVAL_S)
+        os._exit(1)
+
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="rtb-parent-watchdog", daemon=True).start()
+
+
 @contextmanager
 def _executor(kind: str, workers: int, scheduler: str | None) -> Iterator[Executor]:
     if kind == "local":
         # Fresh ("spawn") processes: a forked child would inherit the locks of this
         # process's threads, and each run needs a core and its own memory anyway.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_die_with_parent, initargs=(os.getpid(),))
+        try:
             yield pool
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed: the runs in progress are not
+            # waited for. SIGTERM to this process alone reaches no worker, so they are
+            # terminated here (_processes: the pool has no public handle on them).
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     elif kind == "dask":
         from distributed import Client  # the optional 'dask' extra
 
@@ -114,6 +167,9 @@ def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
                                    " one before an edit); use another folder")
     # The summary, written before the first run, marks the folder as this scenario's.
     out_dir.mkdir(exist_ok=True)
+    remove_leftovers(out_dir)  # temporary files of a killed sweep
+    for run in runs:
+        _check_report(out_dir / run.file_name)
     write_summary(runs, out_dir, digest)
     todo = [r for r in runs if not (out_dir / r.file_name).exists()]
     finished = len(runs) - len(todo)
@@ -157,6 +213,31 @@ def _folder_digest(out_dir: Path) -> str | None:
         return str(orjson.loads(path.read_bytes()).get("scenario_sha256"))
     except (orjson.JSONDecodeError, AttributeError):
         return "unreadable"
+
+
+def _check_report(path: Path) -> None:
+    """Remove a run's report that does not parse (warning DamagedFile), so it is redone.
+
+    Reports are written atomically, so this is a file damaged after the fact (by
+    hand, a disk, a copy cut short), not a run interrupted."""
+    try:
+        report = orjson.loads(path.read_bytes())
+        if isinstance(report, dict) and isinstance(report.get("campaigns"), list) \
+                and "totals" in report and "scenario" in report:
+            return
+        problem = "not a run report"
+    except FileNotFoundError:
+        return
+    except orjson.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc})"
+    except OSError as exc:
+        problem = f"cannot read ({exc.strerror or exc})"
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise OSError(exc.errno, f"damaged report ({problem}) cannot be removed: {exc.strerror}",
+                      str(path)) from None
+    warnings.warn(DamagedFile(f"{path}: {problem}; run again"), stacklevel=2)
 
 
 def write_summary(runs: list[SweepRun], out_dir: Path, digest: str) -> dict:
