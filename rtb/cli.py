@@ -15,10 +15,11 @@ from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rtb.errors import InputError
+from rtb.errors import InputError, printable
 from rtb.tables import campaign_table, compare_table, sweep_table
 
 # Only rtb.errors is imported up here: the engine (numba: 0.3 s warm, seconds cold) and
@@ -168,7 +169,8 @@ class LazyProgress:
     def __init__(self, enabled: bool, description: str, console: Console | None = None):
         self.console = err if console is None else console
         self.enabled = enabled and self.console.is_terminal
-        self.description = description
+        # Shown as written: a scenario name is neither markup nor control characters.
+        self.description = escape(printable(description))
         self._started = time.monotonic()
         self._bar: Progress | None = None
         self._task = None

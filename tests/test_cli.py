@@ -337,6 +337,18 @@ def test_progress_says_preparing_before_the_first_tick(monkeypatch):
     assert "simulating quickstart" in buffer.getvalue()
 
 
+def test_progress_shows_a_hostile_name_as_written(monkeypatch):
+    """A scenario name is neither rich markup nor terminal control: the bar shows it."""
+    from rtb.cli import LazyProgress
+    monkeypatch.setattr(LazyProgress, "DELAY_S", 0.0)
+    buffer, console = _terminal()
+    progress = LazyProgress(True, "simulating [/bold]x\x1b[2J", console=console)
+    progress(0.5)
+    progress(0.6)
+    progress.close()
+    assert "[/bold]x" in buffer.getvalue() and "\\x1b[2J" in buffer.getvalue()
+
+
 def test_progress_stays_silent_on_a_short_run():
     from rtb.cli import LazyProgress
     buffer, console = _terminal()
