@@ -31,8 +31,9 @@ import pytest
 from rtb import types as T
 from numba import njit
 
-from rtb.kernel import (PREFETCH_AHEAD, CampaignBook, CapBook, Deals, Targeting, UserBook,
-                        campaign_words, clear_tick_nb, encode_touch, new_result, prefetch_row)
+from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campaign_words,
+                       encode_touch, new_result)
+from rtb.kernel import PREFETCH_AHEAD, clear_tick_nb, prefetch_row
 from rtb.state import user_rows
 from rtb.types import RequestBatch
 

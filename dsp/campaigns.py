@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dsp.strategies import Strategy, from_spec
-from rtb.kernel import campaign_words
+from rtb.books import campaign_words
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE, Scenario
 from rtb.seeding import unit_fraction
 from rtb.types import CAP_KINDS, CAP_NONE, PPM, cpm_to_micros, units_to_micros

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsp.campaigns import NO_LIMIT_MICROS, CampaignTable
-from rtb.kernel import CampaignBook
+from rtb.books import CampaignBook
 
 MIN_SHARE = 1e-3  # never throttle to zero: the controller needs spend to observe
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from rtb.kernel import TOUCH_CAMPAIGN_BITS, encode_touch, touch_campaign, touch_time_s
+from rtb.books import TOUCH_CAMPAIGN_BITS, encode_touch, touch_campaign, touch_time_s
 from rtb.types import CLOCK_UNITS_PER_S
 
 
@@ -28,7 +28,7 @@ class TickWins(NamedTuple):
     advertiser: np.ndarray  # i4
     campaign: np.ndarray  # i4
     prior_touch: np.ndarray  # i8: the advertiser's touch of the user this one replaced
-    # (rtb.kernel.encode_touch; -1 = none)
+    # (rtb.books.encode_touch; -1 = none)
 
 
 def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
@@ -36,7 +36,7 @@ def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
     """i8[k]: each conversion's last touch strictly before it (encode_touch; -1 = none).
 
     Conversions (time_s on the clock, user, advertiser) must fall in the tick whose
-    impressions are `wins` and no earlier; last_touch (rtb.kernel.UserBook) is the
+    impressions are `wins` and no earlier; last_touch (rtb.books.UserBook) is the
     kernel's book after that tick.
     """
     touch = last_touch[user, advertiser]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rtb.errors import InputError
 from rtb.scenario import Scenario
+from rtb.supply_spec import DEFAULT_HOURLY_SHAPE
 from rtb.types import SECONDS_PER_DAY
 
 CACHE_LINE = 64  # as rtb.state.CACHE_LINE: per-user rows are padded to it
@@ -90,7 +91,6 @@ def per_user_bytes(s: Scenario) -> int:
 def requests_per_tick(s: Scenario) -> tuple[float, float]:
     """(mean, at the busiest hour) expected requests per tick."""
     # The default diurnal curve (ssp.inventory needs numpy only, not numba).
-    from ssp.inventory import DEFAULT_HOURLY_SHAPE
 
     tick = min(s.simulation.tick, s.simulation.duration)
     mean = peak = 0.0

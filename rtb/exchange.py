@@ -24,7 +24,8 @@ from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
 from dsp.bidding import bid_formulas, finish_bids, formula_bids
 from dsp.strategies import Feedback, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
-from rtb.kernel import Targeting, TickResult, clear_tick
+from rtb.books import Targeting, TickResult
+from rtb.kernel import clear_tick
 from rtb.market import Market
 from rtb.seeding import stream
 from rtb.state import RunState

@@ -4,13 +4,12 @@ A budget or a frequency cap that runs out inside the tick is exact because reque
 are cleared one after another. Eligibility (targeting, brand safety, flights, deals,
 pacing, floors) is decided here and only here, and every per-bid outcome count and
 every floor hit comes from that one decision. State lives in plain arrays grouped in
-NamedTuples (numba reads them as tuples of arrays); the kernel updates the run's
-books in place and never draws random numbers. clear_tick() is its typed wrapper.
+NamedTuples (rtb/books.py; numba reads them as tuples of arrays); the kernel updates
+the run's books in place and never draws random numbers. clear_tick() is its typed
+wrapper.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -19,154 +18,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rtb import types as T
+from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook, encode_touch,
+                       new_result)
 from rtb.types import RequestBatch
-
-class Targeting(NamedTuple):
-    """Who may bid on what, as campaign bitsets: bit c of word c // 64 is campaign c.
-
-    A request's eligible campaigns are slot_words[slot] & user_words[user], a few word
-    operations per request instead of several lookups per (request, campaign).
-    """
-
-    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, category, and brand safety allows
-    slot_blocked_words: np.ndarray  # u8[n_slot, n_words]: targeted by format, device, category,
-    # but brand safety forbids the pair (counted as `blocked`, never visited further)
-    user_words: np.ndarray  # u8[n_users, n_words]: geo and segments (matched, consented)
-    flight_start_s: np.ndarray  # f8[nc]
-    flight_end_s: np.ndarray  # f8[nc]
-    pace_share: np.ndarray  # f8[nc]: share of eligible requests the campaign bids on (run state)
-    pace_offset: np.ndarray  # f8[nc]: fixed per campaign: rotates the shared pacing uniform
-
-
-def campaign_words(ok: np.ndarray) -> np.ndarray:
-    """Pack bool[rows, nc] into u8[rows, ceil(nc / 64)] campaign bitsets."""
-    rows, nc = ok.shape
-    n_words = max(1, -(-nc // 64))
-    # Little-endian bit order within bytes and bytes within words: bit c of the row's
-    # bytes is bit c % 64 of word c // 64.
-    packed = np.zeros((rows, n_words * 8), dtype=np.uint8)
-    packed[:, :-(-nc // 8)] = np.packbits(ok, axis=1, bitorder="little")
-    return packed.view("<u8").astype(np.uint64, copy=False)
-
-
-class Deals(NamedTuple):
-    """Private-marketplace deals (index = deal id in RequestBatch.deal).
-
-    A deal bid is a bid by an allowed campaign at or above the deal's floor (for a
-    fixed-price deal, the fixed price). Deal bids are cleared first, among themselves;
-    the winner pays the fixed price, or in second price max(second deal bid, deal
-    floor). A private deal admits only deal bids; an open one falls back to the open
-    auction (other campaigns and the market) when no deal bid comes.
-    """
-
-    floor_cpm: np.ndarray  # f8[nd]: deal floor, or the fixed price
-    fixed: np.ndarray  # bool[nd]: the winner pays floor_cpm exactly
-    private: np.ndarray  # bool[nd]
-    allowed: np.ndarray  # bool[nd, nc]: campaigns (their DSPs/advertisers) admitted
-
-
-def no_deals(nc: int) -> Deals:
-    return Deals(np.zeros(1), np.zeros(1, np.bool_), np.zeros(1, np.bool_),
-                 np.zeros((1, nc), np.bool_))
-
-
-class CampaignBook(NamedTuple):
-    """Per-campaign parameters and running money state (index = campaign)."""
-
-    advertiser: np.ndarray  # i4[nc]
-    dsp_fee_ppm: np.ndarray  # i8[nc]: DSP fee on media cost, parts per million
-    data_micros: np.ndarray  # i8[nc]: data cost of one impression
-    remaining_total: np.ndarray  # i8[nc]: micros the campaign may still spend
-    remaining_daily: np.ndarray  # i8[nc]: micros it may still spend today
-    daily_budget: np.ndarray  # i8[nc]: restored at each UTC midnight
-    day_end_s: np.ndarray  # f8[nc]: the next UTC midnight, seconds since the start
-    media_micros: np.ndarray  # i8[nc]: accumulated clearing prices paid
-    fee_micros: np.ndarray  # i8[nc]: accumulated DSP fees
-    data_cost_micros: np.ndarray  # i8[nc]: accumulated data costs
-    outcomes: np.ndarray  # i8[nc, N_OUTCOMES]: what became of each bid (types.OUTCOME_NAMES)
-    reach: np.ndarray  # i8[nc]: distinct users reached
-
-
-class CapBook(NamedTuple):
-    """Frequency caps per (user, campaign) and per (user, advertiser).
-
-    Calendar caps count impressions per window in u1 counters, one row per user (one
-    byte per pair: 10 million users x 100 campaigns is 1 GB), so a request's checks
-    touch one row. Windows are aligned to UTC epoch time: caps with the same window
-    length share boundaries and are cleared together in one pass. Rolling caps keep
-    each pair's last `limit` impression times.
-    """
-
-    kind: np.ndarray  # i1[nc]: CAP_NONE / CAP_CALENDAR / CAP_ROLLING
-    limit: np.ndarray  # i4[nc]: impressions allowed per window
-    window_s: np.ndarray  # f8[nc]
-    calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
-    window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
-    ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
-    counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
-    times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
-    adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
-    adv_limit: np.ndarray  # i4[n_adv]: 256 where none
-    adv_window_s: np.ndarray  # f8[n_adv]
-    adv_window_end_s: np.ndarray  # f8[n_adv]; inf if none
-    adv_counts: np.ndarray  # u1[n_users, n_adv]
-
-
-class UserBook(NamedTuple):
-    """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
-
-    A touch is packed in one int64 (encode_touch): its exact time, in clock units
-    (every event time is on the simulation clock, types.on_clock), and its campaign,
-    so a win writes one number and attribution compares times exactly.
-    """
-
-    exposures: np.ndarray  # u1[n_users, nc], saturating at 255
-    last_touch: np.ndarray  # i8[n_users, n_adv]: each advertiser's last impression; -1 = none
-
-
-TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536; times < 2**47 clock units (68 years)
-NO_TOUCH = -1
-
-
-@njit(cache=True, inline="always")
-def encode_touch(time_s, campaign):
-    """(time on the clock, campaign) as one int64, ordered by time; exact."""
-    return (np.int64(time_s * T.CLOCK_UNITS_PER_S) << TOUCH_CAMPAIGN_BITS) | campaign
-
-
-def touch_time_s(touch: np.ndarray) -> np.ndarray:
-    """The times of packed touches; -inf where none."""
-    touch = np.asarray(touch, dtype=np.int64)
-    return np.where(touch >= 0, (touch >> TOUCH_CAMPAIGN_BITS) / T.CLOCK_UNITS_PER_S, -np.inf)
-
-
-def touch_campaign(touch: np.ndarray) -> np.ndarray:
-    """The campaigns of packed touches; -1 where none."""
-    touch = np.asarray(touch, dtype=np.int64)
-    return np.where(touch >= 0, touch & ((1 << TOUCH_CAMPAIGN_BITS) - 1), -1).astype(np.int32)
-
-
-class TickResult(NamedTuple):
-    """What the kernel decided for each request of the tick (all arrays [n])."""
-
-    winner: np.ndarray  # i4: campaign index, MARKET or UNSOLD
-    price_cpm: np.ndarray  # f8: 0 when unsold
-    prior_exposures: np.ndarray  # u1: for campaign wins, the user's earlier exposures
-    deal_won: np.ndarray  # bool: the impression went through its deal
-    open_auction: np.ndarray  # bool: the open-auction floor was in play (no private deal,
-    # not sold through the deal)
-    floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
-    prior_touch: np.ndarray  # i8: for campaign wins, the advertiser's touch the win replaced
-    # (encode_touch; NO_TOUCH = none)
-
-
-def new_result(n: int) -> TickResult:
-    """Output arrays for a tick of n requests (every field is written for every row
-    that needs it: prior_* only on campaign wins)."""
-    return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
-                      np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
-                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64))
-
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
                deals: Deals, book: CampaignBook, caps: CapBook, users: UserBook) -> TickResult:

@@ -23,7 +23,7 @@ from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAM
                            FeeRate, Format, Id, Money, Seconds, Share, Spec, Text, UtcDatetime,
                            Weight)
 from rtb.strategy_spec import KINDS, StrategySpec, missing_in_scenario
-from rtb.supply_spec import PublisherSpec, SspSpec, supply_rule_problems
+from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
 
 # ---- simulation clock -------------------------------------------------------------
@@ -344,11 +344,10 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
 def worst_case_requests(s: Scenario) -> float:
     """An upper bound of a run's expected requests: every slot at its publisher's peak
     hour of its peak weekday for the whole run (the traffic shapes have mean 1)."""
-    from ssp.inventory import DEFAULT_HOURLY_SHAPE  # ssp imports this module
 
     total = 0.0
     for pub in s.publishers:
-        hourly = DEFAULT_HOURLY_SHAPE.tolist() if pub.hourly_shape is None else pub.hourly_shape
+        hourly = list(DEFAULT_HOURLY_SHAPE) if pub.hourly_shape is None else pub.hourly_shape
         weekly = pub.weekly_shape or [1.0]
         peak = max(hourly) / (sum(hourly) / len(hourly)) * max(weekly) / (sum(weekly) / len(weekly))
         total += sum(slot.daily_requests for slot in pub.slots) * peak

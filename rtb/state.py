@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from dsp.campaigns import CampaignTable
-from rtb.kernel import NO_TOUCH, CampaignBook, CapBook, UserBook
+from rtb.books import NO_TOUCH, CampaignBook, CapBook, UserBook
 from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.types import CAP_CALENDAR, CAP_NONE, CAP_ROLLING, N_OUTCOMES, SECONDS_PER_DAY

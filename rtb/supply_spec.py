@@ -15,6 +15,11 @@ from pydantic import Field, model_validator
 from rtb.spec_base import (MAX_DURATION_S, MAX_NAME, MAX_RUN_REQUESTS, Cpm, Device, FeeRate, Format,
                            Id, Seconds, Spec, Text, Weight)
 
+# A publisher's traffic by UTC hour when its `hourly_shape` is not given: a typical
+# diurnal curve of web traffic (night trough, evening peak).
+DEFAULT_HOURLY_SHAPE = (0.35, 0.25, 0.2, 0.18, 0.2, 0.3, 0.55, 0.8, 1.0, 1.1, 1.15, 1.2,
+                        1.25, 1.2, 1.15, 1.15, 1.2, 1.3, 1.45, 1.6, 1.7, 1.6, 1.25, 0.8)
+
 WILDCARD = "*"
 Domain = Annotated[str, Field(min_length=1, max_length=253)]
 # Rule fields: a value or the wildcard, as one type so an error reads as one message.

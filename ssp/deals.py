@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtb.kernel import Deals, no_deals
+from rtb.books import Deals, no_deals
 from rtb.scenario import Scenario
 
 

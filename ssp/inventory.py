@@ -8,13 +8,11 @@ from typing import NamedTuple
 import numpy as np
 
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE
+from rtb import supply_spec
 from rtb.supply_spec import PublisherSpec, SspSpec
 from rtb.types import PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR, on_clock
 
-# A typical diurnal curve of web traffic by UTC hour (night trough, evening peak).
-DEFAULT_HOURLY_SHAPE = np.array(
-    [0.35, 0.25, 0.2, 0.18, 0.2, 0.3, 0.55, 0.8, 1.0, 1.1, 1.15, 1.2,
-     1.25, 1.2, 1.15, 1.15, 1.2, 1.3, 1.45, 1.6, 1.7, 1.6, 1.25, 0.8])
+DEFAULT_HOURLY_SHAPE = np.array(supply_spec.DEFAULT_HOURLY_SHAPE)
 
 
 class Inventory(NamedTuple):

@@ -16,7 +16,7 @@ import rtb.exchange
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.engine import _run
 from rtb.exchange import Exchange
-from rtb.kernel import NO_TOUCH, encode_touch
+from rtb.books import NO_TOUCH, encode_touch
 from rtb.types import on_clock
 from rtb.market import build_market
 from rtb.scenario import parse_scenario

@@ -324,7 +324,7 @@ def test_progress_says_preparing_before_the_first_tick(monkeypatch):
     """A slow start (world building, first-run JIT compile) shows a bar before any tick."""
     import time
 
-    from rtb.cli import LazyProgress
+    from rtb.progress import LazyProgress
     monkeypatch.setattr(LazyProgress, "DELAY_S", 0.05)
     buffer, console = _terminal()
     progress = LazyProgress(True, "simulating quickstart", console=console)
@@ -339,7 +339,7 @@ def test_progress_says_preparing_before_the_first_tick(monkeypatch):
 
 def test_progress_shows_a_hostile_name_as_written(monkeypatch):
     """A scenario name is neither rich markup nor terminal control: the bar shows it."""
-    from rtb.cli import LazyProgress
+    from rtb.progress import LazyProgress
     monkeypatch.setattr(LazyProgress, "DELAY_S", 0.0)
     buffer, console = _terminal()
     progress = LazyProgress(True, "simulating [/bold]x\x1b[2J", console=console)
@@ -350,7 +350,7 @@ def test_progress_shows_a_hostile_name_as_written(monkeypatch):
 
 
 def test_progress_stays_silent_on_a_short_run():
-    from rtb.cli import LazyProgress
+    from rtb.progress import LazyProgress
     buffer, console = _terminal()
     progress = LazyProgress(True, "simulating quickstart", console=console)
     progress(1.0)  # within the delay

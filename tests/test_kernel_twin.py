@@ -63,8 +63,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtb import types as T
-from rtb.kernel import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                        campaign_words, clear_tick_nb, no_deals)
+from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
+                       campaign_words, no_deals)
+from rtb.kernel import clear_tick_nb
 from rtb.types import RequestBatch
 from touch_book import pack_touch, touch_campaigns, touch_times
 
