@@ -497,8 +497,16 @@ def _replay_report_skipped(path: Path, bidlog) -> None:
                   markup=False, highlight=False, soft_wrap=True)
 
 
-def main() -> None:  # pragma: no cover - console entry for `python -m rtb.cli`
-    app()
+def main() -> None:
+    """The `rtb` command (console script and `python -m rtb`). typer reports any
+    KeyboardInterrupt as 130, wherever it struck (a SIGTERM during a command's imports
+    comes before input_errors()); the exit code is 128 + the signal that interrupted."""
+    try:
+        app(prog_name="rtb")
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGINT:
+            raise SystemExit(_interrupted_exit_code()) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -345,3 +346,18 @@ def test_killed_sweep_leaves_no_worker_and_resumes_to_the_same_bytes(sweep_refer
     assert rtb(*args, cwd=tmp_path, timeout=120).returncode == 0
     assert temp_files(tmp_path) == [], note
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == reference, note
+
+
+def test_sigterm_before_a_command_guards_its_work_still_exits_143():
+    """A SIGTERM that strikes outside input_errors() (e.g. during a command's lazy
+    imports) reaches typer, which reports any KeyboardInterrupt as 130: main() still
+    exits 128 + SIGTERM."""
+    code = ("import os, signal, sys; import rtb.cli as cli\n"
+            "def guard():\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)  # the handler raises KeyboardInterrupt\n"
+            "cli.input_errors = guard\n"
+            "sys.argv = ['rtb', 'validate', 'scenarios/quickstart.toml']\n"
+            "cli.main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr[-500:])
