@@ -260,6 +260,7 @@ def write_summary(runs: list[SweepRun], out_dir: Path, digest: str) -> dict:
     summary = {
         "summary_version": SUMMARY_VERSION,
         "scenario": next(iter(reports.values()))["scenario"]["name"] if reports else None,
+        "currency": next(iter(reports.values()))["scenario"].get("currency") if reports else None,
         "scenario_sha256": digest,
         "runs": [{"budget_scale": run.budget_scale, "seed": run.seed, "report": run.file_name}
                  for run in runs if run in reports],
