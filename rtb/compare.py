@@ -113,6 +113,7 @@ def write_summary(variants: dict[str, Scenario], campaign: str, runs: list, out_
     summary = {
         "summary_version": SUMMARY_VERSION,
         "scenario": next(iter(variants.values())).name,
+        "currency": next(iter(variants.values())).currency,
         "campaign": campaign,
         "budget_scale": runs[0].budget_scale,
         "seeds": seeds,

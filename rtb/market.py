@@ -28,6 +28,7 @@ class Labels:
     """Names for the report and the impression log (index = the arrays' index)."""
 
     scenario: str
+    currency: str  # ISO 4217: every amount of the run is in it
     start: str  # ISO 8601, UTC
     auction: str  # "first" / "second"
     campaigns: tuple[str, ...]
@@ -82,6 +83,7 @@ def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
 def _labels(s: Scenario) -> Labels:
     return Labels(
         scenario=s.name,
+        currency=s.currency,
         start=s.simulation.start.isoformat(),
         auction=s.exchange.auction,
         campaigns=tuple(c.id for c in s.campaigns),

@@ -187,6 +187,7 @@ def build_report(market, state) -> Report:
         "report_version": REPORT_VERSION,
         "scenario": {
             "name": labels.scenario,
+            "currency": labels.currency,
             "seed": m.seed,
             "start": labels.start,
             "duration": m.duration_s,

@@ -19,9 +19,9 @@ from pydantic import Field, ValidationError, model_validator
 from rtb.errors import InputError
 from rtb.files import check_nesting, read_input
 from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAME, MAX_RUN_REQUESTS,
-                           MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Device,
-                           FeeRate, Format, Id, Money, Seconds, Share, Spec, Text, UtcDatetime,
-                           Weight)
+                           MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Currency,
+                           Device, FeeRate, Format, Id, Money, Seconds, Share, Spec, Text,
+                           UtcDatetime, Weight)
 from rtb.strategy_spec import KINDS, StrategySpec, missing_in_scenario
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
@@ -217,6 +217,7 @@ class Scenario(Spec):
     """An rtbsim scenario file (.toml or .json): one market for `rtb run` to simulate."""
 
     name: Text = "scenario"
+    currency: Currency = "USD"
     simulation: SimulationSpec
     exchange: ExchangeSpec = ExchangeSpec()
     ssps: list[SspSpec] = Field(min_length=1, max_length=MAX_ITEMS)

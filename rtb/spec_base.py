@@ -83,5 +83,22 @@ FeeRate = Annotated[float, Field(ge=0, lt=1)]
 Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
 Text = Annotated[str, Field(max_length=MAX_NAME)]
 Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _currency(value: object) -> object:
+    """A currency code is checked here so the message says what one looks like."""
+    if isinstance(value, str) and not _CURRENCY.fullmatch(value):
+        raise ValueError(f"not a currency code: {value!r} (use an ISO 4217 code, three capital"
+                         " letters, e.g. USD, EUR, GBP)")
+    return value
+
+
+# The currency every amount of a scenario and its outputs is in; the simulation only
+# labels its money with it (no conversion ever happens).
+# (The pattern comes first so the JSON Schema shows it; the validator runs before it.)
+Currency = Annotated[str, Field(pattern=_CURRENCY.pattern,
+                                description="ISO 4217 code, e.g. USD, EUR"),
+                     BeforeValidator(_currency)]
 Format = Literal["banner", "video", "native"]
 Device = Literal["desktop", "mobile"]

@@ -62,6 +62,7 @@ def test_same_traffic_for_every_strategy(two_hour_spec, tmp_path):
     summary = cmp.compare(two_hour_spec, CAMPAIGN, [OWN, HIGHER], seeds, tmp_path, workers=2)
     assert summary == json.loads((tmp_path / cmp.SUMMARY_FILE).read_bytes())
     assert summary["seeds"] == seeds and summary["missing_seeds"] == []
+    assert summary["currency"] == "USD"
     run_name = {seed: sw.SweepRun(1.0, seed).file_name for seed in seeds}
     # The baseline is the scenario as it is: the runs are rtb run's reports.
     for seed in seeds:

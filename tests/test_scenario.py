@@ -149,6 +149,11 @@ def test_durations(text, seconds):
     assert s.simulation.tick == seconds
 
 
+def test_currency_is_usd_unless_the_scenario_says():
+    assert parse_scenario(scenario(), "t").currency == "USD"
+    assert parse_scenario(scenario(currency="EUR"), "t").currency == "EUR"
+
+
 def test_datetime_without_zone_is_utc():
     s = parse_scenario(scenario(**{"simulation.start": "2026-03-02T05:00:00"}), "t")
     assert s.simulation.start.utcoffset().total_seconds() == 0
@@ -242,6 +247,11 @@ def test_unknown_key_rejected_with_its_path(path, field):
     ("simulation.start", "yesterday", "simulation.start", ["yesterday"]),
     ("dmp.users", 0, "dmp.users", ["greater than or equal to 1"]),
     ("campaigns.0.id", "has space", "campaigns[0].id", ["pattern"]),
+    ("currency", "usd", "currency", ["currency code", "'usd'", "ISO 4217", "three capital letters"]),
+    ("currency", "EURO", "currency", ["currency code", "'EURO'"]),
+    ("currency", "US$", "currency", ["currency code"]),
+    ("currency", "USD\n", "currency", ["currency code"]),
+    ("currency", 840, "currency", ["string"]),
 ])
 def test_bad_value_names_field_and_problem(path, value, field, words):
     assert_problem(problem(scenario(**{path: value})), "test.toml", field, *words)

@@ -31,6 +31,7 @@ def test_pooled_runs_equal_single_runs_and_summary_averages_seeds(two_hour_spec,
         reports[run] = json.loads(expected)
     assert summary == json.loads((tmp_path / sw.SUMMARY_FILE).read_bytes())
     assert summary["missing"] == [] and len(summary["runs"]) == 4
+    assert summary["currency"] == "USD"
     half = summary["by_scale"][0]
     assert half["budget_scale"] == 0.5 and half["seeds"] == 2
     for k, row in enumerate(half["campaigns"]):
