@@ -21,12 +21,12 @@ from typing import Callable
 
 import orjson
 from pydantic import BaseModel
-from scipy import stats
 
 from rtb.atomic import write_atomic
 from rtb.errors import InputError
 from rtb.scenario import Scenario, parse_scenario
-from rtb.sweep import SweepInterrupted, plan, sweep
+from rtb.stats import paired
+from rtb.sweep import Runner, SweepInterrupted, plan, sweep_many
 
 SUMMARY_FILE = "compare.json"
 SUMMARY_VERSION = 1
@@ -72,19 +72,14 @@ def compare(scenario: Scenario, campaign: str, strategies: list[BaseModel | dict
     for k, strategy in enumerate(strategies, start=1):
         variants[f"strategy-{k}"] = with_strategy(scenario, campaign, strategy)
     runs = plan([budget_scale], seeds)
-    total = len(variants) * len(runs)
     out_dir.mkdir(exist_ok=True)
-    for k, (name, variant) in enumerate(variants.items()):
-        def step(fraction: float, done_before: int = k * len(runs)) -> None:
-            if progress is not None:
-                progress((done_before + fraction * len(runs)) / total)
-
-        try:
-            sweep(variant, runs, out_dir / name, workers=workers, executor=executor,
-                  scheduler=scheduler, progress=step)
-        except SweepInterrupted as stop:
-            write_summary(variants, campaign, runs, out_dir)
-            raise SweepInterrupted(k * len(runs) + stop.done, total) from None
+    try:
+        with Runner(workers, executor, scheduler) as runner:
+            sweep_many([(variant, runs, out_dir / name) for name, variant in variants.items()],
+                       runner=runner, progress=progress)
+    except SweepInterrupted:
+        write_summary(variants, campaign, runs, out_dir)
+        raise
     return write_summary(variants, campaign, runs, out_dir)
 
 
@@ -127,21 +122,12 @@ def write_summary(variants: dict[str, Scenario], campaign: str, runs: list, out_
 
 def paired_difference(values: list, baseline: list) -> dict:
     """Mean of the per-seed differences values - baseline, and its 95 % confidence
-    interval (Student's t over the pairs, scipy.stats.ttest_1samp; none with fewer than
-    two), over the seeds where both are defined (a ROMI or CPA is not without spend or
-    conversions)."""
-    diffs = [v - b for v, b in zip(values, baseline) if v is not None and b is not None]
-    if not diffs:
-        return {"mean": None, "ci95": None, "pairs": 0}
-    mean = statistics.fmean(diffs)
-    ci = None
-    if len(diffs) > 1:
-        # Equal differences have no spread: the interval is the point (scipy would say
-        # so too, after a warning of precision loss).
-        low, high = ((mean, mean) if len(set(diffs)) == 1 else
-                     stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95))
-        ci = [round(float(low), 6), round(float(high), 6)]
-    return {"mean": round(mean, 6), "ci95": ci, "pairs": len(diffs)}
+    interval (rtb.stats; none with fewer than two pairs), over the seeds where both are
+    defined (a ROMI or CPA is not without spend or conversions)."""
+    pairs = sum(v is not None and b is not None for v, b in zip(values, baseline))
+    d = paired(values, baseline)
+    ci = None if d["low"] is None else [d["low"], d["high"]]
+    return {"mean": d["mean"], "ci95": ci, "pairs": pairs}
 
 
 def _mean(values: list) -> float | None:

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -147,6 +147,114 @@ def _executor(kind: str, workers: int, scheduler: str | None) -> Iterator[Execut
         raise ValueError(f"unknown executor {kind!r}; expected one of {EXECUTORS}")
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run of one scenario, and the file its report goes to."""
+    scenario: Scenario
+    run: SweepRun
+    path: Path
+
+
+class Runner:
+    """Runs batches of jobs: in this process, a local pool or a Dask cluster. The pool
+    opens with the first batch that needs one and stays open until the `with` block
+    ends, so a search that runs many small batches (rtb.optimize) pays for the
+    workers' start and numba load once. Leaving the block by an exception (Ctrl-C)
+    terminates the runs in progress."""
+
+    def __init__(self, workers: int = 1, executor: str = "local", scheduler: str | None = None):
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
+        self.workers, self.executor, self.scheduler = workers, executor, scheduler
+        self._stack = ExitStack()
+        self._pool: Executor | None = None
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        return self._stack.__exit__(*exc_info)
+
+    def run(self, jobs: list[Job], saved: Callable[[Job], None] | None = None) -> None:
+        """Run every job whose report is not on disk yet; write each report atomically
+        as soon as it is done, then call saved(job). A run's error stops the batch."""
+        todo = [job for job in jobs if not job.path.exists()]
+
+        def save(job: Job, report: bytes) -> None:
+            write_atomic(job.path, report)
+            if saved is not None:
+                saved(job)
+
+        if self.executor == "local" and (self.workers <= 1 or len(todo) <= 1):
+            for job in todo:
+                save(job, run_one(job.scenario, job.run))
+            return
+        if not todo:
+            return
+        if self._pool is None:
+            self._pool = self._stack.enter_context(
+                _executor(self.executor, self.workers, self.scheduler))
+        pending = {self._pool.submit(run_one, job.scenario, job.run): job for job in todo}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    save(pending.pop(future), future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def prepare_folder(scenario: Scenario, runs: list[SweepRun], out_dir: Path) -> str:
+    """Make out_dir this scenario's sweep folder; return the scenario's digest.
+
+    Raises FolderOfAnotherSweep if out_dir's summary names another scenario: its
+    reports must not be mixed in. Removes a killed sweep's temporary files and any
+    damaged report (to be run again), then writes the summary of the runs on disk,
+    which marks the folder as this scenario's before the first run."""
+    digest = scenario_digest(scenario)
+    if _folder_digest(out_dir) not in (None, digest):
+        raise FolderOfAnotherSweep(f"{out_dir} holds the runs of another scenario (or of this"
+                                   " one before an edit); use another folder")
+    out_dir.mkdir(exist_ok=True)
+    remove_leftovers(out_dir)
+    for run in runs:
+        _check_report(out_dir / run.file_name)
+    write_summary(runs, out_dir, digest)
+    return digest
+
+
+def sweep_many(folders: list[tuple[Scenario, list[SweepRun], Path]], *, runner: Runner,
+               progress: Callable[[float], None] | None = None) -> None:
+    """Several sweeps at once, each (scenario, runs, folder), all their runs in one
+    batch of `runner`, so every worker stays busy to the end. Writes each folder's
+    summary (sweep.json). Raises FolderOfAnotherSweep before any run, and
+    SweepInterrupted on Ctrl-C after saving every summary."""
+    digests = [prepare_folder(scenario, runs, Path(folder)) for scenario, runs, folder in folders]
+    jobs = [Job(scenario, run, Path(folder) / run.file_name)
+            for scenario, runs, folder in folders for run in runs]
+    total = len(jobs)
+    finished = sum(job.path.exists() for job in jobs)
+
+    def saved(job: Job) -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(finished / total)
+
+    def summaries() -> None:
+        for (_, runs, folder), digest in zip(folders, digests):
+            write_summary(runs, Path(folder), digest)
+
+    try:
+        runner.run(jobs, saved)
+    except KeyboardInterrupt:
+        summaries()
+        raise SweepInterrupted(sum(job.path.exists() for job in jobs), total) from None
+    summaries()
+
+
 def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
           workers: int = 1, executor: str = "local", scheduler: str | None = None,
           progress: Callable[[float], None] | None = None) -> dict:
@@ -157,51 +265,16 @@ def sweep(scenario: Scenario, runs: list[SweepRun], out_dir: str | Path, *,
     data files, e.g. a market histogram, at the same paths).
 
     Raises FolderOfAnotherSweep before any run if out_dir's summary names another
-    scenario: its reports must not be mixed in. Raises SweepInterrupted on Ctrl-C,
-    after saving the summary of the runs done.
+    scenario. Raises SweepInterrupted on Ctrl-C, after saving the summary of the runs done.
     """
     out_dir = Path(out_dir)
-    digest = scenario_digest(scenario)
-    if _folder_digest(out_dir) not in (None, digest):
-        raise FolderOfAnotherSweep(f"{out_dir} holds the runs of another scenario (or of this"
-                                   " one before an edit); use another folder")
-    # The summary, written before the first run, marks the folder as this scenario's.
-    out_dir.mkdir(exist_ok=True)
-    remove_leftovers(out_dir)  # temporary files of a killed sweep
-    for run in runs:
-        _check_report(out_dir / run.file_name)
-    write_summary(runs, out_dir, digest)
-    todo = [r for r in runs if not (out_dir / r.file_name).exists()]
-    finished = len(runs) - len(todo)
+    with Runner(workers, executor, scheduler) as runner:
+        sweep_many([(scenario, runs, out_dir)], runner=runner, progress=progress)
+    return read_summary(out_dir)
 
-    def save(run: SweepRun, report: bytes) -> None:
-        nonlocal finished
-        write_atomic(out_dir / run.file_name, report)
-        finished += 1
-        if progress is not None:
-            progress(finished / len(runs))
 
-    try:
-        if executor == "local" and (workers <= 1 or len(todo) <= 1):
-            for run in todo:
-                save(run, run_one(scenario, run))
-        elif todo:
-            with _executor(executor, min(workers, len(todo)), scheduler) as pool:
-                pending = {pool.submit(run_one, scenario, run): run for run in todo}
-                try:
-                    while pending:
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            # A run's error stops the sweep, with its traceback.
-                            save(pending.pop(future), future.result())
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-    except KeyboardInterrupt:
-        summary = write_summary(runs, out_dir, digest)
-        raise SweepInterrupted(len(summary["runs"]), len(runs)) from None
-    return write_summary(runs, out_dir, digest)
+def read_summary(out_dir: Path) -> dict:
+    return orjson.loads((Path(out_dir) / SUMMARY_FILE).read_bytes())
 
 
 def _folder_digest(out_dir: Path) -> str | None:
