@@ -1,0 +1,222 @@
+"""What-if plans: named variants of a scenario against the current one, on the same traffic.
+
+Every variant (rtb.changes) runs on every seed. Random streams are keyed by name and
+draw counts never depend on decisions, so on a seed every variant sees the same
+requests, users and outcomes' uniforms (common random numbers): the per-seed
+difference between a variant and the current scenario is the change's effect with
+little luck in it. The plan reports, per variant, campaign and in total, each figure's
+mean over the seeds with its 95 % interval and, for a variant, the paired difference
+from current with its interval. A ROMI or CPA resting on fewer than MIN_EVENTS
+conversions per run is flagged `too_few`: such a figure swings on a handful of sales.
+
+The next dollar (marginal): each campaign in turn gets `step` more budget (+20 % by
+default) and the whole plan's change is measured against current, per extra unit of
+budget. Whole-plan changes, not the campaign's own: more budget for retargeting also
+takes last-touch credit and auctions from its siblings, and only the total says what
+the extra money bought.
+
+The runs are sweeps (rtb.sweep), one folder per variant: written atomically as they
+finish, kept on Ctrl-C, redone only where missing, all in one batch of workers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from rtb.atomic import write_atomic
+from rtb.changes import CURRENT, Change, Variant, apply_changes
+from rtb.scenario import Scenario
+from rtb.stats import CONFIDENCE, interval, paired
+from rtb.sweep import Runner, SweepInterrupted, SweepRun, plan as sweep_plan, sweep_many
+
+PLAN_FILE = "plan.json"
+PLAN_VERSION = 1
+MIN_EVENTS = 10  # conversions per run under which a ROMI or CPA is flagged too_few
+FIGURES = ("budget", "spend", "impressions", "reach", "clicks", "conversions",
+           "incremental_conversions", "revenue", "incremental_revenue", "romi",
+           "incremental_romi", "cpa")
+RESTS_ON = {"romi": "conversions", "cpa": "conversions",
+            "incremental_romi": "incremental_conversions"}
+MARGINAL_FOLDER = "marginal"
+PER = 100.0  # marginal conversions are given per this much extra budget
+
+
+def variant_scenarios(scenario: Scenario, variants: list[Variant],
+                      source: str = "command line") -> dict[str, Scenario]:
+    """current, then each variant applied to it (InputError names a bad change)."""
+    scenarios = {CURRENT: scenario}
+    for variant in variants:
+        where = source if variant.name == "scenario" else f"{source}: variant {variant.name}"
+        scenarios[variant.name] = apply_changes(scenario, variant.changes, where)
+    return scenarios
+
+
+def marginal_scenarios(scenario: Scenario, step: float) -> list[tuple[str, float, Scenario]]:
+    """Per campaign: its id, the extra budget and the scenario with that campaign's
+    budget (and daily budget) `step` higher."""
+    out = []
+    for c in scenario.campaigns:
+        more = apply_changes(scenario, [Change("budget", f"{c.id}=+{step * 100:.10g}%")])
+        extra = next(m.budget for m in more.campaigns if m.id == c.id) - c.budget
+        out.append((c.id, extra, more))
+    return out
+
+
+def _marginal_folder(k: int, campaign: str) -> str:
+    return f"{MARGINAL_FOLDER}/{k + 1}-{re.sub(r'[^A-Za-z0-9_-]', '_', campaign)}"
+
+
+def run_plan(scenario: Scenario, variants: list[Variant], seeds: list[int], out_dir: str | Path,
+             *, marginal_step: float | None = None, source: str = "command line",
+             workers: int = 1, executor: str = "local", scheduler: str | None = None,
+             progress: Callable[[float], None] | None = None) -> dict:
+    """Run current, every variant and (with marginal_step) every campaign's extra budget
+    on each seed; return (and save as out_dir/plan.json) the summary.
+
+    Raises InputError for a bad change, rtb.sweep.FolderOfAnotherSweep if a folder holds
+    runs made from something else, SweepInterrupted on Ctrl-C (finished runs are kept;
+    the summary then covers the seeds every variant has finished)."""
+    out_dir = Path(out_dir)
+    scenarios = variant_scenarios(scenario, variants, source)
+    marginal = marginal_scenarios(scenario, marginal_step) if marginal_step else []
+    runs = sweep_plan([1.0], seeds)
+    folders = {name: out_dir / name for name in scenarios}
+    folders.update({("marginal", cid): out_dir / _marginal_folder(k, cid)
+                    for k, (cid, _, _) in enumerate(marginal)})
+    jobs = [(s, runs, folders[name]) for name, s in scenarios.items()]
+    jobs += [(s, runs, folders[("marginal", cid)]) for cid, _, s in marginal]
+    out_dir.mkdir(exist_ok=True)
+    if marginal:
+        (out_dir / MARGINAL_FOLDER).mkdir(exist_ok=True)
+
+    def summary() -> dict:
+        return write_plan(scenario, variants, marginal, marginal_step, runs, folders, out_dir)
+
+    try:
+        with Runner(workers, executor, scheduler) as runner:
+            sweep_many(jobs, runner=runner, progress=progress)
+    except SweepInterrupted:
+        summary()
+        raise
+    return summary()
+
+
+def read_reports(folder: Path, runs: list[SweepRun]) -> dict[int, dict]:
+    """The run reports on disk in a sweep folder, by seed."""
+    reports = {}
+    for run in runs:
+        path = folder / run.file_name
+        if path.exists():
+            reports[run.seed] = orjson.loads(path.read_bytes())
+    return reports
+
+
+def write_plan(scenario: Scenario, variants: list[Variant], marginal: list, step: float | None,
+               runs: list[SweepRun], folders: dict, out_dir: Path) -> dict:
+    """plan.json from the reports on disk, over the seeds every run of the plan has."""
+    reports = {key: read_reports(folder, runs) for key, folder in folders.items()}
+    seeds = [run.seed for run in runs if all(run.seed in r for r in reports.values())]
+    current = [reports[CURRENT][s] for s in seeds]
+    rows = []
+    for name in [CURRENT] + [v.name for v in variants]:
+        changes = [] if name == CURRENT else \
+            [str(c) for c in next(v for v in variants if v.name == name).changes]
+        rows.append({"name": name, "changes": changes, "folder": name,
+                     **variant_figures([reports[name][s] for s in seeds],
+                                       None if name == CURRENT else current)})
+    margins = {a.id: a.margin for a in scenario.advertisers}
+    plan = {
+        "plan_version": PLAN_VERSION,
+        "scenario": scenario.name,
+        "currency": scenario.currency,
+        "seeds": seeds,
+        "missing_seeds": [run.seed for run in runs if run.seed not in seeds],
+        "confidence": CONFIDENCE,
+        "min_events": MIN_EVENTS,
+        "variants": rows,
+        "marginal": None if not marginal else {
+            "step": step,
+            "per": PER,
+            "campaigns": rank_marginal([
+                marginal_figures(cid, extra, current,
+                                 [reports[("marginal", cid)][s] for s in seeds], margins)
+                for cid, extra, _ in marginal])},
+    }
+    write_atomic(out_dir / PLAN_FILE, orjson.dumps(plan, option=orjson.OPT_INDENT_2) + b"\n")
+    return plan
+
+
+def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
+    """A variant's campaigns and totals over its seeds' reports: each figure's interval,
+    with `vs_current` (the paired difference) when current's reports are given."""
+    def figures(rows: list[dict], baseline: list[dict] | None) -> dict:
+        out = {}
+        for name in FIGURES:
+            figure = interval([r[name] for r in rows])
+            if baseline is not None:
+                figure["vs_current"] = paired([r[name] for r in rows], [b[name] for b in baseline])
+            if name in RESTS_ON:
+                events = interval([r[RESTS_ON[name]] for r in rows])["mean"]
+                if events is not None and events < MIN_EVENTS:
+                    figure["too_few"] = True
+            out[name] = figure
+        return out
+
+    if not reports:
+        return {"campaigns": [], "totals": {}}
+    campaigns = []
+    for k, first in enumerate(reports[0]["campaigns"]):
+        rows = [r["campaigns"][k] for r in reports]
+        baseline = None if current is None else [r["campaigns"][k] for r in current]
+        campaigns.append({"id": first["id"], "advertiser": first["advertiser"],
+                          **figures(rows, baseline)})
+    totals = figures([r["totals"] for r in reports],
+                     None if current is None else [r["totals"] for r in current])
+    return {"campaigns": campaigns, "totals": totals}
+
+
+def gross_profit(report: dict, margins: dict[str, float], incremental: bool = False) -> float:
+    """revenue x margin - spend over the whole report (advertisers differ in margin)."""
+    key = "incremental_revenue" if incremental else "revenue"
+    return sum(c[key] * margins[c["advertiser"]] - c["spend"] for c in report["campaigns"])
+
+
+def marginal_figures(campaign: str, extra: float, current: list[dict], more: list[dict],
+                     margins: dict[str, float]) -> dict:
+    """What `extra` budget for one campaign changes in the whole plan, per seed paired:
+    the spend and conversions it adds, conversions per PER of extra budget, and its
+    ROMI: (extra revenue x margin - extra spend) / extra budget, so that budget a
+    campaign cannot spend returns nothing rather than counting as lost."""
+    def change(key: str, scale: float = 1.0) -> dict:
+        return interval([(m["totals"][key] - c["totals"][key]) * scale for m, c in zip(more, current)])
+
+    def romi(incremental: bool) -> dict:
+        return interval([(gross_profit(m, margins, incremental) - gross_profit(c, margins, incremental))
+                         / extra for m, c in zip(more, current)])
+
+    return {"id": campaign, "extra_budget": round(extra, 6),
+            "spend": change("spend"),
+            "spent_share": change("spend", 1.0 / extra),
+            "conversions": change("conversions"),
+            "incremental_conversions": change("incremental_conversions"),
+            "conversions_per_100": change("conversions", PER / extra),
+            "incremental_conversions_per_100": change("incremental_conversions", PER / extra),
+            "romi": romi(False),
+            "incremental_romi": romi(True)}
+
+
+def rank_marginal(rows: list[dict]) -> list[dict]:
+    """Best first by the incremental ROMI of the extra budget (what the ads cause);
+    ties and undefined ones keep the scenario's order."""
+    def key(row: dict) -> float:
+        mean = row["incremental_romi"]["mean"]
+        return -mean if mean is not None else float("inf")
+
+    ranked = sorted(rows, key=key)
+    for rank, row in enumerate(ranked, start=1):
+        row["rank"] = rank
+    return ranked
