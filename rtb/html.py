@@ -277,7 +277,7 @@ def render_optimize_page(result: dict) -> bytes:
                     f"<b>{_esc(_fmt(_number(split.get(cid)), 'money', cur=cur))}</b></p>")
         if curves.get(cid):
             body.append(charts.add(_optimize_curves, curves[cid], _number(current_split.get(cid)),
-                                   _number(split.get(cid)), cur))
+                                   _number(split.get(cid)), now.get(cid), then.get(cid), cur))
         body.append(_comparison_table([("current", now.get(cid) or {}), ("proposed", then.get(cid) or {})],
                                       PLAN_FIELDS, cur, "95 %"))
     return _page(f"{_text(result.get('scenario'))}: optimised split", body)
@@ -597,6 +597,8 @@ def _draw_points(ax, points: list[Point | None], line: str | None) -> None:
         ax.errorbar([p.x], [p.y], yerr=yerr, fmt=p.marker, color=p.color, markersize=p.size,
                     markerfacecolor="white" if p.hollow else p.color, capsize=3, elinewidth=1,
                     zorder=3)
+        if not p.label:
+            continue
         offset, ha, va = LABEL_PLACES[p.place % len(LABEL_PLACES)]
         ax.annotate(p.label, (p.x, p.y), xytext=offset, textcoords="offset points", ha=ha, va=va,
                     fontsize=7, color="#333", zorder=4)
@@ -649,28 +651,33 @@ def _sweep_curves(series: list[list[Point | None]], cur: str):
     return fig
 
 
-def _optimize_curves(points: list[dict], current: float | None, proposed: float | None, cur: str):
-    """A campaign's response curve: every budget tried, the current one a circle and
-    the proposed one a square."""
+def _optimize_curves(points: list[dict], current: float | None, proposed: float | None,
+                     now: dict, then: dict, cur: str):
+    """A campaign's response curve: every budget tried, the current one a circle and the
+    proposed one a square (from the expected figures `then` where no point of the curve
+    has that budget; likewise the current one from `now`)."""
     from matplotlib.lines import Line2D
 
-    def role(budget: float | None) -> tuple[str, str, float]:
-        if budget is not None and proposed is not None and math.isclose(budget, proposed, rel_tol=1e-6):
-            return "s", COLORS[1], 8.0
-        if budget is not None and current is not None and math.isclose(budget, current, rel_tol=1e-6):
-            return "o", COLORS[0], 8.0
-        return ".", "#555", 5.0
+    def at(budget: float | None, row: dict) -> bool:
+        mean = _fig(row.get("budget")).mean
+        return budget is not None and mean is not None and math.isclose(mean, budget, rel_tol=1e-6)
 
     rows = sorted((p for p in points if isinstance(p, dict)),
                   key=lambda p: _fig(p.get("budget")).mean or 0.0)
+    for budget, figures in ((current, now), (proposed, then)):
+        if budget is not None and figures and not any(at(budget, row) for row in rows):
+            rows.append({**figures, "budget": budget})
     fig = _figure(11, 3.3)
     axes = fig.subplots(1, 2)
     for ax, (field, label, _) in zip(axes, CURVE_PANELS[:2]):
         series = []
         for j, row in enumerate(rows):
-            marker, color, size = role(_fig(row.get("budget")).mean)
-            series.append(_point(row.get("spend"), row.get(field), row.get("budget"), cur, field,
-                                 marker, color, place=j % 2, size=size))
+            roles = [("o", COLORS[0], 9.0)] if at(current, row) else []
+            roles += [("s", COLORS[1], 6.5)] if at(proposed, row) else []  # on top of the circle
+            for n, (marker, color, size) in enumerate(roles or [(".", "#555", 5.0)]):
+                point = _point(row.get("spend"), row.get(field), row.get("budget"), cur, field,
+                               marker, color, place=j % 2, size=size)
+                series.append(point._replace(label="") if point and n else point)  # one label
         _draw_points(ax, series, "#999")
         _style_panel(ax, field, _unit("spend", cur), label)
     handles = [Line2D([], [], marker="o", color=COLORS[0], linestyle="none", markersize=7),

@@ -105,7 +105,7 @@ def sweep_summary() -> dict:
 
 def optimize_result(curves: bool = True) -> dict:
     current = {IDS[k]: BUDGETS[k] for k in FEWER}
-    split = {IDS[k]: BUDGETS[k] * (1.4 if k % 2 else 0.6) for k in FEWER}
+    split = {IDS[k]: BUDGETS[k] * (1.0 if k == 2 else 1.4 if k % 2 else 0.6) for k in FEWER}
 
     def figures(budgets):
         return {"campaigns": [{"id": cid, "budget": _f(b, 0), "spend": _f(b * 0.9),
@@ -122,7 +122,7 @@ def optimize_result(curves: bool = True) -> dict:
     if curves:
         result["curves"] = [{"id": cid, "points": [
             {"budget": b, "spend": _f(b * 0.9), "conversions": _f(b ** 0.7 / 4),
-             "romi": _f(0.9 - b / 2000)} for b in sorted({current[cid], split[cid], current[cid] * 2})]}
+             "romi": _f(0.9 - b / 2000)} for b in (current[cid] * 0.5, current[cid], current[cid] * 2)]}
             for cid in current]
     return result
 
@@ -180,9 +180,9 @@ def test_sweep_and_optimize_pages_label_every_budget(pages):
         for campaign in group["campaigns"]:
             assert f">{label(campaign['budget'], 'EUR')}<" in pages["sweep"]
     result = optimize_result()
-    for curve in result["curves"]:
-        for point in curve["points"]:
-            assert f">{label(point['budget'], 'USD')}<" in pages["optimize"]
+    for curve in result["curves"]:  # the proposed budgets are not among the curves' points
+        for budget in (*[point["budget"] for point in curve["points"]], result["split"][curve["id"]]):
+            assert f">{label(budget, 'USD')}<" in pages["optimize"]
     for k in FEWER:
         assert html_text(IDS[k]) in pages["sweep"] and html_text(IDS[k]) in pages["optimize"]
     assert "not reachable" in pages["optimize"] and "+120.50 USD" in pages["optimize"]
