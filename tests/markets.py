@@ -9,7 +9,6 @@ random markets, tests/test_invariants.py to hundreds of tiny ones.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -131,14 +130,32 @@ class Run:
         return {c["id"]: c for c in self.report["campaigns"]}
 
 
+LOG_FLOATS = ("time_s", "floor_cpm", "bid_cpm", "price_cpm")
+LOG_INTS = ("user_id", "clicked", "converted")
+
+
 def read_log(path: Path) -> dict:
+    """The CSV impression log as columns: floats, ints, and the ids as str objects.
+
+    numpy's C reader, not the csv module: on the quickstart's 424,059 rows the csv
+    module and zip(*rows) took 3.5-7 s against 0.9 s, the same values (the log's ids
+    never need quoting: rtb/impression_log.py). A row cut short, or a cell that is not
+    a number where one is due, raises.
+    """
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header, rows = rows[0], rows[1:]
-    cols = dict(zip(header, zip(*rows))) if rows else {h: () for h in header}
-    as_type = {"time_s": float, "user_id": int, "floor_cpm": float, "bid_cpm": float,
-               "price_cpm": float, "clicked": int, "converted": int}
-    return {h: np.array(v, dtype=as_type.get(h, object)) for h, v in cols.items()}
+        header = f.readline().rstrip("\n").split(",")
+        empty = f.read(1) == ""
+    cols = {}
+    for names, dtype in ((LOG_FLOATS, np.float64), (LOG_INTS, np.int64), (None, object)):
+        index = [i for i, h in enumerate(header)
+                 if (h in names if names else h not in LOG_FLOATS + LOG_INTS)]
+        if empty:
+            cols.update({header[i]: np.array((), dtype=dtype) for i in index})
+            continue
+        table = np.loadtxt(path, delimiter=",", skiprows=1, usecols=index, dtype=dtype,
+                           comments=None, ndmin=2)
+        cols.update({header[i]: table[:, j].copy() for j, i in enumerate(index)})
+    return {h: cols[h] for h in header}
 
 
 def run_scenario(spec: Scenario, path: Path, budget_scale: float = 1.0) -> Run:
