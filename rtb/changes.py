@@ -100,7 +100,8 @@ def campaign_index(scenario: Scenario, name: str, where: str) -> int:
 
 
 def _split_assignment(change: Change, where: str) -> tuple[str, str]:
-    target, sep, value = change.text.rpartition("=")
+    """TARGET=VALUE at the first '=' (a path or id has none; a value may)."""
+    target, sep, value = change.text.partition("=")
     if not sep or not target.strip() or not value.strip():
         raise InputError.single(where, "", f"expected TARGET=VALUE, got {change.text!r}")
     return target.strip(), value.strip()
@@ -206,8 +207,8 @@ def _set_field(data: dict, scenario: Scenario, change: Change, where: str) -> No
     parts = path.split(".")
     node, model, walked = data, scenario, []
     while parts:
-        key, parts = _next_key(node, model, parts, walked, where)
-        walked.append(str(key))
+        key, used, parts = _next_key(node, model, parts, walked, where)
+        walked.append(used)
         if not parts:
             node[key] = value
             return
@@ -220,7 +221,8 @@ def _set_field(data: dict, scenario: Scenario, change: Change, where: str) -> No
 
 
 def _next_key(node, model, parts: list[str], walked: list[str], where: str):
-    """The key (dict) or index (list) the path names next, and the parts left."""
+    """The key (dict) or index (list) the path names next, the path's text for it,
+    and the parts left."""
     here = ".".join(walked) or "the scenario"
     if isinstance(node, dict):
         key = parts[0]
@@ -228,22 +230,22 @@ def _next_key(node, model, parts: list[str], walked: list[str], where: str):
         if fields is not None and key not in fields:
             raise InputError.single(where, ".".join(walked + [key]), f"{here} has no field"
                                     f" {key!r}; it has {', '.join(fields)}")
-        return key, parts[1:]
+        return key, key, parts[1:]
     if parts[0].isdigit():
         index = int(parts[0])
         if index >= len(node):
             raise InputError.single(where, ".".join(walked + [parts[0]]),
                                     f"{here} has {len(node)} items")
-        return index, parts[1:]
+        return index, parts[0], parts[1:]
     ids = [item.get("id") if isinstance(item, dict) else None for item in node]
     # Ids may hold dots: the longest run of parts that is an id, else a part of one id.
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
         if name in ids:
-            return ids.index(name), parts[n:]
+            return ids.index(name), name, parts[n:]
     matches = [k for k, i in enumerate(ids) if i is not None and parts[0] in i]
     if len(matches) == 1:
-        return matches[0], parts[1:]
+        return matches[0], ids[matches[0]], parts[1:]
     known = ", ".join(str(i) for i in ids if i is not None) or "no ids"
     problem = "matches several" if matches else "has no item"
     raise InputError.single(where, ".".join(walked + [parts[0]]),

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -156,11 +157,14 @@ class Job:
 
 
 class Runner:
-    """Runs batches of jobs: in this process, a local pool or a Dask cluster. The pool
-    opens with the first batch that needs one and stays open until the `with` block
-    ends, so a search that runs many small batches (rtb.optimize) pays for the
-    workers' start and numba load once. Leaving the block by an exception (Ctrl-C)
-    terminates the runs in progress."""
+    """Runs batches of jobs: in this process, a local pool or a Dask cluster.
+
+    Local, with `workers` N > 1: N - 1 worker processes and this process itself, which
+    runs jobs while the workers start (each pays about 2 s for numba's import and cached
+    kernels) instead of waiting on them. The pool opens with the first batch that needs
+    one and stays open until the `with` block ends, so a search that runs many small
+    batches (rtb.optimize) pays for the workers' start once. Leaving the block by an
+    exception (Ctrl-C) terminates the runs in progress."""
 
     def __init__(self, workers: int = 1, executor: str = "local", scheduler: str | None = None):
         if executor not in EXECUTORS:
@@ -178,28 +182,44 @@ class Runner:
     def run(self, jobs: list[Job], saved: Callable[[Job], None] | None = None) -> None:
         """Run every job whose report is not on disk yet; write each report atomically
         as soon as it is done, then call saved(job). A run's error stops the batch."""
-        todo = [job for job in jobs if not job.path.exists()]
+        todo = deque(job for job in jobs if not job.path.exists())
 
         def save(job: Job, report: bytes) -> None:
             write_atomic(job.path, report)
             if saved is not None:
                 saved(job)
 
-        if self.executor == "local" and (self.workers <= 1 or len(todo) <= 1):
+        local = self.executor == "local"
+        if local and (self.workers <= 1 or len(todo) <= 1):
             for job in todo:
                 save(job, run_one(job.scenario, job.run))
             return
         if not todo:
             return
         if self._pool is None:
-            self._pool = self._stack.enter_context(
-                _executor(self.executor, self.workers, self.scheduler))
-        pending = {self._pool.submit(run_one, job.scenario, job.run): job for job in todo}
+            size = self.workers - 1 if local else self.workers
+            self._pool = self._stack.enter_context(_executor(self.executor, size, self.scheduler))
+        # Local workers get at most one job queued beyond the one they run, so the
+        # batch's tail is shared with this process; Dask schedules everything itself.
+        in_flight = self.workers if local else len(todo)
+        pending: dict = {}
+
+        def harvest(block: bool) -> None:
+            done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for future in done:
+                save(pending.pop(future), future.result())
+
         try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    save(pending.pop(future), future.result())
+            while todo or pending:
+                while todo and len(pending) < in_flight:
+                    job = todo.popleft()
+                    pending[self._pool.submit(run_one, job.scenario, job.run)] = job
+                if local and todo:
+                    job = todo.pop()  # from the end: the workers keep the batch's order
+                    save(job, run_one(job.scenario, job.run))
+                    harvest(block=False)
+                else:
+                    harvest(block=True)
         except BaseException:
             for future in pending:
                 future.cancel()

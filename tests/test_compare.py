@@ -152,7 +152,7 @@ def test_cli_compare_prints_the_differences(two_hour_scenario, tmp_path):
                "--strategy", '{ kind = "fixed", bid_cpm = 3.0 }', "--seeds", "1,2",
                "--out-dir", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "strategies on the same traffic (2 seeds)" in proc.stdout
+    assert "strategies on the same traffic, as written, 2 seeds; money in USD" in proc.stdout
     assert "bid_cpm = 3.0" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["baseline", cmp.SUMMARY_FILE, "strategy-1"]
     # The same strategy in the short form (an old spelling, too) is the same comparison:
