@@ -28,7 +28,7 @@ def plot_format(path: Path) -> str | None:
 def plot_sweep(summary: dict, path: str | Path) -> None:
     """Two panels from a sweep summary (rtb.sweep): per campaign, conversions against
     spend, and ROMI against the budget scale; the means over the seeds, with bars
-    from the lowest to the highest seed."""
+    from the lowest to the highest seed, each point labelled with its budget."""
     from matplotlib import rc_context  # the optional 'plot' extra
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -41,15 +41,25 @@ def plot_sweep(summary: dict, path: str | Path) -> None:
     fig = Figure(figsize=(12, 5), layout="constrained")
     response, romi = fig.subplots(1, 2)
     scales = [g["budget_scale"] for g in groups]
+    currency = summary.get("currency", "USD")
     for k, campaign in enumerate(groups[0]["campaigns"] if groups else []):
         rows = [g["campaigns"][k] for g in groups]
         spend = [row["spend"] for row in rows]
         conversions, conversion_bars = _with_bars(rows, "conversions", 1.0)
-        response.errorbar(spend, conversions, yerr=conversion_bars, marker="o", capsize=3,
-                          label=campaign["id"])
+        line = response.errorbar(spend, conversions, yerr=conversion_bars, marker="o", capsize=3,
+                                 label=campaign["id"])
         returns, return_bars = _with_bars(rows, "romi", 100.0)
         romi.errorbar(scales, returns, yerr=return_bars, marker="o", capsize=3)
-    response.set(xlabel="spend (mean over seeds)", ylabel="conversions (mean over seeds)",
+        # Every point says which budget it is: a curve alone does not.
+        colour = line.lines[0].get_color()
+        for row, x, y, scale, r in zip(rows, spend, conversions, scales, returns):
+            label = f"{row['budget']:,.0f} {currency}" if row["budget"] >= 100 else \
+                f"{row['budget']:.4g} {currency}"
+            response.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4),
+                              fontsize=6, color=colour)
+            romi.annotate(label, (scale, r), textcoords="offset points", xytext=(4, 4),
+                          fontsize=6, color=colour)
+    response.set(xlabel=f"spend, {currency} (mean over seeds)", ylabel="conversions (mean over seeds)",
                  title="What the budget buys")
     spends = [row["spend"] for g in groups for row in g["campaigns"]]
     if spends and min(spends) > 0:
