@@ -141,10 +141,11 @@ def write_plan(scenario: Scenario, variants: list[Variant], marginal: list, step
         "marginal": None if not marginal else {
             "step": step,
             "per": PER,
-            "campaigns": rank_marginal([
+            "campaigns": (ranked := rank_marginal([
                 marginal_figures(cid, extra, current,
                                  [reports[("marginal", cid)][s] for s in seeds], margins)
-                for cid, extra, _ in marginal])},
+                for cid, extra, _ in marginal])),
+            "advice": marginal_advice(ranked, scenario.currency)},
     }
     write_atomic(out_dir / PLAN_FILE, orjson.dumps(plan, option=orjson.OPT_INDENT_2) + b"\n")
     return plan
@@ -209,12 +210,46 @@ def marginal_figures(campaign: str, extra: float, current: list[dict], more: lis
             "incremental_romi": romi(True)}
 
 
+SPENDS = 0.5  # a campaign that spends under half its extra budget cannot use more
+
+
+def marginal_advice(ranked: list[dict], currency: str) -> str:
+    """One sentence a marketer can act on: where the next money goes, or that no
+    campaign turns it into profit, and which campaigns cannot spend more at all."""
+    def spends(row: dict) -> bool:
+        share = row["spent_share"]["mean"]
+        return share is not None and share >= SPENDS
+
+    usable = [row for row in ranked if spends(row)]
+    stuck = [row["id"] for row in ranked if not spends(row)]
+    if not usable:
+        advice = "No campaign can spend more budget: each is held back by its audience, caps or flight."
+    else:
+        best = usable[0]
+        romi = best["incremental_romi"]
+        sure = romi["low"] is not None and romi["low"] > 0
+        span = "" if romi["low"] is None else f" ({romi['low']:+.0%} to {romi['high']:+.0%})"
+        if romi["mean"] is not None and romi["mean"] > 0:
+            advice = (f"Put the next {PER:,.0f} {currency} into {best['id']}: it returns"
+                      f" {romi['mean']:+.0%}{span} of it in profit the ads caused"
+                      + ("." if sure else ", but the interval includes a loss: run more seeds"
+                         " before you act."))
+        else:
+            advice = (f"No campaign turns more budget into profit the ads caused: the least"
+                      f" loss is {best['id']}'s, {romi['mean']:+.0%}{span} of the extra budget.")
+    if stuck:
+        advice += (f" Cannot spend more (under {SPENDS:.0%} of the extra budget used):"
+                   f" {', '.join(stuck)}.")
+    return advice
+
+
 def rank_marginal(rows: list[dict]) -> list[dict]:
-    """Best first by the incremental ROMI of the extra budget (what the ads cause);
-    ties and undefined ones keep the scenario's order."""
-    def key(row: dict) -> float:
-        mean = row["incremental_romi"]["mean"]
-        return -mean if mean is not None else float("inf")
+    """Best first by the incremental ROMI of the extra budget (what the ads cause),
+    the campaigns that cannot spend it last; ties keep the scenario's order."""
+    def key(row: dict) -> tuple[bool, float]:
+        share, mean = row["spent_share"]["mean"], row["incremental_romi"]["mean"]
+        stuck = share is None or share < SPENDS
+        return stuck, -mean if mean is not None else float("inf")
 
     ranked = sorted(rows, key=key)
     for rank, row in enumerate(ranked, start=1):

@@ -501,7 +501,7 @@ def marginal_table(marginal: dict, width: int, currency: str = DEFAULT_CURRENCY)
                               [f"conv\n/ {per}", "ROMI"]],
                       blocks=[(None, rows)], optional=frozenset({3}))
 
-    return _render(build, width, title, caption, FORMATS)
+    return _render(build, width, title, caption, FORMATS, intro=_text(marginal.get("advice") or ""))
 
 
 # ---- rtb optimize ---------------------------------------------------------------------

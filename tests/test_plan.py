@@ -91,8 +91,13 @@ def test_the_next_dollar_ranks_every_campaign(planned, two_hour_spec):
     rows = marginal["campaigns"]
     assert sorted(r["id"] for r in rows) == sorted(c.id for c in two_hour_spec.campaigns)
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    means = [r["incremental_romi"]["mean"] for r in rows]
-    assert means == sorted(means, reverse=True)
+    # Those that spend most of the extra budget first, each group best first.
+    spends = [r["spent_share"]["mean"] >= 0.5 for r in rows]
+    assert spends == sorted(spends, reverse=True)
+    for group in (True, False):
+        means = [r["incremental_romi"]["mean"] for r, s in zip(rows, spends) if s == group]
+        assert means == sorted(means, reverse=True)
+    assert marginal["advice"].startswith(("Put the next 100 USD into", "No campaign"))
     budgets = {c.id: c.budget for c in two_hour_spec.campaigns}
     for r in rows:
         assert r["extra_budget"] == pytest.approx(0.2 * budgets[r["id"]], abs=1e-6)
