@@ -1,8 +1,10 @@
-"""The `rtb` command, run for real in a subprocess: outputs, exit codes and error messages.
+"""The `rtb` command: outputs, exit codes and error messages.
 
 A good run exits 0, prints a table with every campaign and a total, writes the
-documented JSON report and the CSV impression log. Every bad input exits 2 with one
-line naming the file and the field, no traceback, and leaves no output file behind.
+documented JSON report and the CSV impression log (run for real in a subprocess).
+Every bad input exits 2 with one line naming the file and the field, no traceback, and
+leaves no output file behind (the command run in this process, rtb_in_process; a few
+cases also by the console script, which must answer byte for byte the same).
 """
 
 from __future__ import annotations
@@ -44,6 +46,54 @@ def rtb(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.Comp
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*rtb_command(), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or REPO, env=env, timeout=timeout)
+
+
+def rtb_in_process(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`rtb ARGS` as rtb() gives it (exit code, stdout, stderr), run in this process.
+
+    What the console script runs: rtb.cli.main() with sys.argv, in `cwd` (the repository
+    by default), COLUMNS=200. An exception that would end the script with a traceback
+    gives the traceback on stderr and exit code 1, as the script would. No fresh
+    interpreter: a subprocess pays about a second (numba's import, the cached kernels'
+    load) before the command parses its first option, so the many bad-input cases run
+    here. The real process is tested where it is the point: the good runs and
+    test_bad_input_is_reported_the_same_by_the_console_script below, the conventions
+    (tests/test_cli_conventions.py), signals and kills (tests/test_files_and_kills.py).
+    """
+    import contextlib
+    import io
+    import signal
+    import traceback
+
+    from rtb.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv, os.getcwd(), os.environ.get("COLUMNS"), signal.getsignal(signal.SIGTERM)
+    sys.argv = ["rtb", *map(str, args)]
+    os.environ["COLUMNS"] = "200"
+    try:
+        os.chdir(cwd or REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # the script would print the traceback and exit 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+        if saved[2] is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved[2]
+        signal.signal(signal.SIGTERM, saved[3])  # the command installs its own handler
+    return subprocess.CompletedProcess(["rtb", *map(str, args)], code,
+                                       out.getvalue(), err.getvalue())
 
 
 def two_hour_quickstart(folder: Path) -> Path:
@@ -140,7 +190,7 @@ def test_run_with_seed_and_budget_scale(tmp_path):
     out_a, out_b, out_c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     a = rtb("run", scenario, "--seed", 11, "--budget-scale", 2, "--out", out_a, "--quiet")
     b = rtb("run", scenario, "--seed", 11, "--budget-scale", 2, "--out", out_b, "--quiet")
-    c = rtb("run", scenario, "--out", out_c, "--quiet")
+    c = rtb_in_process("run", scenario, "--out", out_c, "--quiet")  # a and b: two processes
     assert a.returncode == b.returncode == c.returncode == 0, a.stderr + b.stderr + c.stderr
     assert out_a.read_bytes() == out_b.read_bytes()  # same seed: byte-identical report
     ra, rc = json.loads(out_a.read_bytes()), json.loads(out_c.read_bytes())
@@ -155,7 +205,7 @@ def test_run_json_scenario_from_other_folder(tmp_path):
     data = tomllib.loads(two_hour_quickstart(tmp_path).read_text())
     path = tmp_path / "qs.json"
     path.write_text(json.dumps(data))
-    proc = rtb("run", path.name, "--quiet", cwd=tmp_path)
+    proc = rtb_in_process("run", path.name, "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "sneakers-retargeting" in proc.stdout
 
@@ -227,7 +277,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, words: list[str]) ->
 def test_minimal_toml_is_valid(tmp_path):
     path = tmp_path / "ok.toml"
     path.write_text(MINIMAL_TOML)
-    proc = rtb("validate", path)
+    proc = rtb_in_process("validate", path)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -235,7 +285,7 @@ def test_minimal_toml_is_valid(tmp_path):
 def test_run_bad_scenario_exits_2(tmp_path, case):
     path, words = bad_file(tmp_path, case)
     out, log = tmp_path / "report.json", tmp_path / "log.csv"
-    proc = rtb("run", path, "--out", out, "--log", log, "--quiet")
+    proc = rtb_in_process("run", path, "--out", out, "--log", log, "--quiet")
     assert_clean_failure(proc, words)
     assert not out.exists() and not log.exists()
     assert [p.name for p in tmp_path.iterdir()] in ([], [path.name])  # no stray temporary files
@@ -244,7 +294,7 @@ def test_run_bad_scenario_exits_2(tmp_path, case):
 @pytest.mark.parametrize("case", FILE_CASES)
 def test_validate_bad_scenario_exits_2(tmp_path, case):
     path, words = bad_file(tmp_path, case)
-    assert_clean_failure(rtb("validate", path), words)
+    assert_clean_failure(rtb_in_process("validate", path), words)
 
 
 @pytest.mark.parametrize("option, value, words", [
@@ -257,7 +307,7 @@ def test_run_bad_option_exits_2(tmp_path, option, value, words):
     scenario = tmp_path / "ok.toml"
     scenario.write_text(MINIMAL_TOML)
     out = tmp_path / "report.json"
-    proc = rtb("run", scenario, option, value, "--out", out, "--quiet")
+    proc = rtb_in_process("run", scenario, option, value, "--out", out, "--quiet")
     assert_clean_failure(proc, words)
     assert not out.exists()
 
@@ -267,7 +317,7 @@ def test_run_output_in_missing_folder_exits_2(tmp_path, option):
     scenario = tmp_path / "ok.toml"
     scenario.write_text(MINIMAL_TOML)
     target = tmp_path / "missing" / "file.out"
-    proc = rtb("run", scenario, option, target, "--quiet")
+    proc = rtb_in_process("run", scenario, option, target, "--quiet")
     assert_clean_failure(proc, [str(target), option, "does not exist"])
     assert not target.parent.exists()
 
@@ -275,7 +325,7 @@ def test_run_output_in_missing_folder_exits_2(tmp_path, option):
 def test_run_output_is_a_directory_exits_2(tmp_path):
     scenario = tmp_path / "ok.toml"
     scenario.write_text(MINIMAL_TOML)
-    proc = rtb("run", scenario, "--out", tmp_path, "--quiet")
+    proc = rtb_in_process("run", scenario, "--out", tmp_path, "--quiet")
     assert_clean_failure(proc, ["--out", "directory"])
 
 
@@ -285,9 +335,28 @@ def test_run_device_without_users_exits_2(tmp_path):
     scenario.write_text(MINIMAL_TOML.replace('users = 100', 'users = 100\ndevices = { desktop = 1.0, mobile = 0.0 }')
                         .replace('daily_requests = 1000', 'device = "mobile", daily_requests = 1000'))
     out = tmp_path / "report.json"
-    proc = rtb("run", scenario, "--out", out, "--quiet")
+    proc = rtb_in_process("run", scenario, "--out", out, "--quiet")
     assert_clean_failure(proc, ["nomobile.toml", "device"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["run: unknown key", "validate: missing file", "run: --seed -3"])
+def test_bad_input_is_reported_the_same_by_the_console_script(tmp_path, case):
+    """The bad-input tests above run the command in this process (rtb_in_process); the
+    console script, in a process of its own, gives the same exit code and the same
+    bytes on stdout and stderr: an error of the scenario (input_errors), of a missing
+    file, of an option (typer's own usage error)."""
+    command, _, what = case.partition(": ")
+    if what == "--seed -3":
+        scenario = tmp_path / "ok.toml"
+        scenario.write_text(MINIMAL_TOML)
+        args = [command, scenario, "--seed", "-3", "--quiet"]
+    else:
+        path, _ = bad_file(tmp_path, what)
+        args = [command, path] + (["--out", tmp_path / "r.json", "--quiet"] if command == "run" else [])
+    real, here = rtb(*args), rtb_in_process(*args)
+    assert real.returncode == 2 and "Traceback" not in real.stderr, real.stderr
+    assert (here.returncode, here.stdout, here.stderr) == (real.returncode, real.stdout, real.stderr)
 
 
 def test_run_largest_budget_at_largest_scale(tmp_path):

@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from test_cli import QUICKSTART, rtb
+from test_cli import QUICKSTART, rtb_in_process
 
 from rtb import simulate
 from rtb.errors import InputError
@@ -161,7 +161,7 @@ def huge(tmp_path_factory):
 
 
 def test_validate_prints_the_estimate():
-    proc = rtb("validate", QUICKSTART)
+    proc = rtb_in_process("validate", QUICKSTART)
     assert proc.returncode == 0, proc.stderr
     valid, expected = proc.stdout.strip().splitlines()
     assert "valid" in valid
@@ -178,7 +178,7 @@ def test_validate_prints_the_estimate():
 def test_a_run_over_max_memory_is_refused_before_any_work(huge, tmp_path, command):
     args = [a.format(s=huge, d=tmp_path) for a in command]
     started = time.monotonic()
-    proc = rtb(*args, "--max-memory", "2G", "--quiet", timeout=60)
+    proc = rtb_in_process(*args, "--max-memory", "2G", "--quiet")
     elapsed = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr
     line, = proc.stderr.strip().splitlines()
@@ -199,14 +199,14 @@ def test_a_run_over_the_available_memory_is_refused(tmp_path):
     need = estimate(load_scenario(path)).memory_bytes
     if available_memory() is None or available_memory() >= need:
         pytest.skip("this machine has the memory")
-    proc = rtb("run", path, "--quiet", timeout=60)
+    proc = rtb_in_process("run", path, "--quiet")
     assert proc.returncode == 2, proc.stderr
     assert "more than the memory available now allows" in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "-2G", "2X", ""])
 def test_bad_max_memory_exits_2(value):
-    proc = rtb("run", QUICKSTART, "--max-memory", value, "--quiet")
+    proc = rtb_in_process("run", QUICKSTART, "--max-memory", value, "--quiet")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"command line: --max-memory: {value!r} is not a size" + (
         ": it must be positive, e.g. 2G" if value in ("0", "-2G") else

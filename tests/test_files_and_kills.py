@@ -20,7 +20,7 @@ import pytest
 from rtb.atomic import AtomicFile, remove_leftovers
 from rtb.errors import InputError
 from rtb.files import MAX_INPUT_BYTES, MAX_NESTING, read_input
-from test_cli import assert_clean_failure, rtb, rtb_command
+from test_cli import assert_clean_failure, rtb, rtb_command, rtb_in_process
 from test_scenario import scenario as scenario_dict
 
 TEMP = re.compile(r"\.rtbtmp-")
@@ -122,7 +122,7 @@ def tiny_log(tmp_path) -> tuple[Path, Path]:
 def test_replay_refuses_huge_episode_or_budget(tiny_log, option, value, words):
     log, info = tiny_log
     args = {"--budget-fraction": "1/2", "--episode": "1000", option: value}
-    proc = rtb("replay", log, "--info", info, "--strategy", "mcpc", *sum(args.items(), ()), timeout=60)
+    proc = rtb_in_process("replay", log, "--info", info, "--strategy", "mcpc", *sum(args.items(), ()))
     assert_clean_failure(proc, words)
 
 
@@ -146,13 +146,13 @@ def test_outputs_must_differ_and_spare_the_inputs(two_hour_scenario, tmp_path, t
         (("--out", two_hour_scenario), ["--out", "is the scenario"]),
         (("--log", two_hour_scenario.parent / "." / two_hour_scenario.name), ["--log", "the scenario"]),
     ]:
-        proc = rtb("run", two_hour_scenario, *args, "-q", timeout=60)
+        proc = rtb_in_process("run", two_hour_scenario, *args, "-q")
         assert_clean_failure(proc, words)
     log, info = tiny_log
     assert sorted(tmp_path.iterdir()) == sorted([info, log])  # nothing written
     for target, words in [(log, ["the bid log"]), (info, ["--info"])]:
-        proc = rtb("replay", log, "--info", info, "--strategy", "mcpc", "--budget-fraction", "1/2",
-                   "--out", target, timeout=60)
+        proc = rtb_in_process("replay", log, "--info", info, "--strategy", "mcpc",
+                              "--budget-fraction", "1/2", "--out", target)
         assert_clean_failure(proc, ["--out", *words])
 
 

@@ -18,7 +18,7 @@ from rtb.atomic import FILE_MODE, AtomicFile, write_atomic
 from rtb.engine import simulate
 from rtb.report import CSV_COLUMNS, CSV_FIELDS
 from rtb.types import OUTCOME_NAMES
-from test_cli import LOG_HEADER, MINIMAL_TOML, REPO, assert_clean_failure, rtb
+from test_cli import LOG_HEADER, MINIMAL_TOML, REPO, assert_clean_failure, rtb_in_process
 
 needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None,
                                    reason="pyarrow (the parquet extra) is not installed")
@@ -34,7 +34,7 @@ def hidden_files(folder):
 def campaigns_csv(two_hour_scenario, tmp_path_factory):
     folder = tmp_path_factory.mktemp("campaigns-csv")
     table, report = folder / "campaigns.csv", folder / "report.json"
-    proc = rtb("run", two_hour_scenario, "--csv", table, "--out", report, "--quiet")
+    proc = rtb_in_process("run", two_hour_scenario, "--csv", table, "--out", report, "--quiet")
     assert proc.returncode == 0, proc.stderr
     return table, json.loads(report.read_bytes())
 
@@ -81,7 +81,7 @@ def test_csv_in_a_missing_folder_exits_2_before_running(tmp_path):
     scenario = tmp_path / "ok.toml"
     scenario.write_text(MINIMAL_TOML)
     target = tmp_path / "missing" / "campaigns.csv"
-    proc = rtb("run", scenario, "--csv", target, "--quiet")
+    proc = rtb_in_process("run", scenario, "--csv", target, "--quiet")
     assert_clean_failure(proc, [str(target), "--csv", "does not exist"])
     assert proc.stdout == ""
 

@@ -383,9 +383,18 @@ class TestShared2997:
         assert elapsed < 0.5
 
 
-def rtb(*args: str) -> subprocess.CompletedProcess[str]:
+def rtb_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """`rtb replay ARGS` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "rtb.cli", "replay", *args],
                           capture_output=True, text=True, timeout=300)
+
+
+def rtb(*args: str) -> subprocess.CompletedProcess[str]:
+    """`rtb replay ARGS` run in this process (tests/test_cli.py: rtb_in_process, the same
+    exit code, stdout and stderr as the command's own process, a second sooner)."""
+    from test_cli import rtb_in_process  # tests/ is on sys.path under pytest
+
+    return rtb_in_process("replay", *args)
 
 
 class TestCli:
@@ -400,8 +409,9 @@ class TestCli:
     def test_replay_writes_table_and_json(self, files, tmp_path: Path) -> None:
         log, info = files
         out = tmp_path / "replay.json"
-        proc = rtb(str(log), "--format", "ipinyou-theta", "--info", str(info), "--strategy",
-                   "fixed:bid_cpm=20", "--episode", "3", "--budget-fraction", "1/4", "--out", str(out))
+        proc = rtb_process(str(log), "--format", "ipinyou-theta", "--info", str(info), "--strategy",
+                           "fixed:bid_cpm=20", "--episode", "3", "--budget-fraction", "1/4",
+                           "--out", str(out))
         assert proc.returncode == 0, proc.stderr
         assert "auctions" in proc.stdout and "eCPC" in proc.stdout
         data = json.loads(out.read_text())
