@@ -218,3 +218,93 @@ def plan_command(
             out_dir, quiet, f"planning {spec.name} ({n_runs} runs)")
         _write_html("plan", summary, html)
     out_console.print(plan_table(summary, out_console.width))
+
+
+def _share(text: str, option: str) -> float:
+    """A ROMI-like option as a fraction: 20% or 0.2 (negative allowed: -10%)."""
+    value = text.strip()
+    try:
+        return float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise InputError.single("command line", option, f"{text!r} is not a share like 20%") from None
+
+
+@app.command("optimize")
+def optimize_command(
+    scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
+    out_dir: Path = typer.Option(..., "--out-dir", help="folder for the runs and optimize.json"),
+    total_budget: Optional[float] = typer.Option(None, "--total-budget", help="the total to split"
+                                                 " across the campaigns (default: the scenario's"
+                                                 " total); with --target-conversions, the most"
+                                                 " that may be spent"),
+    target_conversions: Optional[float] = typer.Option(None, "--target-conversions", help="instead:"
+                                                       " the smallest total budget that reaches"
+                                                       " this many conversions"),
+    min_romi: Optional[str] = typer.Option(None, "--min-romi", help="with --target-conversions:"
+                                           " a total ROMI of at least this, e.g. 20%"),
+    objective: str = typer.Option("profit", "--objective", help="profit (revenue x margin -"
+                                  " spend), conversions or revenue"),
+    incremental: bool = typer.Option(False, "--incremental", help="count only the conversions the"
+                                     " ads caused (what a marketer should act on)"),
+    bounds: list[str] = typer.Option([], "--bounds", help="CAMPAIGN=MIN:MAX, a side may be empty"
+                                     " (CAMPAIGN=100:); repeat for more"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="the search's seeds"),
+    confirm_seeds: str = typer.Option("101,102,103,104,105", "--confirm-seeds",
+                                      help="fresh seeds the answer is confirmed on"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the result (JSON) here"),
+    html: Optional[Path] = HTML_OPTION,
+    workers: int = WORKERS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    scheduler: Optional[str] = SCHEDULER_OPTION,
+    quiet: bool = QUIET_OPTION,
+    max_memory: Optional[str] = MAX_MEMORY_OPTION,
+) -> None:
+    """The best split of a total budget across the campaigns, or the smallest budget for a
+    goal, found by simulation and confirmed on fresh seeds."""
+    from rtb.atomic import write_atomic
+    from rtb.cli_base import check_output_path
+    from rtb.optimize import (OBJECTIVES, OPTIMIZE_FILE, budget_for_goal, optimize_split,
+                              parse_bounds, to_json)
+    from rtb.scenario import load_scenario
+    from rtb.sweep import Runner
+    from rtb.tables import optimize_table
+
+    with input_errors():
+        if min_romi is not None and target_conversions is None:
+            raise InputError.single("command line", "--min-romi", "goes with --target-conversions")
+        if objective not in OBJECTIVES:
+            raise InputError.single("command line", "--objective",
+                                    f"{objective!r} is not one of {', '.join(OBJECTIVES)}")
+        search = _seed_list(seeds)
+        confirm = list(dict.fromkeys(_number_list(confirm_seeds, "--confirm-seeds", int,
+                                                  lambda x: x >= 0, "must be >= 0")))
+        parsed_bounds = parse_bounds(bounds)
+        romi_floor = None if min_romi is None else _share(min_romi, "--min-romi")
+        _check_executor_options(workers, executor, scheduler, out_dir)
+        _check_html(html)
+        check_output_path(out, "--out")
+        spec = load_scenario(scenario)
+        check_distinct({"--out-dir": out_dir, "--out": out, "--html": html,
+                        "--out-dir's optimize.json": out_dir / OPTIMIZE_FILE},
+                       _scenario_inputs(scenario, spec))
+        _check_resources(spec, scenario, max_memory, quiet, runs=100,
+                         at_once=workers if executor == "local" else 1, local=executor == "local")
+        out_dir.mkdir(exist_ok=True)
+
+        def work(progress) -> dict:
+            common = dict(bounds=parsed_bounds, search_seeds=search, confirm_seeds=confirm,
+                          out_dir=out_dir, progress=progress, incremental=incremental)
+            with Runner(workers, executor, scheduler) as runner:
+                if target_conversions is not None:
+                    return budget_for_goal(spec, target_conversions, min_romi=romi_floor,
+                                           max_total_budget=total_budget, runner=runner, **common)
+                total = total_budget if total_budget is not None else \
+                    sum(c.budget for c in spec.campaigns)
+                return optimize_split(spec, total, objective=objective, runner=runner, **common)
+
+        what = "the budget for a goal" if target_conversions is not None else "the best split"
+        result = _run_saving_on_interrupt(work, out_dir, quiet, f"finding {what} for {spec.name}")
+        if out is not None:
+            write_atomic(out, to_json(result))
+        _write_html("optimize", result, html)
+    out_console.print(optimize_table(result, out_console.width))
