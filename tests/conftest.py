@@ -11,18 +11,32 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_IPINYOU = REPO.parent / "shared" / "data" / "ipinyou"
 
 
+def _freeze_the_heap() -> None:
+    """Collect, then freeze what survives: the collector skips frozen objects for good."""
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_collection_finish(session) -> None:
     """Freeze the heap that collection built (numba, numpy, hypothesis, the test items).
 
     rtb.simulate() runs a full gc.collect() before every run (rtb/engine.py), and a full
     collection walks every tracked object: in the test process, after collection, that
     is about 0.15 s a run, more than a tiny market's whole run, paid by hundreds of runs.
-    Frozen objects are skipped by the collector; everything a test makes (each run's
-    state, its SimPy cycles) is made after this and is still collected as in a user's
-    process, so no test sees other memory behaviour than the product's.
+    Frozen objects are skipped by the collector; what a test makes and drops (each run's
+    state, its SimPy cycles) is still collected as in a user's process, so no test sees
+    other memory behaviour than the product's.
     """
-    gc.collect()
-    gc.freeze()
+    _freeze_the_heap()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After each test, freeze again what it left alive: the first run loads numba's
+    kernels (about 60,000 objects that stay), module fixtures keep their runs, pytest
+    keeps the reports; unfrozen, each later gc.collect() walks them again (30 ms a run)."""
+    yield
+    _freeze_the_heap()
 
 
 @pytest.fixture
