@@ -515,8 +515,13 @@ def optimize_table(result: dict, width: int) -> RenderableType:
     objective = result.get("objective", "profit")
     aim = ("incremental " if incremental else "attributed ") + _text(objective)
     total = result.get("total_budget")
-    title = (f"{_text(result['scenario'])}: the budget split with the most {aim},"
-             f" {_fmt(total, ',.2f')} {currency} in all")
+    goal = result.get("goal")
+    if goal:
+        title = (f"{_text(result['scenario'])}: the smallest budget for {_goal_text(goal, result)}:"
+                 f" {_fmt(total, ',.2f')} {currency}, split as below")
+    else:
+        title = (f"{_text(result['scenario'])}: the budget split with the most {aim},"
+                 f" {_fmt(total, ',.2f')} {currency} in all")
     conv_key, romi_key = (("incremental_conversions", "incremental_romi") if incremental
                           else ("conversions", "romi"))
     other_romi = "romi" if incremental else "incremental_romi"
@@ -556,31 +561,61 @@ def optimize_table(result: dict, width: int) -> RenderableType:
                               [f"{other}\nnow", f"{other}\nnew"]],
                       blocks=[(None, rows)], optional=frozenset({3}))
 
+    if goal and not goal.get("reachable"):  # no split to show: the verdict and why
+        return Group(Text.from_markup(f"{_text(result['scenario'])}: {_goal_text(goal, result)}",
+                                      style="bold"), Text(), *_outcome(result, aim, currency, objective))
     table = _render(build, width, title, caption, FORMATS)
     return Group(table, Text(), *_outcome(result, aim, currency, objective))
 
 
+def _goal_text(goal: dict, result: dict) -> str:
+    kind = "incremental " if goal.get("incremental", result.get("incremental")) else ""
+    want = f"{_fmt(goal.get('target_conversions'), ',.0f')} {kind}conversions"
+    if goal.get("min_romi") is not None:
+        want += f" at a ROMI of at least {goal['min_romi']:+.0%}"
+    return want
+
+
 def _outcome(result: dict, aim: str, currency: str, objective: str) -> list[Text]:
-    """The expected gain with its interval, and the goal's verdict (wrapped text)."""
-    gain = result.get("gain") or {}
+    """The expected gain with its interval and the spend it implies, or why no better
+    split is proposed; for a goal, whether it can be reached and why (wrapped text)."""
     spec = ",.1f" if objective == "conversions" else ",.2f"
     unit = "" if objective == "conversions" else f" {currency}"
+
+    def amount(figure: dict) -> str:
+        text = f"{_format(figure['mean'], _signed(spec))}{unit}"
+        if figure.get("low") is not None and figure.get("high") is not None:
+            text += (f" (interval {_format(figure['low'], _signed(spec))} to"
+                     f" {_format(figure['high'], _signed(spec))}{unit})")
+        return text
+
     lines = []
-    if not result.get("found_better", True):
-        lines.append("No better split found: keep the current one.")
-    if gain.get("mean") is not None:
-        text = f"Expected gain in {aim}: {_format(gain['mean'], _signed(spec))}{unit}"
-        if gain.get("low") is not None and gain.get("high") is not None:
-            text += (f" (interval {_format(gain['low'], _signed(spec))} to"
-                     f" {_format(gain['high'], _signed(spec))}{unit})")
-        lines.append(text + ".")
     goal = result.get("goal")
+    if goal and not goal.get("reachable"):
+        lines.append(f"Not reachable. {_text(goal.get('reason') or '')}".strip())
+        return [Text.from_markup(line) for line in lines]
+    gain, best = result.get("gain") or {}, result.get("best_found") or {}
+    if not result.get("found_better", True):
+        tried = (best.get("gain") or {})
+        lines.append("No better split found: keep the current one."
+                     + (f" The best the search found gained {amount(tried)} in {aim} on the"
+                        " fresh seeds." if tried.get("mean") is not None and
+                        best.get("split") != result.get("split") else ""))
+    elif gain.get("mean") is not None:
+        text = f"Expected gain in {aim} on fresh seeds: {amount(gain)}."
+        if gain.get("low") is not None and gain["low"] <= 0:
+            text += " The interval includes no gain: not a sure improvement; more --confirm-seeds narrow it."
+        lines.append(text)
+        now = ((result.get("current") or {}).get("totals") or {}).get("spend") or {}
+        new = ((result.get("expected") or {}).get("totals") or {}).get("spend") or {}
+        if now.get("mean") is not None and new.get("mean") is not None:
+            left = (total := result.get("total_budget") or 0) - new["mean"]
+            lines.append(f"Expected spend: {_fmt(now['mean'], ',.2f')} {currency} now,"
+                         f" {_fmt(new['mean'], ',.2f')} {currency} with the new split"
+                         + (f"; {_fmt(left, ',.2f')} {currency} of the {_fmt(total, ',.2f')}"
+                            " stays unspent where no campaign turns it into more"
+                            f" {_text(objective)}" if left > 0.05 * total else "") + ".")
     if goal:
-        kind = "incremental " if goal.get("incremental", result.get("incremental")) else ""
-        want = f"{_fmt(goal.get('target_conversions'), ',.0f')} {kind}conversions"
-        if goal.get("min_romi") is not None:
-            want += f" at a ROMI of at least {goal['min_romi']:+.0%}"
-        verdict = "reachable" if goal.get("reachable") else "not reachable"
-        reason = _text(goal.get("reason") or "")
-        lines.append(f"Goal ({want}): {verdict}." + (f" {reason}" if reason else ""))
+        lines.append(f"Goal ({_goal_text(goal, result)}): reachable."
+                     + (f" {_text(goal['reason'])}" if goal.get("reason") else ""))
     return [Text.from_markup(line) for line in lines]

@@ -319,8 +319,8 @@ def optimize_result(goal: bool = True) -> dict:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_optimize_table_fits_with_budgets_gain_and_goal(width):
-    result = optimize_result()
+def test_optimize_table_fits_with_budgets_and_gain(width):
+    result = optimize_result(goal=False)
     lines = render(optimize_table(result, width), width)
     text = assert_readable(lines, width, IDS, "EUR")
     flat = " ".join(text.split())
@@ -330,9 +330,27 @@ def test_optimize_table_fits_with_budgets_gain_and_goal(width):
         assert whole(f"{result['current_split'][cid]:,.2f}", row), row
         assert whole(f"{result['split'][cid]:,.2f}", row), row
     assert whole("+15.50", text) and whole("-29.75", text)  # the changes of budget
-    assert "Expected gain in incremental profit: +123.46 EUR (interval +80.50 to +166.40 EUR)." in flat
-    assert "Goal (60 incremental conversions at a ROMI of at least +20%): not reachable. At" in flat
+    assert ("Expected gain in incremental profit on fresh seeds: +123.46 EUR (interval +80.50"
+            " to +166.40 EUR).") in flat
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_an_unreachable_goal_says_why_without_a_split(width):
+    result = optimize_result()
+    lines = render(optimize_table(result, width), width)
+    flat = " ".join(" ".join(lines).split())
+    assert flat.startswith("quickstart: 60 incremental conversions at a ROMI of at least +20%")
+    assert "Not reachable." in flat and "Expected gain" not in flat
     assert result["goal"]["reason"] in flat  # wrapped, never cut
+    assert all(len(line) <= width for line in lines)
+
+
+def test_a_reachable_goal_shows_its_budget_and_split():
+    result = optimize_result()
+    result["goal"]["reachable"], result["goal"]["reason"] = True, "Reached on the fresh seeds."
+    flat = " ".join(" ".join(render(optimize_table(result, 80), 80)).split())
+    assert "the smallest budget for 60 incremental conversions at a ROMI of at least +20%: 935.00 EUR" in flat
+    assert "Goal (60 incremental conversions at a ROMI of at least +20%): reachable. Reached" in flat
 
 
 def test_optimize_table_when_nothing_better_is_found():
