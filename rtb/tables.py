@@ -562,7 +562,7 @@ def optimize_table(result: dict, width: int) -> RenderableType:
                       blocks=[(None, rows)], optional=frozenset({3}))
 
     if goal and not goal.get("reachable"):  # no split to show: the verdict and why
-        return Group(Text.from_markup(f"{_text(result['scenario'])}: {_goal_text(goal, result)}",
+        return Group(Text.from_markup(f"{_text(result['scenario'])}: a budget for {_goal_text(goal, result)}",
                                       style="bold"), Text(), *_outcome(result, aim, currency, objective))
     table = _render(build, width, title, caption, FORMATS)
     return Group(table, Text(), *_outcome(result, aim, currency, objective))

@@ -339,7 +339,7 @@ def test_an_unreachable_goal_says_why_without_a_split(width):
     result = optimize_result()
     lines = render(optimize_table(result, width), width)
     flat = " ".join(" ".join(lines).split())
-    assert flat.startswith("quickstart: 60 incremental conversions at a ROMI of at least +20%")
+    assert flat.startswith("quickstart: a budget for 60 incremental conversions at a ROMI of at least +20%")
     assert "Not reachable." in flat and "Expected gain" not in flat
     assert result["goal"]["reason"] in flat  # wrapped, never cut
     assert all(len(line) <= width for line in lines)
