@@ -18,6 +18,7 @@ import pytest
 import rtb.optimize as opt
 import rtb.sweep as sw
 from rtb.errors import InputError
+from rtb.response_curves import Curve, allocate, proportional_split
 from rtb.scenario import parse_scenario
 from rtb.spec_base import MAX_TOTAL_BUDGET
 from rtb.sweep import Runner, SweepInterrupted
@@ -118,7 +119,7 @@ def test_a_proposal_worse_on_fresh_seeds_is_not_recommended(optimized, market, t
     out, _ = optimized
     shutil.copytree(out, tmp_path / "out")
     bad = (2_000_000, 8_000_000)  # most of the money on the poorer campaign
-    monkeypatch.setattr(opt, "_search", lambda *a, **k: bad)
+    monkeypatch.setattr(opt, "search_split", lambda *a, **k: bad)
     with Runner(1) as runner:
         result = opt.optimize_split(market, 10.0, out_dir=tmp_path / "out", runner=runner,
                                     **SPLIT_ARGS)
@@ -131,22 +132,22 @@ def test_a_proposal_worse_on_fresh_seeds_is_not_recommended(optimized, market, t
 
 def test_fit_and_allocation_keep_the_total_and_the_bounds():
     low, high = (1, 2_000_000, 1), (10_000_000, 3_000_000, 10_000_000)
-    split = opt._fit((5_000_000, 1_000_000, 3), low, high, 7_777_777)
+    split = proportional_split((5_000_000, 1_000_000, 3), low, high, 7_777_777)
     assert sum(split) == 7_777_777 and split[1] == 2_000_000
     assert all(lo <= x <= hi for x, lo, hi in zip(split, low, high))
 
-    class Goal:  # what _allocate reads of the problem
+    class Goal:  # what allocate reads of the problem
         pass
 
     goal = Goal()
     goal.low, goal.high = low, high
-    curves = [{"curve": opt._Curve([(1.0, 1.0), (2.0, 1.5), (4.0, 1.6)])},  # saturates
-              {"curve": opt._Curve([(1.0, 3.0), (4.0, 12.0)])},  # best, but bounded
-              {"curve": opt._Curve([(1.0, -1.0), (3.0, -2.0)])}]  # loses money
-    split = opt._allocate(curves, goal, 6_000_000, (2_000_000, 2_000_000, 2_000_000))
+    curves = [{"curve": Curve([(1.0, 1.0), (2.0, 1.5), (4.0, 1.6)])},  # saturates
+              {"curve": Curve([(1.0, 3.0), (4.0, 12.0)])},  # best, but bounded
+              {"curve": Curve([(1.0, -1.0), (3.0, -2.0)])}]  # loses money
+    split = allocate(curves, goal, 6_000_000, (2_000_000, 2_000_000, 2_000_000))
     assert sum(split) == 6_000_000
     assert split[1] == 3_000_000 and split[2] == 1 and split[0] == 6_000_000 - 3_000_001
-    curve = opt._Curve([(1.0, 1.0), (2.0, 1.1), (3.0, 3.0)])  # the envelope is concave
+    curve = Curve([(1.0, 1.0), (2.0, 1.1), (3.0, 3.0)])  # the envelope is concave
     assert curve(2.0) == pytest.approx(2.0) and curve(10.0) == pytest.approx(3.0)
 
 
