@@ -32,7 +32,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, ValidationError
 
 from rtb.errors import InputError
-from rtb.files import check_nesting, read_input
+from rtb.files import read_document
 from rtb.scenario import Scenario, parse_scenario
 from rtb.spec_base import Spec
 from rtb.types import MICROS_PER_UNIT
@@ -312,19 +312,7 @@ def _value_text(value: object) -> str:
 def load_plan(path: str | Path) -> list[Variant]:
     """The named variants of a plan file; InputError names the file, field and problem."""
     file = str(path)
-    try:
-        raw = read_input(Path(path))
-    except FileNotFoundError:
-        raise InputError.single(file, "", "no such file") from None
-    except OSError as exc:
-        raise InputError.single(file, "", f"cannot read: {exc.strerror}") from None
-    check_nesting(raw, file)
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError.single(file, "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError.single(file, "", f"invalid TOML: {exc}") from None
+    data = read_document(Path(path))
     try:
         spec = PlanFile.model_validate(data)
     except ValidationError as exc:

@@ -132,16 +132,13 @@ def compare_command(
     from rtb.strategy_spec import parse_strategy
 
     with input_errors():
-        seed_list = _number_list(seeds, "--seeds", int, lambda x: x >= 0, "must be >= 0")
-        if len(set(seed_list)) < 2:
-            raise InputError.single("command line", "--seeds",
-                                    "needs two seeds or more for a confidence interval")
+        seed_list = _seed_list(seeds)
         _check_budget_scale(budget_scale)
         _check_executor_options(workers, executor, scheduler, out_dir)
         parsed = [parse_strategy(text, f"--strategy {k}") for k, text in enumerate(strategies, 1)]
         spec = load_scenario(scenario)
         check_distinct({"--out-dir": out_dir}, _scenario_inputs(scenario, spec))
-        n_runs = (len(parsed) + 1) * len(set(seed_list))
+        n_runs = (len(parsed) + 1) * len(seed_list)
         _check_resources(spec, scenario, max_memory, quiet, runs=n_runs,
                          at_once=workers if executor == "local" else 1, local=executor == "local")
         summary = _run_saving_on_interrupt(

@@ -6,8 +6,10 @@ itself (no such file, permission denied) is left to the caller, which words it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import tomllib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,3 +95,30 @@ def check_nesting(raw: bytes, file: str, limit: int = MAX_NESTING) -> None:
 
 
 _CHUNK = 1 << 20
+
+
+def read_document(path: str | Path) -> object:
+    """A TOML file (JSON if it ends in .json) decoded, read as read_input() reads: every
+    problem, a missing file included, an InputError naming the file."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = read_input(path)
+    except FileNotFoundError:
+        raise InputError.single(file, "", "no such file") from None
+    except OSError as exc:
+        raise InputError.single(file, "", f"cannot read: {exc.strerror}") from None
+    check_nesting(raw, file)
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(raw)
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError.single(file, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError.single(file, "", f"invalid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError.single(file, "", f"invalid JSON: {exc.msg} at line {exc.lineno}"
+                                f" column {exc.colno}") from None
+    except RecursionError:  # check_nesting over-estimates depth: a backstop only
+        raise InputError.single(file, "", "nested too deep") from None

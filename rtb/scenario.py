@@ -9,7 +9,6 @@ checked after parsing so every problem is reported at once, each with its path.
 from __future__ import annotations
 
 import json
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -17,7 +16,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from rtb.errors import InputError
-from rtb.files import check_nesting, read_input
+from rtb.files import check_nesting, read_document, read_input
 from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAME, MAX_RUN_REQUESTS,
                            MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Currency,
                            Device, FeeRate, Format, Id, Money, Seconds, Share, Spec, Text,
@@ -465,28 +464,8 @@ def _with_resolved_files(scenario: Scenario, file: str, base_dir: Path) -> Scena
 def load_scenario(path: str | Path) -> Scenario:
     """Read a .toml or .json scenario file; raise InputError on any problem."""
     path = Path(path)
-    file = str(path)
-    try:
-        raw = read_input(path)  # regular files of at most 64 MiB (rtb.files)
-    except FileNotFoundError:
-        raise InputError.single(file, "", "no such file") from None
-    except OSError as exc:
-        raise InputError.single(file, "", f"cannot read: {exc.strerror}") from None
-    check_nesting(raw, file)
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError.single(file, "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError.single(file, "", f"invalid TOML: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError.single(file, "", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:  # check_nesting over-estimates depth: a backstop only
-        raise InputError.single(file, "", "nested too deep") from None
-    return parse_scenario(data, file, base_dir=path.resolve().parent)
+    data = read_document(path)  # regular files of at most 64 MiB (rtb.files)
+    return parse_scenario(data, str(path), base_dir=path.resolve().parent)
 
 
 def json_schema_text() -> str:

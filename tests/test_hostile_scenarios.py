@@ -177,7 +177,7 @@ def test_table_escapes_names():
     report = {"scenario": {"name": "[/bold]\x07", "seed": 1, "budget_scale": 1.0},
               "campaigns": [], "totals": {k: None for k in (
                   "impressions", "reach", "frequency", "clicks", "ctr", "conversions", "spend",
-                  "ecpm", "cpc", "cpa", "revenue", "romi", "incremental_romi")}}
+                  "ecpm", "cpc", "cpa", "revenue", "romi", "incremental_romi", "budget")}}
     from rich.console import Console
     console = Console(width=200, record=True, file=open("/dev/null", "w"))
     console.print(campaign_table(report))
