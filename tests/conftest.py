@@ -61,3 +61,16 @@ def two_hour_spec(two_hour_scenario):
     from rtb.scenario import load_scenario
 
     return load_scenario(two_hour_scenario)
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """A day of the quickstart, run once for the session with its impression log read
+    back (tests/markets.py: Run): test_simulation checks the rules on it, test_estimate
+    the estimate of its requests."""
+    from markets import run_scenario
+
+    from rtb.scenario import load_scenario
+
+    path = tmp_path_factory.mktemp("quickstart") / "impressions.csv"
+    return run_scenario(load_scenario(REPO / "scenarios" / "quickstart.toml"), path)

@@ -76,10 +76,9 @@ def test_padding_is_that_of_user_rows(dtype):
         assert user_rows(3, width, dtype, 0).shape[1] == padded_width(width, np.dtype(dtype).itemsize)
 
 
-def test_expected_requests_match_a_whole_day():
-    s = load_scenario(QUICKSTART)
-    e = estimate(s)
-    report = simulate(s).to_dict()
+def test_expected_requests_match_a_whole_day(quickstart_run):
+    e = estimate(load_scenario(QUICKSTART))
+    report = quickstart_run.report  # simulate() of the quickstart (tests/conftest.py)
     assert e.requests == pytest.approx(report["exchange"]["requests"], rel=REQUESTS_TOLERANCE)
     assert e.log_bytes == int(e.requests * 80)
     assert report["exchange"]["impressions_to_campaigns"] * 80 <= e.log_bytes

@@ -23,18 +23,12 @@ from markets import DAY, Run, check_metrics, micros, random_scenario, run_scenar
 
 from rtb import simulate
 from rtb.market import build_market
-from rtb.scenario import DEVICE_CODE, Scenario, load_scenario, parse_scenario
+from rtb.scenario import DEVICE_CODE, Scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ---- runs and their logs -------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def quickstart_run(tmp_path_factory) -> Run:
-    path = tmp_path_factory.mktemp("quickstart") / "impressions.csv"
-    return run_scenario(load_scenario(REPO / "scenarios" / "quickstart.toml"), path)
-
 
 RUNS = ["quickstart", 0, 1, 2, 3, 4, "2-scaled"]
 
@@ -42,7 +36,7 @@ RUNS = ["quickstart", 0, 1, 2, 3, 4, "2-scaled"]
 @pytest.fixture(scope="module", params=RUNS, ids=[f"run-{p}" for p in RUNS])
 def run(request, tmp_path_factory) -> Run:
     if request.param == "quickstart":
-        return request.getfixturevalue("quickstart_run")
+        return request.getfixturevalue("quickstart_run")  # tests/conftest.py
     seed, scale = (2, 2.0) if request.param == "2-scaled" else (request.param, 1.0)
     spec = parse_scenario(random_scenario(seed), f"random-{seed}.toml")
     path = tmp_path_factory.mktemp(f"random{request.param}") / "impressions.csv"
