@@ -263,3 +263,28 @@ def test_bounds_options_parse_to_pairs():
         assert info.value.problems[0][0] == "--bounds"
     with pytest.raises(InputError, match="bounded twice"):
         opt.parse_bounds(["c=1:2", "c=2:3"])
+
+
+# ---- the command ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--objective", "clicks"], "--objective: 'clicks' is not one of profit, conversions, revenue"),
+    (["--min-romi", "20%"], "--min-romi: goes with --target-conversions"),
+    (["--bounds", "gadgets-cpc=5"], "--bounds: expected CAMPAIGN=MIN:MAX"),
+    (["--bounds", "nobody=1:2"], "nobody"),
+    (["--total-budget", "-5"], "--total-budget"),
+    (["--seeds", "1"], "--seeds: needs two seeds or more"),
+    (["--target-conversions", "10", "--min-romi", "lots"], "--min-romi: 'lots' is not a share"),
+    (["--html", "page.png"], "--html: a page is a .html or .htm file"),
+])
+def test_cli_optimize_bad_input_exits_2_naming_it(two_hour_scenario, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from rtb.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", str(two_hour_scenario), "--out-dir", str(out),
+                                      "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not any(out.rglob("*.json")) if out.exists() else True
