@@ -58,6 +58,7 @@ class Change:
 class Variant:
     name: str
     changes: tuple[Change, ...]
+    source: str = "command line"  # where it was given: errors name it
 
 
 def apply_changes(scenario: Scenario, changes: tuple[Change, ...] | list[Change],
@@ -286,12 +287,12 @@ class PlanFile(Spec):
 
 
 def variant_from_options(name: str, budget: list[str], daily_budget: list[str], move: list[str],
-                         set_: list[str]) -> Variant:
-    """The command line's changes, in the order budgets, daily budgets, moves, fields."""
+                         set_: list[str], source: str = "command line") -> Variant:
+    """A variant's changes in the order budgets, daily budgets, moves, fields."""
     return Variant(name, tuple([Change("budget", t) for t in budget]
                                + [Change("daily-budget", t) for t in daily_budget]
                                + [Change("move", t) for t in move]
-                               + [Change("set", t) for t in set_]))
+                               + [Change("set", t) for t in set_]), source)
 
 
 def _value_text(value: object) -> str:
@@ -327,5 +328,6 @@ def load_plan(path: str | Path) -> list[Variant]:
             raise InputError.single(file, f"variants.{k}.name", f"duplicate name {v.name!r}")
         seen.add(v.name)
         sets = v.set if isinstance(v.set, list) else [f"{p}={_value_text(x)}" for p, x in v.set.items()]
-        variants.append(variant_from_options(v.name, v.budget, v.daily_budget, v.move, sets))
+        variants.append(variant_from_options(v.name, v.budget, v.daily_budget, v.move, sets,
+                                             f"{file}: variant {v.name}"))
     return variants

@@ -204,13 +204,12 @@ def plan_command(
         check_distinct({"--out-dir": out_dir, "--html": html,
                         "--out-dir's plan.json": out_dir / PLAN_FILE},
                        {**_scenario_inputs(scenario, spec), "the plan file": plan_file})
-        source = str(plan_file) if plan_file is not None else "command line"
         n_runs = (1 + len(variants) + (len(spec.campaigns) if marginal else 0)) * len(seed_list)
         _check_resources(spec, scenario, max_memory, quiet, runs=n_runs,
                          at_once=workers if executor == "local" else 1, local=executor == "local")
         summary = _run_saving_on_interrupt(
             lambda progress: run_plan(spec, variants, seed_list, out_dir,
-                                      marginal_step=marginal_step, source=source, workers=workers,
+                                      marginal_step=marginal_step, workers=workers,
                                       executor=executor, scheduler=scheduler, progress=progress),
             out_dir, quiet, f"planning {spec.name} ({n_runs} runs)")
         _write_html("plan", summary, html)

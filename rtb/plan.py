@@ -45,13 +45,12 @@ MARGINAL_FOLDER = "marginal"
 PER = 100.0  # marginal conversions are given per this much extra budget
 
 
-def variant_scenarios(scenario: Scenario, variants: list[Variant],
-                      source: str = "command line") -> dict[str, Scenario]:
-    """current, then each variant applied to it (InputError names a bad change)."""
+def variant_scenarios(scenario: Scenario, variants: list[Variant]) -> dict[str, Scenario]:
+    """current, then each variant applied to it (InputError names a bad change and
+    where the variant was given)."""
     scenarios = {CURRENT: scenario}
     for variant in variants:
-        where = source if variant.name == "scenario" else f"{source}: variant {variant.name}"
-        scenarios[variant.name] = apply_changes(scenario, variant.changes, where)
+        scenarios[variant.name] = apply_changes(scenario, variant.changes, variant.source)
     return scenarios
 
 
@@ -71,7 +70,7 @@ def _marginal_folder(k: int, campaign: str) -> str:
 
 
 def run_plan(scenario: Scenario, variants: list[Variant], seeds: list[int], out_dir: str | Path,
-             *, marginal_step: float | None = None, source: str = "command line",
+             *, marginal_step: float | None = None,
              workers: int = 1, executor: str = "local", scheduler: str | None = None,
              progress: Callable[[float], None] | None = None) -> dict:
     """Run current, every variant and (with marginal_step) every campaign's extra budget
@@ -81,7 +80,7 @@ def run_plan(scenario: Scenario, variants: list[Variant], seeds: list[int], out_
     runs made from something else, SweepInterrupted on Ctrl-C (finished runs are kept;
     the summary then covers the seeds every variant has finished)."""
     out_dir = Path(out_dir)
-    scenarios = variant_scenarios(scenario, variants, source)
+    scenarios = variant_scenarios(scenario, variants)
     marginal = marginal_scenarios(scenario, marginal_step) if marginal_step else []
     runs = sweep_plan([1.0], seeds)
     folders = {name: out_dir / name for name in scenarios}
