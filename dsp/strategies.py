@@ -14,7 +14,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from rtb.strategy_spec import (AnyStrategySpec, FixedBidSpec, LinearBidSpec, McpcBidSpec,
-                               OrtbBidSpec, RandomBidSpec, ValueBidSpec)
+                               OrtbBidSpec, PythonStrategySpec, RandomBidSpec, ValueBidSpec)
 
 
 class BidView(NamedTuple):
@@ -168,4 +168,8 @@ def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None) 
             return OrtbBid(c, lam)
         case RandomBidSpec(max_cpm=max_cpm):
             return RandomBid(max_cpm)
+        case PythonStrategySpec():
+            from dsp.custom import build  # a user's class: a fresh instance per call
+
+            return build(spec.class_, spec.params, spec.folder)
     raise ValueError(f"cannot bid with {spec!r}: a parameter it needs is not set")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import typer
 from rich.console import Console
 
-from rtb.errors import InputError
+from rtb.errors import InputError, StrategyError, printable
 from rtb.progress import LazyProgress
 
 # Only rtb.errors is imported up here: the engine (numba: 0.3 s warm, seconds cold) and
@@ -89,6 +89,9 @@ def input_errors() -> Iterator[None]:
     except InputError as exc:
         for line in exc.lines():
             err.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except StrategyError as exc:
+        err.print(printable(f"error: {exc}"), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)

@@ -109,6 +109,22 @@ def sweep_command(
     out_console.print(sweep_table(summary, out_console.width))
 
 
+def _resolve_classes(parsed: list, scenario: Path) -> list:
+    """--strategy python:class=...: the class looked for in the scenario file's folder
+    first (as in the scenario), imported and built once; InputError names the option."""
+    from rtb.scenario import resolve_python_strategy
+
+    problems, resolved = [], []
+    for k, spec in enumerate(parsed, 1):
+        if spec.kind == "python":
+            spec, found = resolve_python_strategy(spec, scenario.resolve().parent, f"--strategy {k}")
+            problems += found
+        resolved.append(spec)
+    if problems:
+        raise InputError("command line", problems)
+    return resolved
+
+
 @app.command("compare")
 def compare_command(
     scenario: Path = typer.Argument(..., help="scenario file (.toml or .json)"),
@@ -116,7 +132,8 @@ def compare_command(
     strategies: list[str] = typer.Option(
         ..., "--strategy", help="""a strategy as in a scenario file, e.g. '{ kind = "value","""
         """ shading = 0.7 }', or in the short form KIND:NAME=VALUE,..., e.g. value:shading=0.7;"""
-        " repeat for more"),
+        " your own class: python:class=my_bidders:Shaded,shade=0.8 (looked for in the"
+        " scenario's folder first); repeat for more"),
     out_dir: Path = typer.Option(..., "--out-dir", help="folder for the runs and compare.json"),
     seeds: str = typer.Option("1,2,3,4,5", "--seeds", help="comma-separated root seeds, two or more"),
     budget_scale: float = typer.Option(1.0, "--budget-scale", help="every budget times this"),
@@ -136,6 +153,7 @@ def compare_command(
         _check_budget_scale(budget_scale)
         _check_executor_options(workers, executor, scheduler, out_dir)
         parsed = [parse_strategy(text, f"--strategy {k}") for k, text in enumerate(strategies, 1)]
+        parsed = _resolve_classes(parsed, scenario)
         spec = load_scenario(scenario)
         check_distinct({"--out-dir": out_dir}, _scenario_inputs(scenario, spec))
         n_runs = (len(parsed) + 1) * len(seed_list)

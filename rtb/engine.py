@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import numbers
 from os import PathLike
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import simpy
 
+from dsp.custom import Checked, check_protocol
 from dsp.pacing import Pacer
 from rtb.exchange import Exchange
 from rtb.impression_log import open_impression_log
@@ -26,14 +28,22 @@ PACING_INTERVAL_S = 900.0  # pacing reacts every 15 simulated minutes (or every 
 
 def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
              log_path: str | Path | None = None,
-             progress: Callable[[float], None] | None = None) -> Report:
+             progress: Callable[[float], None] | None = None,
+             strategies: Mapping[str, object] | None = None) -> Report:
     """Run the scenario once and return its report.
 
     seed overrides the scenario's; budget_scale multiplies every budget; log_path, if
     given, receives one row per campaign impression (rtb.impression_log: Parquet if it
     ends in .parquet, else CSV; written atomically).
+
+    strategies: {campaign id: an object with bid(view) and observe(feedback)}
+    (docs/strategies.md) replaces those campaigns' strategies. The objects are used as
+    given: whatever state they keep carries over from one call to the next (make new
+    ones per run for independent runs). A scenario's own classes (kind "python") are
+    built anew for every run.
     """
     _check_arguments(scenario, seed, budget_scale, log_path, progress)
+    _check_strategies(scenario, strategies)
     keep_freed_memory()
     # A finished run's SimPy processes form reference cycles that keep its state (about
     # a gigabyte for `large`) alive until the garbage collector runs. Collect first, so
@@ -41,6 +51,8 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     # on this VM cost about 1.5 s per 650 MB.
     gc.collect()
     market = build_market(scenario, seed, budget_scale)
+    if strategies:
+        market = _with_strategies(market, strategies)
     state = new_run_state(market)
     log = open_impression_log(log_path, market.labels) if log_path is not None else None
     exchange = None
@@ -82,6 +94,28 @@ def _check_arguments(scenario, seed, budget_scale, log_path, progress) -> None:
         raise TypeError(f"log_path must be a str or path, not {type(log_path).__name__}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
+
+
+def _check_strategies(scenario: Scenario, strategies) -> None:
+    """strategies=: a mapping of the scenario's campaign ids to objects that bid and observe."""
+    if strategies is None:
+        return
+    if not isinstance(strategies, Mapping):
+        raise TypeError(f"strategies must be a dict of campaign id to strategy, not"
+                        f" {type(strategies).__name__}")
+    ids = [c.id for c in scenario.campaigns]
+    for cid, strategy in strategies.items():
+        if cid not in ids:
+            raise ValueError(f"strategies: no campaign {cid!r}; the scenario has {', '.join(ids)}")
+        check_protocol(strategy, cid)
+
+
+def _with_strategies(market: Market, strategies: Mapping[str, object]) -> Market:
+    """The market with the given campaigns' strategies replaced (bids checked each tick)."""
+    table = market.campaigns
+    replaced = tuple(Checked(strategies[cid], f"strategies[{cid!r}] ({type(strategies[cid]).__name__})")
+                     if cid in strategies else own for cid, own in zip(table.ids, table.strategies))
+    return dataclasses.replace(market, campaigns=table._replace(strategies=replaced))
 
 
 def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:

@@ -39,3 +39,9 @@ class InputError(Exception):
         """One line per problem; control characters in any part are escaped."""
         return [printable(f"{self.file}: {field}: {message}" if field else f"{self.file}: {message}")
                 for field, message in self.problems]
+
+
+class StrategyError(ValueError):
+    """A strategy written by a user misbehaved during a run (bids of the wrong shape,
+    negative or infinite): names the class and the problem. The CLI reports it as one
+    line with exit code 2, like an InputError."""

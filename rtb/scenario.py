@@ -21,7 +21,7 @@ from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAM
                            MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Currency,
                            Device, FeeRate, Format, Id, Money, Seconds, Share, Spec, Text,
                            UtcDatetime, Weight)
-from rtb.strategy_spec import KINDS, StrategySpec, missing_in_scenario
+from rtb.strategy_spec import KINDS, PythonStrategySpec, StrategySpec, missing_in_scenario
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
 
@@ -423,7 +423,8 @@ def parse_scenario(data: object, file: str, base_dir: str | Path = ".") -> Scena
     problems = reference_problems(scenario)
     if problems:
         raise InputError(file, problems)
-    return _with_resolved_files(scenario, file, Path(base_dir))
+    scenario = _with_resolved_files(scenario, file, Path(base_dir))
+    return _with_resolved_strategies(scenario, file, Path(base_dir))
 
 
 def read_histogram(path: Path, key: str) -> list[float]:
@@ -459,6 +460,41 @@ def _with_resolved_files(scenario: Scenario, file: str, base_dir: Path) -> Scena
         raise InputError.single(file, "exchange.market.file", str(exc)) from None
     exchange = scenario.exchange.model_copy(update={"market": market.model_copy(update={"file": str(path)})})
     return scenario.model_copy(update={"exchange": exchange})
+
+
+def _with_resolved_strategies(scenario: Scenario, file: str, base_dir: Path) -> Scenario:
+    """Each user's class (kind "python") imported and built once with its params, so a
+    mistake fails here with its path; `folder` made absolute (the scenario's folder by
+    default), so that the runs, in any process, import the same module."""
+    problems, campaigns, changed = [], list(scenario.campaigns), False
+    for i, c in enumerate(campaigns):
+        if c.strategy.kind != "python":
+            continue
+        spec, found = resolve_python_strategy(c.strategy, base_dir, f"campaigns[{i}].strategy")
+        problems += found
+        campaigns[i], changed = c.model_copy(update={"strategy": spec}), True
+    if problems:
+        raise InputError(file, problems)
+    return scenario.model_copy(update={"campaigns": campaigns}) if changed else scenario
+
+
+def resolve_python_strategy(spec: PythonStrategySpec, base_dir: Path, field: str
+                            ) -> tuple[PythonStrategySpec, list[tuple[str, str]]]:
+    """(the spec with its folder absolute, the problems found at `field`): its class
+    imported from `folder` (relative to base_dir) or the Python path, and built once."""
+    from dsp.custom import ClassProblem, construct, load_class
+
+    folder = str((Path(base_dir) / (spec.folder or ".")).resolve())
+    spec = spec.model_copy(update={"folder": folder})
+    try:
+        cls = load_class(spec.class_, folder)
+    except ClassProblem as exc:
+        return spec, [(f"{field}.class", str(exc))]
+    try:
+        construct(cls, spec.class_, spec.params)
+    except ClassProblem as exc:
+        return spec, [(f"{field}.params", str(exc))]
+    return spec, []
 
 
 def load_scenario(path: str | Path) -> Scenario:

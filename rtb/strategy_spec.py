@@ -15,16 +15,17 @@ short form also takes, for one release, `rtb replay`'s old spellings (`lin:b0=`,
 
 from __future__ import annotations
 
+import re
 import tomllib
 import warnings
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from rtb.errors import InputError
 from rtb.spec_base import MAX_CPM, Cpm, Money, OrText, Spec
 
-KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random")
+KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random", "python")
 # `rtb replay`'s spellings before the two vocabularies became one; accepted in the short
 # form until the next release.
 KIND_ALIASES = {"lin": "linear", "const": "fixed", "rand": "random"}
@@ -34,6 +35,8 @@ PARAM_ALIASES = {"linear": {"b0": "base_cpm"}, "fixed": {"bid": "bid_cpm"},
 # training data; a scenario (and so `rtb compare`) must give them.
 DERIVED_BY_REPLAY = {"linear": ("avg_ctr",), "mcpc": ("target_cpc",)}
 SHORT_EXAMPLE = "linear:base_cpm=80,avg_ctr=0.001"
+# A user's class: dotted module name, a colon, the class name.
+CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 TABLE_EXAMPLE = '{ kind = "linear", base_cpm = 80, avg_ctr = 0.001 }'
 
 
@@ -83,8 +86,33 @@ class RandomBidSpec(Spec):
     max_cpm: Cpm
 
 
+class PythonStrategySpec(Spec):
+    """A class of the user's (dsp.custom): `class` = "module:Class", `params` its
+    constructor's keyword arguments. The module is imported from `folder` first (default,
+    and relative to: the scenario file's folder), then from the Python path; reading the
+    scenario sets `folder` to the absolute path."""
+
+    # Written `class` (a Python keyword, so the attribute is class_), in files and dumps.
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_alias=True, validate_by_name=True)
+
+    kind: Literal["python"]
+    class_: str = Field(alias="class", max_length=500, json_schema_extra={"pattern": CLASS_PATTERN},
+                        description="module:Class, e.g. my_bidders:Shaded")
+    params: dict[str, Any] = Field({}, description="keyword arguments of the class's constructor")
+    folder: str | None = Field(None, max_length=4096,
+                               description="where the module is looked for first (default: the"
+                                           " scenario file's folder)")
+
+    @field_validator("class_")
+    @classmethod
+    def _module_colon_class(cls, value: str) -> str:
+        if not re.match(CLASS_PATTERN, value):
+            raise ValueError(f"{value!r} is not module:Class, e.g. my_bidders:Shaded")
+        return value
+
+
 AnyStrategySpec = Union[FixedBidSpec, LinearBidSpec, ValueBidSpec, McpcBidSpec, OrtbBidSpec,
-                        RandomBidSpec]
+                        RandomBidSpec, PythonStrategySpec]
 
 
 def strategy_data(text: str) -> dict[str, object]:
@@ -117,12 +145,27 @@ def strategy_data(text: str) -> dict[str, object]:
             raise ValueError(f"{current}: given twice")
         if current != name:
             renamed.append((name, current))
+        if kind == "python" and current not in ("class", "folder"):
+            params = data.setdefault("params", {})
+            if current in params:
+                raise ValueError(f"{current}: given twice")
+            params[current] = _toml_value(value)
+            continue
         data[current] = value
     if renamed:
         warnings.warn(f"strategy {text!r}: deprecated names " + ", ".join(
             f"{old} (now {new})" for old, new in renamed) + "; they go in the next release",
             DeprecatedSpelling, stacklevel=2)
     return data
+
+
+def _toml_value(text: str) -> object:
+    """A python strategy's parameter in the short form: a TOML value (80, 0.7, true,
+    "text", [1, 2]) or else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _from_text(value: object) -> object:
@@ -177,7 +220,8 @@ def error_message(error: dict) -> str:
         case "extra_forbidden" if kind is not None:
             model = next(m for m in AnyStrategySpec.__args__ if m.model_fields["kind"].annotation
                          == Literal[kind])
-            takes = [name for name in model.model_fields if name != "kind"]
+            takes = [field.alias or name for name, field in model.model_fields.items()
+                     if name != "kind"]
             return f"unknown parameter of {kind!r}; it takes " + (", ".join(takes) or "none")
         case "union_tag_invalid":
             return (f"unknown strategy kind {error['ctx']['tag']!r}; expected one of "
@@ -190,9 +234,20 @@ def error_message(error: dict) -> str:
 def short_form(spec: AnyStrategySpec) -> str:
     """The canonical short form, e.g. "linear:base_cpm=80" or "ortb:c=50,lam=5.2e-07";
     parameters left out (None) stay out."""
+    if isinstance(spec, PythonStrategySpec):
+        return "python:" + ",".join([f"class={spec.class_}", *(
+            f"{name}={_param_text(value)}" for name, value in spec.params.items())])
     params = [f"{name}={number_text(value)}" for name, value in spec.model_dump().items()
               if name != "kind" and value is not None]
     return spec.kind + (":" + ",".join(params) if params else "")
+
+
+def _param_text(value: object) -> str:
+    if isinstance(value, float):
+        return number_text(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int) else repr(value)
 
 
 def number_text(value: float) -> str:

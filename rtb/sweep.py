@@ -78,9 +78,25 @@ def plan(budget_scales: list[float], seeds: list[int]) -> list[SweepRun]:
 
 
 def scenario_digest(scenario: Scenario) -> str:
-    """SHA-256 of the validated scenario: what a folder's runs were made from."""
-    canonical = orjson.dumps(scenario.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    """SHA-256 of the validated scenario: what a folder's runs were made from.
+
+    Every strategy and pacing setting is part of the scenario; a user's class (kind
+    "python") is named with its params, and its module file's content is added, so a
+    folder refuses runs made before the class's file was edited."""
+    data = scenario.model_dump(mode="json")
+    sources = strategy_sources(scenario)
+    if sources:  # (absent otherwise: the digests of folders made before stay valid)
+        data["strategy_sources"] = sources
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def strategy_sources(scenario: Scenario) -> dict[str, str | None]:
+    """SHA-256 of the module file of each campaign's own class (kind "python"), by id."""
+    from dsp.custom import source_sha256
+
+    return {c.id: source_sha256(c.strategy.class_, c.strategy.folder)
+            for c in scenario.campaigns if c.strategy.kind == "python"}
 
 
 def run_one(scenario: Scenario, run: SweepRun) -> bytes:
