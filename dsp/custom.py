@@ -177,6 +177,6 @@ def checked_bids(bids: object, n: int, name: str) -> np.ndarray:
     if bad.any():
         first = int(np.argmax(bad))
         raise StrategyError(f"{name}.bid() returned {int(bad.sum())} bid(s) that are negative or"
-                            f" infinite (request {first}: {bids[first]!r}); a bid is a CPM >= 0,"
-                            " or NaN for no bid")
+                            f" infinite (request {first}: {float(bids[first])!r}); a bid is a"
+                            " CPM >= 0, or NaN for no bid")
     return bids
