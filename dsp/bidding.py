@@ -7,49 +7,187 @@ any other Strategy gets the numpy view below and its own `bid()`.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from dsp import strategies as S
-from dsp.campaigns import CampaignTable
+from dsp.campaigns import NO_LIMIT_MICROS, CampaignTable
+from dsp.strategies import ViewLabels
+from rtb.books import CampaignBook, Deals, Targeting
+from rtb.types import MICROS_PER_UNIT, SECONDS_PER_DAY, RequestBatch
 
 CUSTOM = -1  # formula code of a strategy without formula(): its bid() is called
 
 
-class CampaignView:
-    """A strategy's view of the tick for one campaign (the fields of dsp.strategies.BidView).
+class TickView(NamedTuple):
+    """The tick's part of every custom strategy's view: references, no copies (the
+    exchange makes one per tick, and only when a custom strategy bids)."""
 
-    Computed on first use: most strategies read only pCTR, and each field costs a pass
-    over every request of the tick.
+    requests: RequestBatch
+    targeting: Targeting
+    deals: Deals
+    slot_device: np.ndarray  # u1[n_slot]
+    visible_segments: np.ndarray  # u8[n_users]: the segment bits DSPs see (matched, consented)
+    book: CampaignBook  # the campaigns' money at the tick's start
+    tick_start_s: float
+    tick_end_s: float
+    labels: tuple[ViewLabels, ...]  # per campaign
+
+
+@njit(cache=True, nogil=True)
+def _eligible_rows_nb(c, time_s, slot, user, deal, slot_words, user_words, flight_start_s,
+                      flight_end_s, deal_private, deal_allowed, out):
+    """Fill out[:m] with the requests campaign c may bid on; returns m.
+
+    The targeting test of rtb/kernel.py's clear_tick_nb (targeting bits, which brand
+    safety has cleared, the flight, a private deal's buyers), request by request;
+    tests/test_bidview.py checks that the two agree.
+    """
+    w = c // 64
+    bit = np.uint64(c % 64)
+    one = np.uint64(1)
+    start, end = flight_start_s[c], flight_end_s[c]
+    m = 0
+    for i in range(time_s.size):
+        if ((slot_words[slot[i], w] & user_words[user[i], w]) >> bit) & one:
+            t = time_s[i]
+            d = deal[i]
+            if t >= start and t < end and (d < 0 or not deal_private[d] or deal_allowed[d, c]):
+                out[m] = i
+                m += 1
+    return m
+
+
+def eligible_rows(c: int, tick: TickView) -> np.ndarray:
+    """i8[m]: the tick's requests (ascending) campaign c may bid on (BidView's rows)."""
+    r, tg, deals = tick.requests, tick.targeting, tick.deals
+    out = np.empty(r.time_s.size, dtype=np.int64)
+    m = _eligible_rows_nb(c, r.time_s, r.slot, r.user, r.deal, tg.slot_words, tg.user_words,
+                          tg.flight_start_s, tg.flight_end_s, deals.private, deals.allowed, out)
+    return out[:m]
+
+
+class CampaignView:
+    """A strategy's view of the tick for one campaign: the fields of
+    dsp.strategies.BidView, over `rows` of the tick's requests (all when None).
+
+    Each array is computed on first read and kept: most strategies read a few
+    fields, and each costs a gather over the view's rows. The campaign's money and
+    time left are read when the view is made (the tick's start).
     """
 
     def __init__(self, predicted_ctr, ctr_multiplier, base_cvr, cvr_multiplier, floor_cpm,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, rows: np.ndarray | None = None,
+                 tick: TickView | None = None, campaign: int = -1):
         self._predicted_ctr = predicted_ctr
         self._ctr_multiplier = ctr_multiplier
         self._base_cvr = base_cvr
         self._cvr_multiplier = cvr_multiplier
-        self.floor_cpm = floor_cpm
+        self._floor_cpm = floor_cpm
         self._rng = rng
-        self._uniform = None
+        self._rows = rows
+        self._tick = tick
+        self._c = campaign
+        self.spend = self.budget_left = self.daily_budget_left = None
+        self.day_left_s = self.flight_left_s = self.tick_start_s = self.tick_end_s = None
+        self.labels = None
+        if tick is not None:
+            self._read_book(tick, campaign)
 
-    @property
+    def _read_book(self, tick: TickView, c: int) -> None:
+        book, t0 = tick.book, tick.tick_start_s
+        self.tick_start_s, self.tick_end_s = t0, tick.tick_end_s
+        self.labels = tick.labels[c]
+        spent = int(book.media_micros[c] + book.fee_micros[c] + book.data_cost_micros[c])
+        self.spend = spent / MICROS_PER_UNIT
+        self.budget_left = int(book.remaining_total[c]) / MICROS_PER_UNIT
+        # The kernel restores a daily budget at the first request after midnight: a
+        # day that ended before this tick is a fresh one here.
+        day_end = float(book.day_end_s[c])
+        daily = int(book.remaining_daily[c])
+        if t0 >= day_end:
+            daily = int(book.daily_budget[c])
+            while t0 >= day_end:
+                day_end += SECONDS_PER_DAY
+        self.daily_budget_left = (np.inf if book.daily_budget[c] >= NO_LIMIT_MICROS
+                                  else daily / MICROS_PER_UNIT)
+        self.day_left_s = day_end - t0
+        self.flight_left_s = max(0.0, float(tick.targeting.flight_end_s[c]) - t0)
+
+    def _take(self, values: np.ndarray) -> np.ndarray:
+        return values if self._rows is None else values[self._rows]
+
+    def _requests(self) -> RequestBatch:
+        if self._tick is None:
+            raise AttributeError("this view has only pctr, pcvr, floor_cpm and uniform")
+        return self._tick.requests
+
+    @cached_property
     def pctr(self) -> np.ndarray:
-        return self._predicted_ctr * self._ctr_multiplier
+        return self._take(self._predicted_ctr) * self._ctr_multiplier
 
-    @property
+    @cached_property
     def pcvr(self) -> np.ndarray:
-        return self._base_cvr * self._cvr_multiplier
+        return self._take(self._base_cvr) * self._cvr_multiplier
 
-    @property
+    @cached_property
+    def floor_cpm(self) -> np.ndarray:
+        return self._take(self._floor_cpm)
+
+    @cached_property
     def uniform(self) -> np.ndarray:
-        # Drawn from the campaign's own stream, once per tick that asks: independent of
-        # every other campaign's, and no other campaign's draws move.
-        if self._uniform is None:
-            self._uniform = self._rng.random(self._base_cvr.size)
-        return self._uniform
+        # Drawn from the campaign's own stream, once per tick that asks, one per request
+        # of the tick (then taken): independent of every other campaign's, and no other
+        # campaign's draws move.
+        return self._take(self._rng.random(self._base_cvr.size))
+
+    @cached_property
+    def time_s(self) -> np.ndarray:
+        return self._take(self._requests().time_s)
+
+    @cached_property
+    def publisher(self) -> np.ndarray:
+        return self._take(self._requests().publisher)
+
+    @cached_property
+    def slot(self) -> np.ndarray:
+        return self._take(self._requests().slot)
+
+    @cached_property
+    def format(self) -> np.ndarray:
+        return self._take(self._requests().format)
+
+    @cached_property
+    def device(self) -> np.ndarray:
+        return self._tick.slot_device[self.slot]
+
+    @cached_property
+    def geo(self) -> np.ndarray:
+        return self._take(self._requests().geo)
+
+    @cached_property
+    def segments(self) -> np.ndarray:
+        return self._tick.visible_segments[self._take(self._requests().user)]
+
+    @cached_property
+    def deal(self) -> np.ndarray:
+        return self._take(self._requests().deal)
+
+    @cached_property
+    def deal_floor_cpm(self) -> np.ndarray:
+        deal = self.deal
+        return np.where(deal >= 0, self._tick.deals.floor_cpm[deal], np.nan)
+
+    @cached_property
+    def paced_in(self) -> np.ndarray:
+        # The kernel's pacing test, in the same floating-point operations.
+        tg, c = self._tick.targeting, self._c
+        x = self._take(self._requests().u_pace) + tg.pace_offset[c]
+        x = np.where(x >= 1.0, x - 1.0, x)
+        return x < tg.pace_share[c]
 
 
 class BidFormulas(NamedTuple):
@@ -158,17 +296,33 @@ def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.nd
 
 def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
                 bids: np.ndarray, predicted: np.ndarray, base_cvr: np.ndarray,
-                floor_cpm: np.ndarray, rngs: tuple[np.random.Generator, ...]) -> np.ndarray:
+                floor_cpm: np.ndarray, rngs: tuple[np.random.Generator, ...],
+                tick: TickView | None = None,
+                view_rows: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """NaN for inactive campaigns, and the custom strategies' bids (their own bid()).
 
-    rngs: each campaign's own stream, for a custom strategy's view.uniform."""
+    rngs: each campaign's own stream, for a custom strategy's view.uniform.
+    tick: given, each custom strategy sees only the requests it may bid on
+    (eligible_rows, kept in view_rows[c] if given) and every BidView field; its
+    column is 0.0 on the others, which the kernel counts as it counts a built-in's
+    bids there (not_targeted or blocked), so the report's bid outcomes mean the same
+    for every strategy. Without tick, the view is every request's pCTR, pCVR, floor
+    and uniform.
+    """
     for c in np.flatnonzero(~active):
         bids[:, c] = np.nan
     for c in np.flatnonzero(active & (formulas.code == CUSTOM)):
+        rows = None if tick is None else eligible_rows(c, tick)
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
-                            table.cvr_multiplier[c], floor_cpm, rngs[c])
+                            table.cvr_multiplier[c], floor_cpm, rngs[c], rows, tick, c)
         column = table.strategies[c].bid(view)
         if table.max_bid_cpm[c] is not None:
             column = np.minimum(column, table.max_bid_cpm[c])
-        bids[:, c] = column
+        if rows is None:
+            bids[:, c] = column
+        else:
+            bids[:, c] = 0.0
+            bids[rows, c] = column
+            if view_rows is not None:
+                view_rows[c] = rows
     return bids

@@ -17,21 +17,81 @@ from rtb.strategy_spec import (AnyStrategySpec, FixedBidSpec, LinearBidSpec, Mcp
                                OrtbBidSpec, PythonStrategySpec, RandomBidSpec, ValueBidSpec)
 
 
-class BidView(NamedTuple):
-    """What a strategy sees of n requests for one campaign (all arrays f8[n])."""
+class ViewLabels(NamedTuple):
+    """The names behind a view's small-integer codes (index = code), and its currency."""
 
-    pctr: np.ndarray  # predicted click probability
-    pcvr: np.ndarray  # predicted conversion probability given a click
-    floor_cpm: np.ndarray  # the request's hard floor, CPM
-    uniform: np.ndarray  # uniforms in [0, 1) from the campaign's own stream
+    campaign: str  # the campaign this view is for
+    currency: str  # ISO 4217: every amount of the run is in it
+    publishers: tuple[str, ...]  # BidView.publisher
+    slots: tuple[str, ...]  # BidView.slot, as "publisher,slot"
+    formats: tuple[str, ...]  # BidView.format (rtb.types.FORMATS)
+    devices: tuple[str, ...]  # BidView.device (rtb.types.DEVICES)
+    geos: tuple[str, ...]  # BidView.geo
+    segments: tuple[str, ...]  # bit s of BidView.segments is segments[s]
+    deals: tuple[str, ...]  # BidView.deal
+
+
+class BidView(NamedTuple):
+    """What a strategy sees of n requests for one campaign (docs/strategies.md,
+    "What a bidder sees").
+
+    In a simulation the view holds exactly the tick's requests the campaign may bid
+    on: it targets them (format, device, category, geo, segments), brand safety allows
+    them, they fall in its flight and a private deal on them admits it. Pacing is
+    applied to the bids afterwards (paced_in says where it lets them through). The
+    exchange passes a lazy object with these fields (dsp.bidding.CampaignView), each
+    computed on first read; this record is for callers that build views themselves
+    (rtb replay, tests), which may leave the fields after `uniform` unset (None).
+    Arrays are [n]; scalars describe the campaign at the tick's start.
+    """
+
+    pctr: np.ndarray  # f8: predicted click probability (the DSP's model)
+    pcvr: np.ndarray  # f8: predicted conversion probability given a click
+    floor_cpm: np.ndarray  # f8: the request's open-auction hard floor, CPM
+    uniform: np.ndarray  # f8: uniforms in [0, 1) from the campaign's own stream
+    time_s: np.ndarray | None = None  # f8: arrival, seconds since the run's start
+    publisher: np.ndarray | None = None  # i4: index into labels.publishers
+    slot: np.ndarray | None = None  # i8: ad slot, index into labels.slots
+    format: np.ndarray | None = None  # u1: index into labels.formats
+    device: np.ndarray | None = None  # u1: the slot's device, index into labels.devices
+    geo: np.ndarray | None = None  # u1: the user's country, index into labels.geos
+    segments: np.ndarray | None = None  # u8: bit s set = the user is in labels.segments[s]
+    # as the campaign's DSP sees it (matched and consented: the bits targeting uses)
+    deal: np.ndarray | None = None  # i4: private-marketplace deal on offer, -1 = none
+    deal_floor_cpm: np.ndarray | None = None  # f8: its floor (fixed deals: the price); NaN = none
+    paced_in: np.ndarray | None = None  # bool: the campaign's pacing lets a bid through
+    spend: float | None = None  # currency units spent so far (media + fees + data)
+    budget_left: float | None = None  # currency units of the total budget left
+    daily_budget_left: float | None = None  # of today's budget; inf without a daily budget
+    day_left_s: float | None = None  # seconds to the next UTC midnight (daily budget reset)
+    flight_left_s: float | None = None  # seconds to the campaign's flight end (0 = ended)
+    tick_start_s: float | None = None  # the tick is [tick_start_s, tick_end_s), run seconds
+    tick_end_s: float | None = None
+    labels: ViewLabels | None = None
 
 
 class Feedback(NamedTuple):
-    """What a campaign learns after a tick: its won impressions' prices and clicks."""
+    """What a campaign learns after a tick (docs/strategies.md, "What a bidder sees").
 
-    price_cpm: np.ndarray  # f8[n_won]
-    clicked: np.ndarray  # bool[n_won]
-    spend_micros: int
+    Impressions: those won in this tick, in time order. Conversions: those settled in
+    this tick (a conversion comes after its click, often ticks later, even after the
+    campaign stopped bidding) that attribution credits to the campaign: the last
+    touch of its advertiser on the user within the attribution window, as the
+    report's `conversions` counts them.
+    """
+
+    price_cpm: np.ndarray  # f8[n_won]: clearing price paid, CPM
+    clicked: np.ndarray  # bool[n_won]: the impression was clicked (known at once)
+    spend_micros: int  # all of this tick's cost, integer micros (sum of cost, exactly)
+    won: np.ndarray | None = None  # i8[n_won]: the impressions' rows in this tick's view
+    cost: np.ndarray | None = None  # f8[n_won]: each one's cost, currency units (media +
+    # DSP fee + data; whole micros / 1e6)
+    time_s: np.ndarray | None = None  # f8[n_won]: the impressions' times, run seconds
+    conversion_time_s: np.ndarray | None = None  # f8[n_conv]: settled conversions' times
+    conversion_impression_s: np.ndarray | None = None  # f8[n_conv]: the credited impression's
+    # time (the campaign's impression it is attributed to; matches a past Feedback.time_s)
+    tick_start_s: float | None = None  # the tick [tick_start_s, tick_end_s), run seconds
+    tick_end_s: float | None = None
 
 
 class Strategy(Protocol):

@@ -21,15 +21,15 @@ import numpy as np
 
 from dmp.audience import draw_users
 from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
-from dsp.bidding import bid_formulas, finish_bids, formula_bids
-from dsp.strategies import Feedback, learns
+from dsp.bidding import CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids
+from dsp.strategies import Feedback, ViewLabels, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
-from rtb.books import Targeting, TickResult
+from rtb.books import Targeting, TickResult, touch_time_s
 from rtb.kernel import clear_tick
 from rtb.market import Market
 from rtb.seeding import stream
 from rtb.state import RunState
-from rtb.types import MARKET, RequestBatch, cpm_to_micros
+from rtb.types import DEVICES, FORMATS, MARKET, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
 from ssp.deals import assign_deals
 from ssp.inventory import generate_requests
 
@@ -76,7 +76,15 @@ class Exchange:
         self._formulas = bid_formulas(table)
         self._uniform_campaigns = np.flatnonzero(self._formulas.uniform_row >= 0)
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
-        self._spent_before = np.zeros(len(table.ids), dtype=np.int64)
+        # Campaigns that get a view (custom strategies) or feedback (learners): the
+        # others bid in the numba pass and nothing is built for them.
+        self._viewers = (self._formulas.code == CUSTOM) | self._learners
+        self._view_rows: dict[int, np.ndarray] = {}  # this tick's view rows per campaign
+        labels, deal_ids = market.labels, market.deals.ids
+        self._view_labels = tuple(
+            ViewLabels(cid, labels.currency, labels.publishers, labels.slots, FORMATS, DEVICES,
+                       market.audience.geo_names, labels.segments, deal_ids)
+            for cid in table.ids)
         # Drawing ahead pays when ticks are large: the threads then mostly run numba
         # and numpy with the GIL released. With small ticks they mostly run Python and
         # wait for each other's GIL: quickstart (about 750 requests a tick) took 2.9 s
@@ -108,9 +116,9 @@ class Exchange:
                             self.market.deals.deals, s.book, s.caps, s.users)
         won = np.flatnonzero(result.winner >= 0)
         outcomes = self._outcomes(requests, result, won)
-        self._feedback(active, result, won, outcomes)
         self._settle_money(requests, result)
-        self._settle_conversions(t1, requests, result, won, outcomes, inputs.organic)
+        conversions = self._settle_conversions(t1, requests, result, won, outcomes, inputs.organic)
+        self._feedback(t0, t1, requests, active, result, won, outcomes, conversions)
         self._tally(requests, result, won, outcomes)
         if self.log is not None and won.size:
             self._log(requests, result, won, bids, outcomes)
@@ -191,8 +199,17 @@ class Exchange:
         # Campaigns out of flight for the whole tick, or out of money, do not bid.
         active = ((table.flight_end_s > t0) & (table.flight_start_s < t1)
                   & (book.remaining_total > table.data_micros))
+        self._view_rows = {}
+        tick = None
+        if (active & self._viewers).any():
+            m = self.market
+            tick = TickView(requests, self._targeting(), m.deals.deals, m.inventory.slot_device,
+                            m.audience.visible_segments, book, t0, t1, self._view_labels)
         bids = finish_bids(table, self._formulas, active, inputs.formula_bids, inputs.predicted_ctr,
-                           inputs.base_cvr, requests.floor_cpm, self.rng_bids)
+                           inputs.base_cvr, requests.floor_cpm, self.rng_bids, tick, self._view_rows)
+        for c in np.flatnonzero(active & self._learners):
+            if c not in self._view_rows:  # a learner that bids by formula: rows for its feedback
+                self._view_rows[c] = eligible_rows(c, tick)
         return active, bids
 
     def _targeting(self) -> Targeting:
@@ -234,13 +251,14 @@ class Exchange:
         s.tally.organic_conversions += organic[0].size
         time_s, user, advertiser, caused_by = s.pending.pop_due(t1)
         if time_s.size == 0:
-            return
+            return None
         nc = s.tally.n_campaigns
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
         wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
         touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins)
         credited = attributed_campaign(time_s, touch, m.behaviour.attribution_window_s)
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
+        return time_s, touch, credited
 
     def _tally(self, requests: RequestBatch, result: TickResult, won: np.ndarray,
                outcomes: AdOutcomes) -> None:
@@ -261,23 +279,48 @@ class Exchange:
             self.state.dynamic_floors.observe(requests.slot, requests.geo, result.price_cpm,
                                               result.open_auction)
 
-    def _feedback(self, active: np.ndarray, result: TickResult, won: np.ndarray,
-                  outcomes: AdOutcomes) -> None:
-        """Tell every campaign that bid this tick and can learn what it won."""
-        listening = np.flatnonzero(active & self._learners)
+    def _feedback(self, t0: float, t1: float, requests: RequestBatch, active: np.ndarray,
+                  result: TickResult, won: np.ndarray, outcomes: AdOutcomes, conversions) -> None:
+        """Tell every campaign that can learn what it won this tick (if it bid) and the
+        conversions credited to it that were settled this tick (dsp.strategies.Feedback)."""
+        learners = self._learners
+        if not learners.any():
+            return
+        listening = active & learners
+        if conversions is not None:
+            conv_time_s, touch, credited = conversions
+            credited_learner = (credited >= 0) & learners[np.maximum(credited, 0)]
+            listening[credited[credited_learner]] = True
+        listening = np.flatnonzero(listening)
         if listening.size == 0:
             return
+        table, book = self.market.campaigns, self.state.book
         camp, price_cpm = result.winner[won], result.price_cpm[won]
-        book = self.state.book
-        spent = book.media_micros + book.fee_micros + book.data_cost_micros
-        spent_this_tick = spent - self._spent_before
-        self._spent_before = spent
+        # Each impression's cost as the kernel charged it: media, DSP fee on the media, data.
+        media = cpm_to_micros(price_cpm)
+        cost_micros = media + media * book.dsp_fee_ppm[camp] // PPM + book.data_micros[camp]
         order = np.argsort(camp, kind="stable")
         bounds = np.searchsorted(camp[order], np.arange(len(active) + 1))
+        if conversions is not None:
+            by_campaign = np.argsort(credited, kind="stable")
+            conv_bounds = np.searchsorted(credited[by_campaign], np.arange(len(active) + 1))
+        no_conversions = np.empty(0)
         for c in listening:
             mine = order[bounds[c]:bounds[c + 1]]
-            self.market.campaigns.strategies[c].observe(
-                Feedback(price_cpm[mine], outcomes.clicked[mine], int(spent_this_tick[c])))
+            rows = self._view_rows.get(c)
+            view_index = (np.searchsorted(rows, won[mine]) if rows is not None
+                          else np.empty(0, dtype=np.int64))
+            conv_time = conv_impression = no_conversions
+            if conversions is not None:
+                credited_here = by_campaign[conv_bounds[c]:conv_bounds[c + 1]]
+                conv_time = conv_time_s[credited_here]
+                conv_impression = touch_time_s(touch[credited_here])
+            cost = cost_micros[mine]
+            table.strategies[c].observe(Feedback(
+                price_cpm=price_cpm[mine], clicked=outcomes.clicked[mine],
+                spend_micros=int(cost.sum()), won=view_index, cost=cost / MICROS_PER_UNIT,
+                time_s=requests.time_s[won[mine]], conversion_time_s=conv_time,
+                conversion_impression_s=conv_impression, tick_start_s=t0, tick_end_s=t1))
 
     def _log(self, requests: RequestBatch, result: TickResult, won: np.ndarray, bids: np.ndarray,
              outcomes: AdOutcomes) -> None:

@@ -37,6 +37,7 @@ class Labels:
     publishers: tuple[str, ...]
     ssps: tuple[str, ...]
     slots: tuple[str, ...]  # "publisher,slot" per slot, as the log writes them
+    segments: tuple[str, ...] = ()  # the DMP's segments: bit s of a segment mask is segments[s]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def _labels(s: Scenario) -> Labels:
         publishers=tuple(p.id for p in s.publishers),
         ssps=tuple(x.id for x in s.ssps),
         slots=tuple(f"{pub.id},{slot.id}" for pub in s.publishers for slot in pub.slots),
+        segments=tuple(seg.id for seg in s.dmp.segments),
     )
 
 
