@@ -339,8 +339,9 @@ def compare_table(summary: dict, width: int | None = None) -> RenderableType:
                   [("impressions", "impressions", ",.0f"), ("clicks", "clicks", ",.1f")]]
         rows = []
         for strategy in summary["strategies"]:
+            # (a class's folder is in compare.json; on screen it is the scenario's, as a rule)
             spec = "\n".join(_text(f"{k} = {v}") for k, v in strategy["strategy"].items()
-                             if v is not None)
+                             if v is not None and k != "folder")
             diff = differences.get(strategy["name"])
             cells = [_text(strategy["name"]) + "\n" + spec]
             for group in groups:
