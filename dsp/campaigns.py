@@ -9,11 +9,13 @@ import numpy as np
 
 from dsp.strategies import Strategy, from_spec
 from rtb.books import campaign_words
+from rtb.pacing_spec import DualPacingSpec, PidPacingSpec
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE, Scenario
 from rtb.seeding import unit_fraction
 from rtb.types import CAP_KINDS, CAP_NONE, PPM, cpm_to_micros, units_to_micros
 
 NO_LIMIT_MICROS = np.int64(2**62)  # a daily budget that never binds
+PACING_CODE = {"asap": 0, "even": 1, "pid": 2, "dual": 3}  # dsp.pacing's PACING_* codes
 
 
 class CampaignTable(NamedTuple):
@@ -34,7 +36,8 @@ class CampaignTable(NamedTuple):
     ctr_multiplier: np.ndarray  # f8[nc]: creative quality (true and as the DSP predicts it)
     cvr_multiplier: np.ndarray  # f8[nc]
     max_bid_cpm: tuple[float | None, ...]
-    even_pacing: np.ndarray  # bool[nc]
+    pacing_kind: np.ndarray  # i1[nc]: dsp.pacing's PACING_* code
+    pacing_params: np.ndarray  # f8[nc, 3]: pid: kp, ki, kd; dual: step
     cap_kind: np.ndarray  # i1[nc]
     cap_limit: np.ndarray  # i4[nc]
     cap_window_s: np.ndarray  # f8[nc]
@@ -64,6 +67,17 @@ def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
             blocked[p, c] = (camp_category[c] in categories or camp_domain[c] in domains
                              or pub.category in camp.targeting.exclude_categories)
     return blocked[inventory.slot_publisher]
+
+
+def _pacing_params(camps) -> np.ndarray:
+    params = np.zeros((len(camps), 3))
+    for c, camp in enumerate(camps):
+        match camp.pacing:
+            case PidPacingSpec(kp=kp, ki=ki, kd=kd):
+                params[c] = kp, ki, kd
+            case DualPacingSpec(step=step):
+                params[c, 0] = step
+    return params
 
 
 def _seconds_since(start: datetime, when: datetime | None, default: float) -> float:
@@ -138,7 +152,8 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
         ctr_multiplier=np.array([c.ctr_multiplier for c in camps]),
         cvr_multiplier=np.array([c.cvr_multiplier for c in camps]),
         max_bid_cpm=tuple(c.max_bid_cpm for c in camps),
-        even_pacing=np.array([c.pacing == "even" for c in camps]),
+        pacing_kind=np.array([PACING_CODE[c.pacing.kind] for c in camps], dtype=np.int8),
+        pacing_params=_pacing_params(camps),
         cap_kind=cap_kind,
         cap_limit=cap_limit,
         cap_window_s=cap_window,

@@ -1,50 +1,189 @@
-"""Even budget pacing by probabilistic throttling, updated between ticks."""
+"""Budget pacing, updated after every tick: asap, traffic-following even, PID and dual.
+
+Every paced campaign has one target: cumulative spend that follows the traffic it can
+expect to see. From any time t on, what is left of the budget (or of today's, for a
+daily budget) is to be spent in proportion to the expected requests of the slots the
+campaign targets, over the rest of its flight (or of the day): the market's own hourly
+and weekly shapes (ssp.inventory.slot_rates), never observed traffic. So, on track,
+spend up to t = budget x expected requests up to t / expected requests over the flight.
+
+The modes differ in how they meet it:
+
+- even: throttles (share of targeted requests bid on) to the share that would spend
+  the target at the spend per request seen lately: a model, no controller;
+- pid: a PID controller on the log of the spend rate against the target, acting on
+  the log of the throttle share (started at even's share, once there is spend to see);
+- dual: never throttles; bids x 1/(1+mu), mu raised while spend runs ahead of the
+  target and lowered (to 0) while it runs behind (adaptive dual pacing).
+
+"Lately" is an exponential average over PACING_INTERVAL_S of simulated time, so that
+the controllers' gains mean the same whatever the tick.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
-from dsp.campaigns import NO_LIMIT_MICROS, CampaignTable
+from dsp.campaigns import NO_LIMIT_MICROS, PACING_CODE, CampaignTable
 from rtb.books import CampaignBook
+from rtb.types import LOSS_OUT_OF_BUDGET, OUTCOME_BLOCKED, OUTCOME_NOT_TARGETED, OUTCOME_PACED
+from rtb.types import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from ssp.inventory import Inventory, slot_rates
 
+PACING_ASAP, PACING_EVEN, PACING_PID, PACING_DUAL = (PACING_CODE[k] for k in ("asap", "even", "pid", "dual"))
+
+PACING_INTERVAL_S = 900.0  # the averaging time of spend and traffic, and the gains' time unit
 MIN_SHARE = 1e-3  # never throttle to zero: the controller needs spend to observe
+START_SHARE = 0.1  # a throttled campaign's share before it has spent anything
+MAX_LOG_ERROR = math.log(10.0)  # a spend rate off by more than 10x counts as 10x
+MAX_DUAL_ERROR = 4.0  # spend at 5x its target counts as 5x
+
+
+class ExpectedTraffic:
+    """Each campaign's expected requests over time: the rates of the slots it targets.
+
+    Rates are piecewise constant by UTC hour, as the request generator draws them (it
+    reads a tick's rate at the tick's start: the same when ticks divide the hour).
+    """
+
+    def __init__(self, inventory: Inventory, start_epoch_s: float, duration_s: float,
+                 slot_words: np.ndarray):
+        nc = slot_words.shape[1] * 64
+        c = np.arange(nc)
+        targets = ((slot_words[:, c >> 6] >> (c & 63).astype(np.uint64)) & np.uint64(1)).astype(np.float64)
+        self.first_hour = math.floor(start_epoch_s / SECONDS_PER_HOUR)
+        last_hour = math.ceil((start_epoch_s + duration_s) / SECONDS_PER_HOUR)
+        hours = range(self.first_hour, max(last_hour, self.first_hour + 1))
+        rates = np.stack([slot_rates(inventory, h * SECONDS_PER_HOUR) for h in hours])
+        self.rate = rates @ targets  # f8[n_hours, 64 * n_words]: expected requests per second
+        self.cumulative = np.zeros_like(self.rate)  # at each hour's start
+        self.cumulative[1:] = np.cumsum(self.rate[:-1] * SECONDS_PER_HOUR, axis=0)
+        self.start_epoch_s = start_epoch_s
+        self._columns = c
+
+    def upto(self, t: np.ndarray) -> np.ndarray:
+        """f8[nc]: campaign c's expected requests from the first hour's start to run time t[c]."""
+        nc = t.size
+        x = self.start_epoch_s + t
+        k = np.clip(np.floor(x / SECONDS_PER_HOUR).astype(np.int64) - self.first_hour,
+                    0, self.rate.shape[0] - 1)
+        c = self._columns[:nc]
+        since = x - (self.first_hour + k) * SECONDS_PER_HOUR
+        return self.cumulative[k, c] + self.rate[k, c] * since
 
 
 class Pacer:
-    """Adjusts each even-paced campaign's share of eligible requests it bids on.
+    """Sets each campaign's throttle share and bid multiplier between ticks."""
 
-    Target: spend what is left today (or of the whole budget, without a daily budget)
-    evenly over the time left today (or in the flight). Each update compares the spend
-    rate since the last update with the target and scales the share by the square
-    root of their ratio: damped, so traffic's daily shape does not make it oscillate.
-    """
-
-    def __init__(self, table: CampaignTable):
-        self.table = table
-        self._last_spent = np.zeros(len(table.ids), dtype=np.int64)
+    def __init__(self, table: CampaignTable, traffic: ExpectedTraffic,
+                 share: np.ndarray, multiplier: np.ndarray):
+        nc = len(table.ids)
+        self.table, self.traffic = table, traffic
+        kind = table.pacing_kind
+        self.throttled = (kind == PACING_EVEN) | (kind == PACING_PID)
+        self.pid, self.dual = kind == PACING_PID, kind == PACING_DUAL
+        share[:] = np.where(self.throttled, START_SHARE, 1.0)
+        multiplier[:] = 1.0
         self._last_t = 0.0
+        self._last = np.zeros((4, nc))  # spend, targeted, passed, expected: totals at _last_t
+        self._avg = np.zeros((5, nc))  # the same, and the target's spend, averaged
+        self._per_request = np.zeros(nc)  # target spend per expected request, set at _last_t
+        self._log_share = np.log(share.copy())
+        self._pid_on = np.zeros(nc, dtype=bool)
+        self._errors = np.zeros((2, nc))  # the PID's last two errors
+        self.mu = np.zeros(nc)
 
-    def update(self, book: CampaignBook, share: np.ndarray, t: float) -> None:
-        """Set `share` (the run state's pacing shares) from the spend since the last update."""
+    def _totals(self, book: CampaignBook, t: float) -> np.ndarray:
+        tb = self.table
+        o = book.outcomes
         spent = book.media_micros + book.fee_micros + book.data_cost_micros
+        targeted = o.sum(axis=1) - o[:, OUTCOME_NOT_TARGETED] - o[:, OUTCOME_BLOCKED]
+        # Requests let through but refused for an exhausted (daily) budget say nothing
+        # about what a request costs.
+        passed = targeted - o[:, OUTCOME_PACED] - o[:, LOSS_OUT_OF_BUDGET]
+        seen = self.traffic.upto(np.clip(t, tb.flight_start_s, tb.flight_end_s))
+        return np.stack([spent, targeted, passed, seen]).astype(np.float64)
+
+    def update(self, book: CampaignBook, share: np.ndarray, multiplier: np.ndarray,
+               t: float) -> None:
+        """After the ticks up to run time t: set `share` and `multiplier` (the run state's)."""
         dt = t - self._last_t
         if dt <= 0:
             return
-        rate = (spent - self._last_spent) / dt
-        self._last_spent = spent.copy()
-        self._last_t = t
-
         tb = self.table
-        has_daily = tb.daily_budget_micros < NO_LIMIT_MICROS
-        # The kernel restores daily budgets lazily; a campaign past midnight has its full day.
-        new_day = t >= book.day_end_s
-        left_today = np.where(new_day, book.daily_budget, book.remaining_daily)
-        day_end = np.where(new_day, book.day_end_s + 86_400.0, book.day_end_s)
-        flight_left = np.maximum(tb.flight_end_s - t, 1.0)
-        day_left = np.maximum(np.minimum(day_end, tb.flight_end_s) - t, 1.0)
-        target = book.remaining_total / flight_left
-        target = np.where(has_daily, np.minimum(target, left_today / day_left), target)
+        totals = self._totals(book, t)
+        decay = math.exp(-dt / PACING_INTERVAL_S)
+        step = np.vstack([totals - self._last, self._per_request * (totals[3] - self._last[3])])
+        self._avg = self._avg * decay + step
+        self._last, self._last_t = totals, t
+        spend, targeted, passed, seen, target = self._avg
 
-        grow = np.where(rate > 0, np.sqrt(target / np.maximum(rate, 1e-9)), 2.0)
-        paced = tb.even_pacing & (t >= tb.flight_start_s)
-        share[:] = np.where(paced, np.clip(share * grow, MIN_SHARE, 1.0), 1.0)
+        # What the target asks from now on: what is left over the expected traffic left.
+        traffic = self.traffic
+        start = np.maximum(t, tb.flight_start_s)
+        seen_now = traffic.upto(np.minimum(start, tb.flight_end_s))
+        left_flight = traffic.upto(tb.flight_end_s) - seen_now
+        per_request = book.remaining_total / np.maximum(left_flight, 1e-9)
+        has_daily = tb.daily_budget_micros < NO_LIMIT_MICROS
+        new_day = t >= book.day_end_s  # the kernel restores daily budgets lazily
+        left_today = np.where(new_day, book.daily_budget, book.remaining_daily)
+        day_end = np.where(new_day, book.day_end_s + SECONDS_PER_DAY, book.day_end_s)
+        left_day = traffic.upto(np.clip(day_end, start, tb.flight_end_s)) - seen_now
+        per_request = np.where(has_daily, np.minimum(per_request, left_today / np.maximum(left_day, 1e-9)),
+                               per_request)
+        self._per_request = per_request
+        in_flight = (t >= tb.flight_start_s) & (t < tb.flight_end_s)
+
+        # even: the share at which the spend per expected request seen lately meets it.
+        observed = (spend > 0) & (passed > 0) & (seen > 0)
+        full_share_rate = np.where(observed, spend / np.maximum(passed, 1) * targeted
+                                   / np.maximum(seen, 1e-9), 1.0)
+        even = np.where(observed, per_request / full_share_rate, share * 2.0)
+        even = np.clip(even, MIN_SHARE, 1.0)
+
+        # pid: started at even's share when it first sees spend; then error in, share out.
+        start_pid = self.pid & observed & ~self._pid_on
+        self._log_share = np.where(start_pid, np.log(even), self._log_share)
+        self._pid_on |= start_pid
+        running = self.pid & self._pid_on & in_flight & (target > 0)
+        if running.any():
+            p = tb.pacing_params
+            error = np.clip(np.log(np.maximum(target, 1e-9) / np.maximum(spend, 1e-9)),
+                            -MAX_LOG_ERROR, MAX_LOG_ERROR)
+            last, before = self._errors
+            u = dt / PACING_INTERVAL_S
+            change = (p[:, 0] * (error - last) + p[:, 1] * error * u
+                      + p[:, 2] * (error - 2 * last + before) / u)
+            # Clipping the output is the anti-windup: the integral stops at the bounds.
+            self._log_share = np.where(running, np.clip(self._log_share + change, math.log(MIN_SHARE), 0.0),
+                                       self._log_share)
+            self._errors = np.where(running, np.stack([error, last]), self._errors)
+        pid_share = np.where(self._pid_on, np.exp(self._log_share), np.clip(share * 2.0, MIN_SHARE, 1.0))
+
+        # dual: mu follows spend's relative excess over the target.
+        stepping = self.dual & in_flight & (target > 0)
+        if stepping.any():
+            excess = np.clip(spend / np.maximum(target, 1e-9) - 1.0, -1.0, MAX_DUAL_ERROR)
+            mu = np.maximum(0.0, self.mu + tb.pacing_params[:, 0] * excess * (dt / PACING_INTERVAL_S))
+            self.mu = np.where(stepping, mu, self.mu)
+            multiplier[:] = np.where(self.dual, 1.0 / (1.0 + self.mu), 1.0)
+
+        # Out of flight, shares keep their value: a flight that starts later starts throttled.
+        new_share = np.where(self.pid, pid_share, even)
+        share[:] = np.where(self.throttled, np.where(in_flight, new_share, share), 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _scale_bids_nb(bids, columns, multiplier):
+    for i in range(bids.shape[0]):
+        for c in columns:
+            bids[i, c] *= multiplier[c]
+
+
+def scale_bids(bids: np.ndarray, columns: np.ndarray, multiplier: np.ndarray) -> None:
+    """bids f8[n, nc] *= multiplier f8[nc], in place, in the given columns only (NaN stays
+    NaN): dual pacing's multiplier, on every strategy's bids, built-in or custom."""
+    _scale_bids_nb(bids, columns.astype(np.int64), multiplier)

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import simpy
 
 from dsp.custom import Checked, check_protocol
-from dsp.pacing import Pacer
+from dsp.pacing import ExpectedTraffic, Pacer
 from rtb.exchange import Exchange
 from rtb.impression_log import open_impression_log
 from rtb.memory import keep_freed_memory
@@ -22,8 +22,6 @@ from rtb.report import Report, build_report
 from rtb.scenario import Scenario
 from rtb.spec_base import MAX_SCALED_BUDGET
 from rtb.state import RunState, new_run_state
-
-PACING_INTERVAL_S = 900.0  # pacing reacts every 15 simulated minutes (or every tick, if longer)
 
 
 def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
@@ -126,7 +124,9 @@ def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
     """
     env = simpy.Environment()
     tick, duration = market.tick_s, market.duration_s
-    pacer = Pacer(market.campaigns)
+    table = market.campaigns
+    traffic = ExpectedTraffic(market.inventory, market.start.timestamp(), duration, table.slot_words)
+    pacer = Pacer(table, traffic, state.pace_share, state.bid_multiplier)
 
     def ticks():
         t = 0.0
@@ -141,12 +141,14 @@ def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
 
     # Slow processes run half a tick off a tick boundary, so their order relative to
     # the ticks never rests on SimPy's same-time FIFO rule.
+    # Pacing reacts after every tick (from the first: no tick runs unpaced), to the
+    # ticks up to the next boundary; its averages make that independent of the tick.
     def pacing():
-        every = max(1, round(PACING_INTERVAL_S / tick)) * tick
-        yield env.timeout(every + tick / 2)
+        yield env.timeout(tick / 2)
         while True:
-            pacer.update(state.book, state.pace_share, env.now - tick / 2)
-            yield env.timeout(every)
+            pacer.update(state.book, state.pace_share, state.bid_multiplier,
+                         min(env.now + tick / 2, duration))
+            yield env.timeout(tick)
 
     # Dynamic floors: each dynamic floors table updates its slots' floors every
     # `interval`, rounded to whole ticks. Half a tick before the boundary: the update

@@ -22,6 +22,7 @@ import numpy as np
 from dmp.audience import draw_users
 from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
 from dsp.bidding import CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids
+from dsp.pacing import PACING_DUAL, scale_bids
 from dsp.strategies import Feedback, ViewLabels, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
@@ -76,6 +77,7 @@ class Exchange:
         self._formulas = bid_formulas(table)
         self._uniform_campaigns = np.flatnonzero(self._formulas.uniform_row >= 0)
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
+        self._multiplied = np.flatnonzero(table.pacing_kind == PACING_DUAL)  # bids scaled by pacing
         # Campaigns that get a view (custom strategies) or feedback (learners): the
         # others bid in the numba pass and nothing is built for them.
         self._viewers = (self._formulas.code == CUSTOM) | self._learners
@@ -210,6 +212,8 @@ class Exchange:
         for c in np.flatnonzero(active & self._learners):
             if c not in self._view_rows:  # a learner that bids by formula: rows for its feedback
                 self._view_rows[c] = eligible_rows(c, tick)
+        if self._multiplied.size:
+            scale_bids(bids, self._multiplied, self.state.bid_multiplier)
         return active, bids
 
     def _targeting(self) -> Targeting:

@@ -21,6 +21,7 @@ from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAM
                            MAX_TICKS, MAX_TOTAL_BUDGET, MIN_TICK_S, MIN_WINDOW_S, Cpm, Currency,
                            Device, FeeRate, Format, Id, Money, Seconds, Share, Spec, Text,
                            UtcDatetime, Weight)
+from rtb.pacing_spec import EvenPacingSpec, PacingSpec
 from rtb.strategy_spec import KINDS, PythonStrategySpec, StrategySpec, missing_in_scenario
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
@@ -141,7 +142,7 @@ class CampaignSpec(Spec):
     frequency_cap: FrequencyCapSpec | None = None
     strategy: StrategySpec
     max_bid_cpm: Cpm | None = None
-    pacing: Literal["even", "asap"] = "even"
+    pacing: PacingSpec = EvenPacingSpec(kind="even")
     ctr_multiplier: Annotated[float, Field(gt=0, le=20)] = Field(1.0, description="creative quality")
     cvr_multiplier: Annotated[float, Field(gt=0, le=20)] = 1.0
 

@@ -108,6 +108,7 @@ class RunState:
     caps: CapBook  # frequency-cap counters (the kernel)
     users: UserBook  # exposures and last touches (the kernel)
     pace_share: np.ndarray  # f8[nc]: share of eligible requests each campaign bids on (the pacer)
+    bid_multiplier: np.ndarray  # f8[nc]: what each campaign's bids are multiplied by (the pacer)
     floor_table: np.ndarray  # f8[n_slot, n_geo]: floors in force (the market's, or moving ones)
     dynamic_floors: DynamicFloors | None  # moves floor_table between ticks, if any floors move
     tally: Tally
@@ -181,6 +182,7 @@ def new_run_state(m: Market) -> RunState:
         caps=_cap_book(m, table),
         users=users,
         pace_share=np.ones(nc),
+        bid_multiplier=np.ones(nc),
         floor_table=m.floors.table if dynamic is None else dynamic.table,
         dynamic_floors=dynamic,
         tally=Tally(nc, m.inventory.hourly.shape[0]),

@@ -59,6 +59,16 @@ def build_inventory(ssps: list[SspSpec], publishers: list[PublisherSpec]) -> Inv
     )
 
 
+def slot_rates(inv: Inventory, epoch_s: float) -> np.ndarray:
+    """f8[ns]: each slot's request rate (per second) at a UTC epoch time: its average
+    rate times its publisher's hourly and weekly shape. The request generator and the
+    pacer's expected traffic (dsp/pacing.py) both read it."""
+    hour = int(epoch_s // SECONDS_PER_HOUR) % 24
+    weekday = int((epoch_s // SECONDS_PER_DAY + 3) % 7)  # 1970-01-01 was a Thursday
+    pub = inv.slot_publisher
+    return inv.slot_rate * inv.hourly[pub, hour] * inv.weekly[pub, weekday]
+
+
 def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The tick's requests as (time_s f8[n], sorted; slot i8[n]): a Poisson process per
@@ -69,11 +79,7 @@ def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
     inventory, then sorted arrival times and a slot per request, which is the same
     process in O(n) without a sort.
     """
-    now = start.timestamp() + t0
-    hour = int(now // SECONDS_PER_HOUR) % 24
-    weekday = int((now // SECONDS_PER_DAY + 3) % 7)  # 1970-01-01 was a Thursday
-    pub = inv.slot_publisher
-    rates = inv.slot_rate * inv.hourly[pub, hour] * inv.weekly[pub, weekday]
+    rates = slot_rates(inv, start.timestamp() + t0)
     dt = t1 - t0
     n = int(rng.poisson(rates.sum() * dt))
     gaps = rng.standard_exponential(n + 1)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from dsp.campaigns import NO_LIMIT_MICROS
+from dsp.pacing import PACING_ASAP, PACING_EVEN
 from dsp.strategies import (BidView, ConstantBid, LinearBid, McpcBid, OrtbBid, RandomBid,
                             ValueBid, from_spec)
 from rtb import simulate
@@ -125,7 +126,7 @@ def test_campaign_money_arrays():
     assert table.dsp_fee_ppm.tolist() == [100_000, 100_000]
     assert table.flight_start_s.tolist() == [6 * 3600.0, 0.0]
     assert table.flight_end_s.tolist() == [18.5 * 3600.0, 86_400.0]
-    assert table.even_pacing.tolist() == [True, False]
+    assert table.pacing_kind.tolist() == [PACING_EVEN, PACING_ASAP]
 
 
 def test_pacing_offsets_depend_on_campaign_id_only():
