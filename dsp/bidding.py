@@ -98,24 +98,24 @@ class CampaignView:
             self._read_book(tick, campaign)
 
     def _read_book(self, tick: TickView, c: int) -> None:
+        # Python numbers throughout (item()): a numpy scalar costs several times more
+        # per operation, and this runs once per tick for every custom strategy.
         book, t0 = tick.book, tick.tick_start_s
         self.tick_start_s, self.tick_end_s = t0, tick.tick_end_s
         self.labels = tick.labels[c]
-        spent = int(book.media_micros[c] + book.fee_micros[c] + book.data_cost_micros[c])
+        spent = book.media_micros.item(c) + book.fee_micros.item(c) + book.data_cost_micros.item(c)
         self.spend = spent / MICROS_PER_UNIT
-        self.budget_left = int(book.remaining_total[c]) / MICROS_PER_UNIT
+        self.budget_left = book.remaining_total.item(c) / MICROS_PER_UNIT
         # The kernel restores a daily budget at the first request after midnight: a
         # day that ended before this tick is a fresh one here.
-        day_end = float(book.day_end_s[c])
-        daily = int(book.remaining_daily[c])
+        day_end, daily, budget = book.day_end_s.item(c), book.remaining_daily.item(c), book.daily_budget.item(c)
         if t0 >= day_end:
-            daily = int(book.daily_budget[c])
+            daily = budget
             while t0 >= day_end:
                 day_end += SECONDS_PER_DAY
-        self.daily_budget_left = (np.inf if book.daily_budget[c] >= NO_LIMIT_MICROS
-                                  else daily / MICROS_PER_UNIT)
+        self.daily_budget_left = np.inf if budget >= NO_LIMIT_MICROS else daily / MICROS_PER_UNIT
         self.day_left_s = day_end - t0
-        self.flight_left_s = max(0.0, float(tick.targeting.flight_end_s[c]) - t0)
+        self.flight_left_s = max(0.0, tick.targeting.flight_end_s.item(c) - t0)
 
     def _take(self, values: np.ndarray) -> np.ndarray:
         return values if self._rows is None else values[self._rows]
@@ -311,7 +311,7 @@ def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
     """
     for c in np.flatnonzero(~active):
         bids[:, c] = np.nan
-    for c in np.flatnonzero(active & (formulas.code == CUSTOM)):
+    for c in np.flatnonzero(active & (formulas.code == CUSTOM)).tolist():
         rows = None if tick is None else eligible_rows(c, tick)
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                             table.cvr_multiplier[c], floor_cpm, rngs[c], rows, tick, c)
