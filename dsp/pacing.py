@@ -141,7 +141,8 @@ class Pacer:
         observed = (spend > 0) & (passed > 0) & (seen > 0)
         full_share_rate = np.where(observed, spend / np.maximum(passed, 1) * targeted
                                    / np.maximum(seen, 1e-9), 1.0)
-        even = np.where(observed, per_request / full_share_rate, share * 2.0)
+        with np.errstate(divide="ignore", over="ignore"):  # a huge ratio is clipped to 1
+            even = np.where(observed, per_request / full_share_rate, share * 2.0)
         even = np.clip(even, MIN_SHARE, 1.0)
 
         # pid: started at even's share when it first sees spend; then error in, share out.
