@@ -93,7 +93,7 @@ class CampaignView:
         self._c = campaign
         self.spend = self.budget_left = self.daily_budget_left = None
         self.day_left_s = self.flight_left_s = self.tick_start_s = self.tick_end_s = None
-        self.labels = None
+        self.labels = self.requests_left = None  # requests_left: rtb replay's episodes only
         if tick is not None:
             self._read_book(tick, campaign)
 

@@ -68,6 +68,8 @@ class BidView(NamedTuple):
     tick_start_s: float | None = None  # the tick is [tick_start_s, tick_end_s), run seconds
     tick_end_s: float | None = None
     labels: ViewLabels | None = None
+    requests_left: int | None = None  # rtb replay only: requests left in the episode, this
+    # view's included (budget_left is then the episode's budget left; docs/replay.md)
 
 
 class Feedback(NamedTuple):

@@ -103,7 +103,12 @@ def replay_command(
     strategy: str = typer.Option(..., "--strategy", help="linear:base_cpm=B | mcpc | fixed:bid_cpm=B |"
                                  " random:max_cpm=B | ortb:c=C,lam=L, or a TOML inline table as in a"
                                  " scenario; linear's avg_ctr and mcpc's target_cpc default to the"
-                                 " info file's (deprecated: lin:b0, const:bid, rand:max, lambda)"),
+                                 " info file's (deprecated: lin:b0, const:bid, rand:max, lambda);"
+                                 " your own class: python:class=my_bidders:Shaded,NAME=VALUE (looked"
+                                 " for in the current folder, then on the Python path)"),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="requests per bid() call for a"
+                                        " strategy that learns, observe() after each (default:"
+                                        " 1000, at most the episode; stateless ones bid once)"),
     episode: int = typer.Option(1000, "--episode", help="requests per episode, N"),
     budget_fraction: str = typer.Option(..., "--budget-fraction", help="c0, e.g. 1/32 or 0.03125"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the result as JSON here"),
@@ -128,6 +133,7 @@ def replay_command(
         check_distinct({"--out": out}, {"the bid log": log, "--info": info,
                                         "--validation": validation})
         rp.check_episode(episode)  # before reading the logs
+        rp.check_chunk(chunk)
         spec = rp.strategy_for_replay(strategy, tune=tune)
         c0 = rp.parse_budget_fraction(budget_fraction)
         if (tune is None) != (validation is None):
@@ -138,7 +144,8 @@ def replay_command(
         def read(path: Path):
             return read_bidlog(path, fmt, skip_bad=skip_bad, pctr_column=pctr_column, pctr=pctr)
 
-        protocol = dict(episode=episode, budget_fraction=c0, seed=seed, partial=partial_episode)
+        protocol = dict(episode=episode, budget_fraction=c0, seed=seed, partial=partial_episode,
+                        chunk=chunk)
         if tune is not None:
             valid = read(validation)
             _replay_report_skipped(validation, valid)
@@ -153,7 +160,8 @@ def replay_command(
         if out is not None:
             result.write_json(out)
 
-    table = Table(title=f"replay of {log.name}: {result.strategy}, N={episode}, c0={budget_fraction}",
+    fed = "" if result.chunk is None else f", chunks of {result.chunk}"
+    table = Table(title=f"replay of {log.name}: {result.strategy}, N={episode}, c0={budget_fraction}{fed}",
                   caption="cost = sum of market prices / 1000 (fen for iPinYou)")
     for column in ("auctions", "impressions", "clicks", "cost", "win rate", "CPM", "eCPC"):
         table.add_column(column, justify="right")

@@ -8,6 +8,11 @@ is >= the market price (so ties win) and pays the market price. The strategies a
 the ones in dsp.strategies, the same code the simulation bids with; only the integer
 rounding and the caps are the protocol's. Money stays in integer sums of market
 prices (the log's CPM unit) until the report divides by 1000.
+
+A strategy that learns (dsp.strategies.learns: its observe() may do something, e.g. a
+user's class) is fed in chunks of at most `chunk` requests, never across an episode's
+end; after each chunk observe() gets what it won there (docs/replay.md, "Strategies that
+learn"). A stateless one bids on the whole log at once: chunking could not change a bid.
 """
 
 from __future__ import annotations
@@ -22,15 +27,15 @@ import numpy as np
 import orjson
 from numba import njit
 
-from dsp.strategies import BidView, Strategy, from_spec
+from dsp.strategies import BidView, Feedback, Strategy, from_spec, learns
 from rtb.atomic import write_atomic
 from rtb.bidlog import BidLog
 from rtb.errors import InputError
 from rtb.files import check_nesting, read_input
 from rtb.seeding import stream
 from rtb.strategy_spec import (KINDS, PARAM_ALIASES, AnyStrategySpec, DeprecatedSpelling,
-                               LinearBidSpec, McpcBidSpec, RandomBidSpec, ValueBidSpec,
-                               parse_strategy, short_form, strategy_data)
+                               LinearBidSpec, McpcBidSpec, PythonStrategySpec, RandomBidSpec,
+                               ValueBidSpec, parse_strategy, short_form, strategy_data)
 
 MAX_BID = 300  # the protocol's bid cap: the highest iPinYou market price, fen CPM
 NO_BID = -1  # an integer bid that wins nothing (every market price is >= 0)
@@ -43,6 +48,8 @@ MAX_EPISODE_BUDGET = 10**18
 PARTIAL_EPISODES = ("proportional", "drop", "full")
 RESULT_KEYS = ("auctions", "impressions", "clicks", "cost", "win_rate", "cpm", "ecpc",
                "strategy", "episode", "budget_fraction")
+DEFAULT_CHUNK = 1000  # requests per chunk for a strategy that learns (at most the episode)
+MAX_CHUNK = MAX_EPISODE
 
 TUNABLE: dict[str, tuple[str, ...]] = {"linear": ("base_cpm",)}  # what --tune can search, per kind
 SPEC_FIELD = "--strategy"
@@ -101,12 +108,16 @@ def load_info(path: str | Path) -> CampaignInfo:
     return CampaignInfo(**values)
 
 
-def strategy_for_replay(text: str, *, tune: str | None = None) -> AnyStrategySpec:
+def strategy_for_replay(text: str, *, tune: str | None = None,
+                        base_dir: str | Path | None = None) -> AnyStrategySpec:
     """`--strategy`, in either form of rtb.strategy_spec, for a replay (and `--tune`).
 
     Linear's avg_ctr and mcpc's target_cpc may be left out: the replay derives them from
     the info file. A tuned parameter must be left out; the spec holds 0 for it until
-    tune() chooses.
+    tune() chooses. A user's class (kind "python") is looked for in base_dir (default:
+    the current folder; `folder`, if given, is relative to it) first, then on the Python
+    path, and is imported and built once with its params: a problem is an InputError
+    naming `--strategy.class` or `--strategy.params`, as a scenario's.
     """
     data = _strategy_fields(text)
     kind = data.get("kind")
@@ -121,6 +132,13 @@ def strategy_for_replay(text: str, *, tune: str | None = None) -> AnyStrategySpe
         data[parameter] = 0.0
     spec = parse_strategy(data, SPEC_FIELD, require_all=False)
     _check_replayable(spec)
+    if isinstance(spec, PythonStrategySpec):
+        from rtb.scenario import resolve_python_strategy
+
+        spec, problems = resolve_python_strategy(spec, Path.cwd() if base_dir is None
+                                                 else Path(base_dir), SPEC_FIELD)
+        if problems:
+            raise InputError("command line", problems)
     return spec
 
 
@@ -189,6 +207,12 @@ def parse_budget_fraction(text: str) -> float:
 def episode_budget(info: CampaignInfo, budget_fraction: float, n_requests: int) -> int:
     """int(cost_train / imp_train * c0 * n), in this order, as rlb-dp computes it."""
     return int(info.cost_train / info.imp_train * budget_fraction * n_requests)
+
+
+def check_chunk(chunk: int | None) -> None:
+    """--chunk must be None (the default) or in [1, MAX_CHUNK]; InputError otherwise."""
+    if chunk is not None and not 1 <= chunk <= MAX_CHUNK:
+        raise InputError.single("--chunk", "", f"must be in [1, {MAX_CHUNK}], got {chunk}")
 
 
 def check_episode(episode: int) -> None:
@@ -263,6 +287,23 @@ def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
     return auctions, imps, clicks, spend
 
 
+@njit(cache=True)
+def replay_chunk_nb(bid, price, left, max_bid):
+    """One chunk of an episode under the same rule as replay_nb: bid i4[m], price i4[m],
+    left the episode's budget left. Returns (the winning requests' indices into the
+    chunk, i8[k], in order; the budget left after them)."""
+    m = bid.shape[0]
+    won = np.empty(m, np.int64)
+    k = 0
+    for i in range(m):
+        p = price[i]
+        if min(bid[i], max_bid, left) >= p:
+            left -= p
+            won[k] = i
+            k += 1
+    return won[:k], left
+
+
 @dataclass(frozen=True)
 class ReplayResult:
     """Totals of one replay, plus per-episode arrays for checks and plots."""
@@ -276,6 +317,7 @@ class ReplayResult:
     episode_impressions: np.ndarray
     episode_clicks: np.ndarray
     episode_spend: np.ndarray  # sum of market prices paid, the log's CPM unit
+    chunk: int | None = None  # requests per chunk fed to a strategy that learns; None: one shot
 
     @property
     def auctions(self) -> int:
@@ -312,8 +354,12 @@ class ReplayResult:
         return self.cost / self.clicks if self.clicks else None
 
     def to_dict(self) -> dict[str, object]:
-        """The report: exactly RESULT_KEYS; a ratio with a zero denominator is None (null)."""
-        return {key: getattr(self, key) for key in RESULT_KEYS}
+        """The report: exactly RESULT_KEYS (and `chunk` after them when the strategy learns,
+        so fed in chunks); a ratio with a zero denominator is None (null)."""
+        data = {key: getattr(self, key) for key in RESULT_KEYS}
+        if self.chunk is not None:
+            data["chunk"] = self.chunk
+        return data
 
     def write_json(self, path: str | Path) -> None:
         """Write to_dict() as JSON atomically: a reader never sees a half-written file."""
@@ -332,30 +378,104 @@ def replay(
     budget_fraction: float,
     seed: int = 0,
     partial: str = "proportional",
+    chunk: int | None = None,
+    strategy: Strategy | None = None,
 ) -> ReplayResult:
     """Replay `log` with the strategy `spec` under the protocol.
 
     partial: what happens to a trailing episode shorter than `episode`:
         "proportional" replays it with int(cpm * c0 * its length), the same budget per
-        request as a full episode; "drop" leaves it out (auctions counts only full
+        request as a full one; "drop" leaves it out (auctions counts only full
         episodes); "full" gives it a full episode's budget, as rlb-dp's scripts do.
+    chunk: requests per bid() call for a strategy that learns (default: DEFAULT_CHUNK,
+        at most the episode); a chunk never crosses an episode's end. A stateless
+        strategy bids once on the whole log whatever `chunk` is.
+    strategy: bid with this object instead of the one `spec` describes (spec then only
+        names it in the result); e.g. a learning object of your own, whose state
+        carries over from one call to the next.
     """
     check_episode(episode)
+    check_chunk(chunk)
     if partial not in PARTIAL_EPISODES:
         raise InputError.single("--partial-episode", "", f"expected one of "
                                 f"{', '.join(PARTIAL_EPISODES)}, got {partial!r}")
-    bids = integer_bids(build_strategy(spec, info).bid(_bid_view(log, spec, seed)))
-    n = log.market_price.shape[0]
-    budget = _bounded_budget(info, budget_fraction, episode)
-    tail = n % episode
-    if tail == 0 or partial == "drop":
-        tail_budget = -1
-    else:
-        tail_budget = budget if partial == "full" else _bounded_budget(info, budget_fraction, tail)
+    if strategy is None:
+        strategy = build_strategy(spec, info)
+    elif learns(strategy):  # an object of the caller's: its bids checked as a user's class's
+        from dsp.custom import Checked, check_protocol
+
+        check_protocol(strategy, "strategy")
+        strategy = Checked(strategy, type(strategy).__name__)
+    if learns(strategy):
+        return _replay_learning(strategy, log, info, spec, episode, budget_fraction, seed, partial,
+                                min(chunk or DEFAULT_CHUNK, episode))
+    bids = integer_bids(strategy.bid(_bid_view(log, spec, seed)))
+    budget, tail_budget = _budgets(info, budget_fraction, episode, log.market_price.shape[0], partial)
     auctions, imps, clicks, spend = replay_nb(bids, log.market_price, log.click, episode,
                                               budget, tail_budget, MAX_BID)
     return ReplayResult(short_form(spec), episode, budget_fraction, budget, tail_budget,
                         auctions, imps, clicks, spend)
+
+
+def _budgets(info: CampaignInfo, budget_fraction: float, episode: int, n: int,
+             partial: str) -> tuple[int, int]:
+    budget = _bounded_budget(info, budget_fraction, episode)
+    tail = n % episode
+    if tail == 0 or partial == "drop":
+        return budget, -1
+    return budget, budget if partial == "full" else _bounded_budget(info, budget_fraction, tail)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _replay_learning(strategy: Strategy, log: BidLog, info: CampaignInfo, spec: AnyStrategySpec,
+                     episode: int, budget_fraction: float, seed: int, partial: str,
+                     chunk: int) -> ReplayResult:
+    """The protocol, fed to `strategy` chunk by chunk with observe() after each one.
+
+    The same rule as replay_nb, request by request: a chunk's bids are made before any of
+    its auctions, so a stateless strategy gives the one-shot replay's numbers exactly.
+    """
+    n = log.market_price.shape[0]
+    budget, tail_budget = _budgets(info, budget_fraction, episode, n, partial)
+    n_full = n // episode
+    n_ep = n_full + (1 if n % episode != 0 and tail_budget >= 0 else 0)
+    auctions = np.zeros(n_ep, np.int64)
+    imps = np.zeros(n_ep, np.int64)
+    clicks = np.zeros(n_ep, np.int64)
+    spend = np.zeros(n_ep, np.int64)
+    # The same uniforms as `random`'s one-shot replay: request i gets the i-th draw.
+    pctr = _read_only(log.pctr)
+    uniform = _read_only(stream(seed, "replay/rand").random(n))
+    zeros = _read_only(np.zeros(chunk))
+    price_all, click_all = log.market_price, log.click
+    for ep in range(n_ep):
+        start, stop = ep * episode, min(ep * episode + episode, n)
+        ep_budget = budget if ep < n_full else tail_budget
+        left = ep_budget
+        for a in range(start, stop, chunk):
+            b = min(a + chunk, stop)
+            view = BidView(pctr=pctr[a:b], pcvr=zeros[:b - a], floor_cpm=zeros[:b - a],
+                           uniform=uniform[a:b], spend=(ep_budget - left) / 1000,
+                           budget_left=left / 1000, requests_left=stop - a)
+            price = price_all[a:b]
+            won, left = replay_chunk_nb(integer_bids(strategy.bid(view)), price, left, MAX_BID)
+            left = int(left)
+            paid = price[won].astype(np.int64)
+            clicked = click_all[a:b][won]
+            total = int(paid.sum())
+            imps[ep] += won.size
+            clicks[ep] += int(np.count_nonzero(clicked))
+            spend[ep] += total
+            strategy.observe(Feedback(price_cpm=paid.astype(np.float64), clicked=clicked,
+                                      spend_micros=total * 1000, won=won, cost=paid / 1000))
+        auctions[ep] = stop - start
+    return ReplayResult(short_form(spec), episode, budget_fraction, budget, tail_budget,
+                        auctions, imps, clicks, spend, chunk)
 
 
 def _bid_view(log: BidLog, spec: AnyStrategySpec, seed: int) -> BidView:
@@ -410,6 +530,7 @@ def tune(
     budget_fraction: float,
     seed: int = 0,
     partial: str = "proportional",
+    chunk: int | None = None,
 ) -> tuple[AnyStrategySpec, Tuning]:
     """Choose `parameter` from `grid` by clicks on the validation log (same protocol).
 
@@ -423,7 +544,7 @@ def tune(
     for k, value in enumerate(grid):
         trial = spec.model_copy(update={parameter: float(value)})
         clicks[k] = replay(validation, info, trial, episode=episode, budget_fraction=budget_fraction,
-                           seed=seed, partial=partial).clicks
+                           seed=seed, partial=partial, chunk=chunk).clicks
     best = int(np.argmax(clicks))  # argmax returns the first maximum: the smallest value
     chosen = float(grid[best])
     return (spec.model_copy(update={parameter: chosen}),
