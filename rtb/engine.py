@@ -48,25 +48,83 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     # a sweep's next run reuses warm memory instead of faulting in fresh pages, which
     # on this VM cost about 1.5 s per 650 MB.
     gc.collect()
-    market = build_market(scenario, seed, budget_scale)
-    if strategies:
-        market = _with_strategies(market, strategies)
-    state = new_run_state(market)
-    log = open_impression_log(log_path, market.labels) if log_path is not None else None
-    exchange = None
-    try:
-        exchange = Exchange(market, state, log)
-        _run(market, state, exchange, progress)
-    except BaseException:
-        if log is not None:
-            log.abort()
-        raise
-    finally:
-        if exchange is not None:
-            exchange.close()
-    if log is not None:
-        log.close()
-    return build_report(market, state)
+    run = Run(scenario, seed, budget_scale=budget_scale, log_path=log_path, progress=progress,
+              strategies=strategies, checked=True)
+    return run.finish()
+
+
+class Run:
+    """One run that can be advanced a piece of simulated time at a time (rtb.gym).
+
+    simulate() is Run(...).finish(); advance(until_s) runs every tick that starts before
+    until_s (and the slow processes due before it), so a caller can look at the run's
+    state between pieces and change what it may (Exchange.bid_scale) for the next ones.
+    The results do not depend on how the run is cut: the same SimPy processes, in the
+    same order, as one env.run(until=duration).
+    """
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
+                 log_path: str | Path | None = None,
+                 progress: Callable[[float], None] | None = None,
+                 strategies: Mapping[str, object] | None = None, checked: bool = False):
+        if not checked:
+            _check_arguments(scenario, seed, budget_scale, log_path, progress)
+            _check_strategies(scenario, strategies)
+            keep_freed_memory()
+            gc.collect()
+        market = build_market(scenario, seed, budget_scale)
+        if strategies:
+            market = _with_strategies(market, strategies)
+        self.market = market
+        self.state = state = new_run_state(market)
+        self._log = log = open_impression_log(log_path, market.labels) if log_path is not None else None
+        self.exchange = None
+        try:
+            self.exchange = Exchange(market, state, log)
+            self._env = _processes(market, state, self.exchange, progress)
+        except BaseException:
+            self._abort()
+            raise
+
+    @property
+    def now_s(self) -> float:
+        """Simulated seconds since the start: every tick before it has run."""
+        return float(self._env.now)
+
+    @property
+    def done(self) -> bool:
+        return self._env.now >= self.market.duration_s
+
+    def advance(self, until_s: float) -> None:
+        """Run the ticks that start before until_s (capped at the run's end)."""
+        until_s = min(float(until_s), self.market.duration_s)
+        if until_s <= self._env.now:
+            return
+        try:
+            self._env.run(until=until_s)
+        except BaseException:
+            self._abort()
+            raise
+
+    def finish(self) -> Report:
+        """Run to the end, close the log and the exchange, and return the report."""
+        self.advance(self.market.duration_s)
+        self.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return build_report(self.market, self.state)
+
+    def close(self) -> None:
+        """Stop the exchange's look-ahead thread (the run can no longer advance)."""
+        if self.exchange is not None:
+            self.exchange.close()
+
+    def _abort(self) -> None:
+        if self._log is not None:
+            self._log.abort()
+            self._log = None
+        self.close()
 
 
 def _check_arguments(scenario, seed, budget_scale, log_path, progress) -> None:
@@ -116,8 +174,9 @@ def _with_strategies(market: Market, strategies: Mapping[str, object]) -> Market
     return dataclasses.replace(market, campaigns=table._replace(strategies=replaced))
 
 
-def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
-    """Every tick in order; between ticks the slow processes (pacing, moving floors).
+def _processes(market: Market, state: RunState, exchange: Exchange, progress) -> simpy.Environment:
+    """The run's SimPy environment with its processes: every tick in order; between
+    ticks the slow processes (pacing, moving floors). Run it until the run's duration.
 
     A tick settles the conversions that fall in it, so nothing waits for a process:
     conversions after the end of the run are never counted.
@@ -167,4 +226,4 @@ def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
     if dynamic is not None:
         for group, rule in enumerate(dynamic.groups):
             env.process(floor_updates(group, rule.interval))
-    env.run(until=duration)
+    return env

@@ -78,6 +78,9 @@ class Exchange:
         self._uniform_campaigns = np.flatnonzero(self._formulas.uniform_row >= 0)
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
         self._multiplied = np.flatnonzero(table.pacing_kind == PACING_DUAL)  # bids scaled by pacing
+        # An outside controller's bid multiplier per campaign (rtb.gym sets it between
+        # ticks): None, or f8[nc] applied after the strategy and pacing (0 = no bids).
+        self.bid_scale: np.ndarray | None = None
         # Campaigns that get a view (custom strategies) or feedback (learners): the
         # others bid in the numba pass and nothing is built for them.
         self._viewers = (self._formulas.code == CUSTOM) | self._learners
@@ -214,7 +217,22 @@ class Exchange:
                 self._view_rows[c] = eligible_rows(c, tick)
         if self._multiplied.size:
             scale_bids(bids, self._multiplied, self.state.bid_multiplier)
+        if self.bid_scale is not None:
+            self._scale_bids(bids, active)
         return active, bids
+
+    def _scale_bids(self, bids: np.ndarray, active: np.ndarray) -> None:
+        """bid_scale on the active campaigns' bids: x m, at most the campaign's max bid;
+        m = 0 is no bid at all (NaN), m = 1 leaves the bids as they are."""
+        max_bid = self.market.campaigns.max_bid_cpm
+        for c in np.flatnonzero(active & (self.bid_scale != 1.0)).tolist():
+            m = float(self.bid_scale[c])
+            if m == 0.0:
+                bids[:, c] = np.nan
+                continue
+            bids[:, c] *= m
+            if max_bid[c] is not None:
+                np.minimum(bids[:, c], max_bid[c], out=bids[:, c])
 
     def _targeting(self) -> Targeting:
         table = self.market.campaigns
