@@ -174,6 +174,11 @@ def _with_strategies(market: Market, strategies: Mapping[str, object]) -> Market
     return dataclasses.replace(market, campaigns=table._replace(strategies=replaced))
 
 
+def _run(market: Market, state: RunState, exchange: Exchange, progress) -> None:
+    """The whole run at once (tests drive a market they built themselves through here)."""
+    _processes(market, state, exchange, progress).run(until=market.duration_s)
+
+
 def _processes(market: Market, state: RunState, exchange: Exchange, progress) -> simpy.Environment:
     """The run's SimPy environment with its processes: every tick in order; between
     ticks the slow processes (pacing, moving floors). Run it until the run's duration.
