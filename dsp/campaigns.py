@@ -158,7 +158,7 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
         cap_limit=cap_limit,
         cap_window_s=cap_window,
         pace_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
-        strategies=tuple(from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion)
-                         for c in camps),
+        strategies=tuple(from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion,
+                                   s.exchange.auction) for c in camps),
         slot_blocked_words=campaign_words(slot_blocked),
     )

@@ -13,8 +13,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from rtb.strategy_spec import (AnyStrategySpec, FixedBidSpec, LinearBidSpec, McpcBidSpec,
-                               OrtbBidSpec, PythonStrategySpec, RandomBidSpec, ValueBidSpec)
+from rtb.strategy_spec import (AnyStrategySpec, BudgetOrtbSpec, FixedBidSpec, LinearBidSpec,
+                               McpcBidSpec, OrtbBidSpec, PythonStrategySpec, RandomBidSpec,
+                               ShadedBidSpec, ValueBidSpec)
 
 
 class ViewLabels(NamedTuple):
@@ -211,11 +212,13 @@ class ValueBid(_Stateless):
         return FORMULA_VALUE, self.value_per_conversion * self.shading * 1000.0, 0.0, 0.0
 
 
-def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None) -> Strategy:
+def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None,
+              auction: str = "second") -> Strategy:
     """The strategy a spec (rtb.strategy_spec) describes, for the simulation and rtb replay.
 
     Every parameter must be set: a scenario gives them all; rtb replay first fills in
-    what it derives from its log. value_per_conversion is the advertiser's, for `value`.
+    what it derives from its log. value_per_conversion is the advertiser's, for `value`,
+    `shaded` and `budget_ortb`; auction ("first" / "second") the exchange's, for `shaded`.
     """
     match spec:
         case FixedBidSpec(bid_cpm=bid):
@@ -230,6 +233,15 @@ def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None) 
             return OrtbBid(c, lam)
         case RandomBidSpec(max_cpm=max_cpm):
             return RandomBid(max_cpm)
+        case ShadedBidSpec() if value_per_conversion is not None:
+            from dsp.adaptive import ShadedBid
+
+            return ShadedBid(value_per_conversion, auction, spec.max_cpm, spec.explore,
+                             spec.warmup, spec.half_life)
+        case BudgetOrtbSpec(c=c, lam=lam, step=step) if value_per_conversion is not None:
+            from dsp.adaptive import BudgetOrtbBid
+
+            return BudgetOrtbBid(value_per_conversion, c, lam, step)
         case PythonStrategySpec():
             from dsp.custom import build  # a user's class: a fresh instance per call
 

@@ -35,7 +35,7 @@ from rtb.files import check_nesting, read_input
 from rtb.seeding import stream
 from rtb.strategy_spec import (KINDS, PARAM_ALIASES, AnyStrategySpec, DeprecatedSpelling,
                                LinearBidSpec, McpcBidSpec, PythonStrategySpec, RandomBidSpec,
-                               ValueBidSpec, parse_strategy, short_form, strategy_data)
+                               parse_strategy, short_form, strategy_data)
 
 MAX_BID = 300  # the protocol's bid cap: the highest iPinYou market price, fen CPM
 NO_BID = -1  # an integer bid that wins nothing (every market price is >= 0)
@@ -160,10 +160,10 @@ def _strategy_fields(text: str) -> dict[str, object]:
 
 
 def _check_replayable(spec: AnyStrategySpec) -> None:
-    if isinstance(spec, ValueBidSpec):
-        raise InputError.single("command line", SPEC_FIELD, "'value' cannot be replayed: an iPinYou"
-                                " log has no value per conversion (nor pCVR); use linear, mcpc,"
-                                " ortb, fixed or random")
+    if spec.kind in ("value", "shaded", "budget_ortb"):  # they bid pCTR x pCVR x value
+        raise InputError.single("command line", SPEC_FIELD, f"{spec.kind!r} cannot be replayed: an"
+                                " iPinYou log has no value per conversion (nor pCVR); use linear,"
+                                " mcpc, ortb, fixed or random")
 
 
 def build_strategy(spec: AnyStrategySpec, info: CampaignInfo) -> Strategy:

@@ -25,7 +25,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, Validation
 from rtb.errors import InputError
 from rtb.spec_base import MAX_CPM, Cpm, Money, OrText, Spec
 
-KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random", "python")
+KINDS = ("fixed", "linear", "value", "mcpc", "ortb", "random", "shaded", "budget_ortb", "python")
 # `rtb replay`'s spellings before the two vocabularies became one; accepted in the short
 # form until the next release.
 KIND_ALIASES = {"lin": "linear", "const": "fixed", "rand": "random"}
@@ -86,6 +86,36 @@ class RandomBidSpec(Spec):
     max_cpm: Cpm
 
 
+class ShadedBidSpec(Spec):
+    """First-price bid shading learned online (dsp.adaptive.ShadedBid): bid the grid
+    point b maximising (v - b) x P(win | b), v = pCTR x pCVR x value per conversion x
+    1000 and P(win | b) the monotone fit of its own wins and losses; v itself (truthful)
+    in a second-price exchange."""
+
+    kind: Literal["shaded"]
+    max_cpm: Annotated[float, Field(gt=0, le=MAX_CPM)] = Field(
+        100.0, description="top of the bid grid (160 points, log-spaced down to max_cpm / 1e4)")
+    explore: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.02, description="share of requests bid at a uniform point in [0, v) to keep learning")
+    warmup: Annotated[int, Field(ge=0, le=10**9)] = Field(
+        500, description="bids placed at random in [0, v) before the first fitted bid")
+    half_life: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
+        None, description="bids after which an observation counts half (none: never forgets)")
+
+
+class BudgetOrtbSpec(Spec):
+    """A budget-constrained value bidder (dsp.adaptive.BudgetOrtbBid): bid
+    sqrt(c / lam x v + c^2) - c (or v / lam without c), v as for `value`, with lam solved
+    online so that spend follows the budget over the flight."""
+
+    kind: Literal["budget_ortb"]
+    c: Annotated[float, Field(gt=0, le=MAX_CPM)] | None = Field(
+        None, description="ORTB's scale, CPM; left out: the linear bid v / lam")
+    lam: Annotated[float, Field(ge=1e-9, le=1e9)] = Field(1.0, description="lam at the start")
+    step: Annotated[float, Field(gt=0, le=100)] = Field(
+        0.5, description="log lam += step x (spend / target - 1) per 15 simulated minutes")
+
+
 class PythonStrategySpec(Spec):
     """A class of the user's (dsp.custom): `class` = "module:Class", `params` its
     constructor's keyword arguments. The module is imported from `folder` first (default,
@@ -112,7 +142,7 @@ class PythonStrategySpec(Spec):
 
 
 AnyStrategySpec = Union[FixedBidSpec, LinearBidSpec, ValueBidSpec, McpcBidSpec, OrtbBidSpec,
-                        RandomBidSpec, PythonStrategySpec]
+                        RandomBidSpec, ShadedBidSpec, BudgetOrtbSpec, PythonStrategySpec]
 
 
 def strategy_data(text: str) -> dict[str, object]:
@@ -237,7 +267,7 @@ def short_form(spec: AnyStrategySpec) -> str:
     if isinstance(spec, PythonStrategySpec):
         return "python:" + ",".join([f"class={spec.class_}", *(
             f"{name}={_param_text(value)}" for name, value in spec.params.items())])
-    params = [f"{name}={number_text(value)}" for name, value in spec.model_dump().items()
+    params = [f"{name}={_param_text(value)}" for name, value in spec.model_dump().items()
               if name != "kind" and value is not None]
     return spec.kind + (":" + ",".join(params) if params else "")
 

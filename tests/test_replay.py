@@ -207,7 +207,7 @@ class TestSpecs:
 
     @pytest.mark.parametrize(("text", "lines"), [
         ("lin2:b0=1", ["command line: --strategy: unknown strategy kind 'lin2'; expected one of fixed,"
-                       " linear, value, mcpc, ortb, random, python, written KIND:NAME=VALUE,... such as"
+                       " linear, value, mcpc, ortb, random, shaded, budget_ortb, python, written KIND:NAME=VALUE,... such as"
                        " linear:base_cpm=80,avg_ctr=0.001 or as a TOML inline table such as"
                        ' { kind = "linear", base_cpm = 80, avg_ctr = 0.001 }']),
         ("linear", ["command line: --strategy.base_cpm: Field required"]),
@@ -222,6 +222,8 @@ class TestSpecs:
         ("ortb:c=1", ["command line: --strategy.lam: Field required"]),
         ("value", ["command line: --strategy: 'value' cannot be replayed: an iPinYou log has no value"
                    " per conversion (nor pCVR); use linear, mcpc, ortb, fixed or random"]),
+        ("shaded", ["command line: --strategy: 'shaded' cannot be replayed: an iPinYou log has no"
+                    " value per conversion (nor pCVR); use linear, mcpc, ortb, fixed or random"]),
     ])
     def test_invalid(self, text, lines) -> None:
         with pytest.raises(InputError) as excinfo:

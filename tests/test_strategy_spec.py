@@ -52,7 +52,7 @@ def test_aliases_belong_to_the_short_form_only():
     with pytest.raises(InputError) as bad:
         parse_strategy('{ kind = "lin", b0 = 80 }', "--strategy")
     assert bad.value.lines() == ["command line: --strategy: unknown strategy kind 'lin'; expected one"
-                                 " of fixed, linear, value, mcpc, ortb, random, python"]
+                                 " of fixed, linear, value, mcpc, ortb, random, shaded, budget_ortb, python"]
 
 
 @pytest.mark.parametrize("text, field, words", [
