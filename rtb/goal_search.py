@@ -22,7 +22,7 @@ from rtb.sweep import SweepRun
 from rtb.types import OUTCOME_NAMES, units_to_micros
 
 UNBOUND_SCALE = 100.0  # budgets this many times the current ones do not bind (checked)
-GOAL_RETRIES = 2  # raises of the total when the fresh seeds fall short of the target
+GOAL_RETRIES = 3  # raises of the total (by 10 % or more) when the fresh seeds fall short of the target
 
 
 class GoalSearch:
@@ -130,7 +130,7 @@ class GoalSearch:
             if enough or attempt == GOAL_RETRIES or total >= ceiling:
                 break  # (more budget would not raise a ROMI found too low)
             got = max(self.conversions(chosen, goal.confirm), 1e-9)
-            total = min(ceiling, round(total * max(1.05, min(2.0, goal.target / got))))
+            total = min(ceiling, round(total * max(1.1, min(2.0, goal.target / got))))
             split = self.allocation(total)
         figures = self.figures(chosen)
         romi = self.romi(chosen, goal.confirm)
