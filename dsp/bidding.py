@@ -239,8 +239,8 @@ def _formula_bids_nb(code, params, max_bid_cpm, uniform_row, active, dsp, ctr_mu
         stop = min(start + BLOCK, n)
         for c in range(nc):
             k = code[c]
-            if k == CUSTOM:
-                continue
+            if k == CUSTOM or k == S.FORMULA_BUDGET_ORTB or k == S.FORMULA_SHADED:
+                continue  # bid at the tick: learner_bids
             m = max_bid_cpm[c]
             p0, p1, p2 = params[c, 0], params[c, 1], params[c, 2]
             ctr_mult, cvr_mult, d = ctr_multiplier[c], cvr_multiplier[c], dsp[c]
@@ -292,6 +292,110 @@ def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.nd
                      active, table.dsp, table.ctr_multiplier, table.cvr_multiplier, user_factor,
                      user, base_ctr, base_cvr, uniforms, predicted, bids)
     return bids, predicted
+
+
+@njit(cache=True, nogil=True)
+def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid, win_rate, keep,
+                     n_keep, explore_now, uniforms, dsp, ctr_multiplier, cvr_multiplier, predicted,
+                     base_cvr, time_s, slot, user, deal, slot_words, user_words, flight_start_s,
+                     flight_end_s, deal_private, deal_allowed, u_pace, pace_offset, pace_share,
+                     rows, out, points):
+    """out[:, c] for the learning built-ins' campaigns (dsp.adaptive), the same operations
+    as their classes' bid() on a CampaignView.
+
+    v = pCTR x pCVR x p0 per request. budget_ortb: sqrt(p1 / lam x v + p1^2) - p1, or
+    v / lam when p1 is NaN. shaded in second price: v. shaded in first price (row s =
+    shade_row[c]): on the requests the campaign may bid on (0.0 elsewhere, as a custom
+    strategy's column), the grid point maximising (v - b) x win_rate (none when not
+    positive), or with u < explore_now[s] the grid point at or below u / explore x v
+    (below the grid: none); points[s, i] = that point where pacing lets the bid through,
+    -1 elsewhere. All capped at max_bid_cpm.
+    """
+    n = out.shape[0]
+    n_grid = grid.shape[1] if grid.shape[0] else 0
+    for c in campaigns:
+        k = code[c]
+        p0, p1 = params[c, 0], params[c, 1]
+        m = max_bid_cpm[c]
+        ctr_mult, cvr_mult, d = ctr_multiplier[c], cvr_multiplier[c], dsp[c]
+        if k == S.FORMULA_BUDGET_ORTB:
+            lam_c = lam[c]
+            linear = np.isnan(p1)
+            for i in range(n):
+                v = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                b = v / lam_c if linear else np.sqrt(p1 / lam_c * v + p1 * p1) - p1
+                out[i, c] = m if b > m else b
+        elif p1 == 0.0:  # shaded, second price
+            for i in range(n):
+                b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                out[i, c] = m if b > m else b
+        else:
+            s = shade_row[c]
+            for i in range(n):
+                out[i, c] = 0.0
+                points[s, i] = -1
+            n_rows = _eligible_rows_nb(c, time_s, slot, user, deal, slot_words, user_words,
+                                       flight_start_s, flight_end_s, deal_private, deal_allowed,
+                                       rows)
+            explore = explore_now[s]
+            offset, share = pace_offset[c], pace_share[c]
+            for j in range(n_rows):
+                i = rows[j]
+                v = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                u = uniforms[s, i]
+                point = -1
+                if u < explore:
+                    draw = (u / explore) * v
+                    lo, hi = 0, n_grid  # searchsorted(grid, draw, "right") - 1
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if grid[s, mid] <= draw:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    point = lo - 1
+                else:
+                    best = -np.inf
+                    for q in range(n_keep[s]):
+                        g = keep[s, q]
+                        if grid[s, g] >= v:
+                            break  # (v - b) <= 0 from here on
+                        surplus = (v - grid[s, g]) * win_rate[s, g]
+                        if surplus > best:
+                            best, point = surplus, g
+                    if not best > 0:
+                        point = -1
+                if point >= 0:
+                    b = grid[s, point]
+                    out[i, c] = m if b > m else b
+                    x = u_pace[i] + offset
+                    if x >= 1.0:
+                        x = x - 1.0
+                    if x < share:
+                        points[s, i] = point
+                else:
+                    out[i, c] = np.nan
+
+
+def learner_bids(table: CampaignTable, formulas: BidFormulas, campaigns: np.ndarray, learners,
+                 explore_now: np.ndarray, uniforms: np.ndarray, tick: TickView,
+                 predicted: np.ndarray, base_cvr: np.ndarray, bids: np.ndarray) -> np.ndarray:
+    """Fill bids[:, c] for the given active campaigns of the learning built-ins
+    (S.LEARNING_FORMULAS) from their state (dsp.adaptive.Learners) at the tick; returns
+    points i2[n_shaded, n] (see _learner_bids_nb; rows of inactive ones are -1)."""
+    r, tg, deals = tick.requests, tick.targeting, tick.deals
+    n = r.time_s.size
+    shade_row = np.full(len(table.ids), -1, dtype=np.int64)
+    shade_row[learners.shaded] = np.arange(learners.shaded.size)
+    points = np.full((learners.shaded.size, n), -1, dtype=np.int16)
+    _learner_bids_nb(campaigns, formulas.code, formulas.params, formulas.max_bid_cpm, learners.lam,
+                     shade_row, learners.grid, learners.win_rate, learners.keep, learners.n_keep,
+                     explore_now, uniforms, table.dsp, table.ctr_multiplier, table.cvr_multiplier,
+                     predicted, base_cvr, r.time_s, r.slot, r.user, r.deal, tg.slot_words,
+                     tg.user_words, tg.flight_start_s, tg.flight_end_s, deals.private,
+                     deals.allowed, r.u_pace, tg.pace_offset, tg.pace_share,
+                     np.empty(n, dtype=np.int64), bids, points)
+    return points
 
 
 def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,

@@ -115,6 +115,10 @@ FORMULA_UNIFORM = 1  # uniform * p0
 FORMULA_PCTR = 2  # pCTR * p0
 FORMULA_SQRT_PCTR = 3  # sqrt(p0 * pCTR + p1) - p2
 FORMULA_VALUE = 4  # pCTR * pCVR * p0
+# The built-ins that learn (dsp.adaptive), bid at the tick from the run's Learners state:
+FORMULA_BUDGET_ORTB = 5  # v = pCTR * pCVR * p0; sqrt(p1 / lam * v + p1^2) - p1, or v / lam if p1 is NaN
+FORMULA_SHADED = 6  # v as above; first price (p1 = 1): the learned grid point, else v
+LEARNING_FORMULAS = (FORMULA_BUDGET_ORTB, FORMULA_SHADED)
 
 
 class _Stateless:

@@ -21,9 +21,11 @@ import numpy as np
 
 from dmp.audience import draw_users
 from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
-from dsp.bidding import CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids
+from dsp.adaptive import Learners
+from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids,
+                         learner_bids)
 from dsp.pacing import PACING_DUAL, scale_bids
-from dsp.strategies import Feedback, ViewLabels, learns
+from dsp.strategies import FORMULA_BUDGET_ORTB, LEARNING_FORMULAS, Feedback, ViewLabels, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
 from rtb.kernel import clear_tick
@@ -76,7 +78,14 @@ class Exchange:
         self.rng_bids = tuple(stream(seed, f"dsp/campaign/{cid}/bids") for cid in table.ids)
         self._formulas = bid_formulas(table)
         self._uniform_campaigns = np.flatnonzero(self._formulas.uniform_row >= 0)
+        # The built-ins that learn (dsp.adaptive) do it in the run state's arrays, not
+        # through observe(): learner_bids bids for them, _learn updates them.
+        self._learning = np.flatnonzero(np.isin(self._formulas.code, LEARNING_FORMULAS))
+        if state.learners is None:
+            state.learners = Learners.start(table.strategies, self._formulas.code)
         self._learners = np.array([learns(s) for s in table.strategies], dtype=bool)
+        self._learners[self._learning] = False
+        self._learned: tuple | None = None  # this tick's (budget_ortb campaigns, targets, shaded rows, points)
         self._multiplied = np.flatnonzero(table.pacing_kind == PACING_DUAL)  # bids scaled by pacing
         # An outside controller's bid multiplier per campaign (rtb.gym sets it between
         # ticks): None, or f8[nc] applied after the strategy and pacing (0 = no bids).
@@ -124,6 +133,8 @@ class Exchange:
         self._settle_money(requests, result)
         conversions = self._settle_conversions(t1, requests, result, won, outcomes, inputs.organic)
         self._feedback(t0, t1, requests, active, result, won, outcomes, conversions)
+        if self._learned is not None:
+            self._learn(t1 - t0, result, won)
         self._tally(requests, result, won, outcomes)
         if self.log is not None and won.size:
             self._log(requests, result, won, bids, outcomes)
@@ -205,13 +216,17 @@ class Exchange:
         active = ((table.flight_end_s > t0) & (table.flight_start_s < t1)
                   & (book.remaining_total > table.data_micros))
         self._view_rows = {}
+        learning = self._learning[active[self._learning]]
         tick = None
-        if (active & self._viewers).any():
+        if (active & self._viewers).any() or learning.size:
             m = self.market
             tick = TickView(requests, self._targeting(), m.deals.deals, m.inventory.slot_device,
                             m.audience.visible_segments, book, t0, t1, self._view_labels)
         bids = finish_bids(table, self._formulas, active, inputs.formula_bids, inputs.predicted_ctr,
                            inputs.base_cvr, requests.floor_cpm, self.rng_bids, tick, self._view_rows)
+        self._learned = None
+        if learning.size:
+            self._learner_bids(t0, t1, learning, tick, inputs, bids)
         for c in np.flatnonzero(active & self._learners):
             if c not in self._view_rows:  # a learner that bids by formula: rows for its feedback
                 self._view_rows[c] = eligible_rows(c, tick)
@@ -220,6 +235,39 @@ class Exchange:
         if self.bid_scale is not None:
             self._scale_bids(bids, active)
         return active, bids
+
+    def _learner_bids(self, t0: float, t1: float, campaigns: np.ndarray, tick: TickView,
+                      inputs: TickInputs, bids: np.ndarray) -> None:
+        """The learning built-ins' bids (dsp.adaptive): what their classes' bid() does,
+        for all of them at once. Exploration uniforms come from each shaded campaign's
+        own stream, one per request of the tick, as its view.uniform would."""
+        learners, table = self.state.learners, self.market.campaigns
+        ortb = campaigns[self._formulas.code[campaigns] == FORMULA_BUDGET_ORTB]
+        targets = learners.targets(ortb, self.state.book, table.flight_end_s, t0, t1)
+        rows = np.flatnonzero(np.isin(learners.shaded, campaigns))
+        n = tick.requests.time_s.size
+        uniforms = np.empty((learners.shaded.size, n))
+        for s in rows.tolist():
+            uniforms[s] = self.rng_bids[learners.shaded[s]].random(n)
+        explore_now = np.where(learners.placed < learners.warmup, 1.0, learners.explore)
+        points = learner_bids(table, self._formulas, campaigns, learners, explore_now, uniforms,
+                              tick, inputs.predicted_ctr, inputs.base_cvr, bids)
+        self._learned = (ortb, targets, rows, points)
+
+    def _learn(self, length: float, result: TickResult, won: np.ndarray) -> None:
+        """The learning built-ins that bid this tick learn from it (their classes' observe())."""
+        ortb, targets, rows, points = self._learned
+        learners = self.state.learners
+        if ortb.size:
+            book = self.state.book
+            camp = result.winner[won]
+            media = cpm_to_micros(result.price_cpm[won])
+            cost = media + media * book.dsp_fee_ppm[camp] // PPM + book.data_micros[camp]
+            spend = _int_sum(camp, cost, len(self.market.campaigns.ids))[ortb]
+            learners.learn_ortb(ortb, targets, spend, length)
+        if rows.size:
+            learners.learn_shaded(rows, points, result.winner)
+        self._learned = None
 
     def _scale_bids(self, bids: np.ndarray, active: np.ndarray) -> None:
         """bid_scale on the active campaigns' bids: x m, at most the campaign's max bid;

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
+from dsp.adaptive import Learners
 from dsp.campaigns import CampaignTable
 from rtb.books import NO_TOUCH, CampaignBook, CapBook, UserBook
 from rtb.ledger import Ledger
@@ -113,6 +114,7 @@ class RunState:
     dynamic_floors: DynamicFloors | None  # moves floor_table between ticks, if any floors move
     tally: Tally
     pending: PendingConversions
+    learners: Learners | None = None  # the learning built-ins' state (dsp.adaptive; the exchange)
 
 
 def _seconds_to_next_boundary(start: datetime, period_s: float) -> float:

@@ -15,10 +15,11 @@ import math
 import numpy as np
 import pytest
 
-from dsp.adaptive import GRID_POINTS, BudgetOrtbBid, ShadedBid, monotone_fit, value_cpm
+from dsp.adaptive import GRID_POINTS, BudgetOrtbBid, Learners, ShadedBid, monotone_fit, value_cpm
 from dsp.strategies import BidView, Feedback, from_spec
 from rtb import simulate
 from rtb.compare import with_strategy
+from rtb.engine import Run
 from rtb.errors import InputError
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
@@ -132,6 +133,27 @@ def test_shading_earns_close_to_the_optimal_surplus(first_price_runs):
     assert surplus > 20 * abs(t_value - t_cost) + 0.5 * optimum
 
 
+def fast_run(data: dict) -> tuple[dict, Learners]:
+    """The scenario as written: its learning built-in in the exchange's fast path."""
+    run_ = Run(parse_scenario(data, "adaptive.toml"))
+    assert run_.exchange._learning.tolist() == [0]  # not a Python strategy
+    return run_.finish().to_dict(), run_.state.learners
+
+
+def test_the_fast_path_shades_as_the_class(first_price_runs):
+    """A scenario's `shaded` runs in the exchange's fast path (dsp.adaptive.Learners, the
+    numba bid pass): the same run, bit for bit, as the class (the reference, run here as
+    a Python strategy), so the theory checks above hold for both."""
+    (reference, recorder), _ = first_price_runs
+    report, learners = fast_run(scenario("shaded", "first", budget=1e6))
+    assert report == reference
+    strategy = recorder.inner
+    np.testing.assert_array_equal(learners.bids[0], strategy.bids)
+    np.testing.assert_array_equal(learners.wins[0], strategy.wins)
+    np.testing.assert_array_equal(learners.win_rate[0], strategy.win_rate())
+    assert learners.placed[0] == strategy.placed > 50_000
+
+
 def test_shading_learns_the_win_curve(first_price_runs):
     (_, shaded), _ = first_price_runs
     strategy = shaded.inner
@@ -206,6 +228,11 @@ def test_budget_ortb_spends_a_binding_budget_and_beats_a_fixed_bid(c, fixed_bid_
     assert 0.98 * BUDGET <= spend <= BUDGET
     value, cost = recorder.totals()
     assert cost == pytest.approx(spend, abs=1e-4)
+    # the scenario's budget_ortb (the exchange's fast path) runs as the class
+    fast, learners = fast_run(scenario({"kind": "budget_ortb"} | ({} if c is None else {"c": c}),
+                                       "second", BUDGET))
+    assert fast == report
+    assert learners.lam[0] == recorder.inner.lam
     # truthful bidding would spend far more: the budget binds
     values = np.concatenate(recorder.values)
     assert sum(map(_spend_per_request, values.tolist())) / 1000 > 1.5 * BUDGET
