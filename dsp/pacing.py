@@ -40,6 +40,7 @@ MIN_SHARE = 1e-3  # never throttle to zero: the controller needs spend to observ
 START_SHARE = 0.1  # a throttled campaign's share before it has spent anything
 MAX_LOG_ERROR = math.log(10.0)  # a spend rate off by more than 10x counts as 10x
 MAX_DUAL_ERROR = 4.0  # spend at 5x its target counts as 5x
+SHARE_FULL, SHARE_EVEN, SHARE_PID = 0, 1, 2  # a campaign's share: 1 (not throttled), even's, the PID's
 
 
 class ExpectedTraffic:
@@ -95,17 +96,13 @@ class Pacer:
         self._pid_on = np.zeros(nc, dtype=bool)
         self._errors = np.zeros((2, nc))  # the PID's last two errors
         self.mu = np.zeros(nc)
-
-    def _totals(self, book: CampaignBook, t: float) -> np.ndarray:
-        tb = self.table
-        o = book.outcomes
-        spent = book.media_micros + book.fee_micros + book.data_cost_micros
-        targeted = o.sum(axis=1) - o[:, OUTCOME_NOT_TARGETED] - o[:, OUTCOME_BLOCKED]
-        # Requests let through but refused for an exhausted (daily) budget say nothing
-        # about what a request costs.
-        passed = targeted - o[:, OUTCOME_PACED] - o[:, LOSS_OUT_OF_BUDGET]
-        seen = self.traffic.upto(np.clip(t, tb.flight_start_s, tb.flight_end_s))
-        return np.stack([spent, targeted, passed, seen]).astype(np.float64)
+        self._flight_traffic = traffic.upto(table.flight_end_s)  # expected over each flight
+        # Who sets each share: _even_nb (1, or even's share), or the PID below.
+        self._share_by = np.where(self.pid, SHARE_PID, np.where(self.throttled, SHARE_EVEN, SHARE_FULL))
+        self._adaptive = bool((self.pid | self.dual).any())
+        self._even = np.zeros(nc)
+        self._observed = np.zeros(nc, dtype=np.bool_)
+        self._in_flight = np.zeros(nc, dtype=np.bool_)
 
     def update(self, book: CampaignBook, share: np.ndarray, multiplier: np.ndarray,
                t: float) -> None:
@@ -113,37 +110,22 @@ class Pacer:
         dt = t - self._last_t
         if dt <= 0:
             return
-        tb = self.table
-        totals = self._totals(book, t)
-        decay = math.exp(-dt / PACING_INTERVAL_S)
-        step = np.vstack([totals - self._last, self._per_request * (totals[3] - self._last[3])])
-        self._avg = self._avg * decay + step
-        self._last, self._last_t = totals, t
-        spend, targeted, passed, seen, target = self._avg
-
-        # What the target asks from now on: what is left over the expected traffic left.
-        traffic = self.traffic
-        start = np.maximum(t, tb.flight_start_s)
-        seen_now = traffic.upto(np.minimum(start, tb.flight_end_s))
-        left_flight = traffic.upto(tb.flight_end_s) - seen_now
-        per_request = book.remaining_total / np.maximum(left_flight, 1e-9)
-        has_daily = tb.daily_budget_micros < NO_LIMIT_MICROS
-        new_day = t >= book.day_end_s  # the kernel restores daily budgets lazily
-        left_today = np.where(new_day, book.daily_budget, book.remaining_daily)
-        day_end = np.where(new_day, book.day_end_s + SECONDS_PER_DAY, book.day_end_s)
-        left_day = traffic.upto(np.clip(day_end, start, tb.flight_end_s)) - seen_now
-        per_request = np.where(has_daily, np.minimum(per_request, left_today / np.maximum(left_day, 1e-9)),
-                               per_request)
-        self._per_request = per_request
-        in_flight = (t >= tb.flight_start_s) & (t < tb.flight_end_s)
-
-        # even: the share at which the spend per expected request seen lately meets it.
-        observed = (spend > 0) & (passed > 0) & (seen > 0)
-        full_share_rate = np.where(observed, spend / np.maximum(passed, 1) * targeted
-                                   / np.maximum(seen, 1e-9), 1.0)
-        with np.errstate(divide="ignore", over="ignore"):  # a huge ratio is clipped to 1
-            even = np.where(observed, per_request / full_share_rate, share * 2.0)
-        even = np.clip(even, MIN_SHARE, 1.0)
+        tb, traffic = self.table, self.traffic
+        # The averages, the target and even's share in one compiled pass over the
+        # campaigns (it runs after every tick: as numpy, some thirty small array
+        # operations, it cost more than a small tick itself). pid and dual follow here.
+        even = self._even
+        _even_nb(t, math.exp(-dt / PACING_INTERVAL_S), book.media_micros, book.fee_micros,
+                 book.data_cost_micros, book.outcomes, book.remaining_total, book.remaining_daily,
+                 book.daily_budget, book.day_end_s, tb.daily_budget_micros, tb.flight_start_s,
+                 tb.flight_end_s, traffic.start_epoch_s, traffic.first_hour, traffic.cumulative,
+                 traffic.rate, self._flight_traffic, self._share_by, self._last, self._avg,
+                 self._per_request, even, self._observed, self._in_flight, share)
+        self._last_t = t
+        if not self._adaptive:
+            return
+        spend, target = self._avg[0], self._avg[4]
+        observed, in_flight = self._observed, self._in_flight
 
         # pid: started at even's share when it first sees spend; then error in, share out.
         start_pid = self.pid & observed & ~self._pid_on
@@ -172,9 +154,82 @@ class Pacer:
             self.mu = np.where(stepping, mu, self.mu)
             multiplier[:] = np.where(self.dual, 1.0 / (1.0 + self.mu), 1.0)
 
-        # Out of flight, shares keep their value: a flight that starts later starts throttled.
-        new_share = np.where(self.pid, pid_share, even)
-        share[:] = np.where(self.throttled, np.where(in_flight, new_share, share), 1.0)
+        # Out of flight, shares keep their value (even's and asap's are set by _even_nb).
+        share[:] = np.where(self.pid & in_flight, pid_share, share)
+
+
+@njit(cache=True, nogil=True)
+def _clip(x, lo, hi):
+    """np.clip's result for one number (NaN stays NaN)."""
+    if x != x:
+        return x
+    return min(max(x, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def _upto(start_epoch_s, first_hour, cumulative, rate, c, t):
+    """ExpectedTraffic.upto for one campaign c at run time t (the same operations)."""
+    x = start_epoch_s + t
+    k = int(np.floor(x / SECONDS_PER_HOUR)) - first_hour
+    k = min(max(k, 0), rate.shape[0] - 1)
+    since = x - (first_hour + k) * SECONDS_PER_HOUR
+    return cumulative[k, c] + rate[k, c] * since
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _even_nb(t, decay, media, fee, data, outcomes, remaining_total, remaining_daily, daily_budget,
+             day_end_s, daily_budget_micros, flight_start_s, flight_end_s, start_epoch_s,
+             first_hour, cumulative, rate, flight_traffic, share_by, last, avg, per_request,
+             even, observed, in_flight, share):
+    """Pacer.update's common part, campaign by campaign, operation for operation as the
+    numpy it replaced (so the same numbers): the totals and their averages, the target's
+    spend per expected request, even's share (into even; into share for the campaigns
+    that pace by it, 1 for those not throttled: share_by), observed and in_flight."""
+    for c in range(even.size):
+        o = outcomes[c]
+        total = 0
+        for j in range(o.size):
+            total += o[j]
+        targeted = total - o[OUTCOME_NOT_TARGETED] - o[OUTCOME_BLOCKED]
+        passed = targeted - o[OUTCOME_PACED] - o[LOSS_OUT_OF_BUDGET]
+        fs, fe = flight_start_s[c], flight_end_s[c]
+        totals = (float(media[c] + fee[c] + data[c]), float(targeted), float(passed),
+                  _upto(start_epoch_s, first_hour, cumulative, rate, c, _clip(t, fs, fe)))
+        target_step = per_request[c] * (totals[3] - last[3, c])
+        for r in range(4):
+            avg[r, c] = avg[r, c] * decay + (totals[r] - last[r, c])
+            last[r, c] = totals[r]
+        avg[4, c] = avg[4, c] * decay + target_step
+        spend, targeted_avg, passed_avg, seen = avg[0, c], avg[1, c], avg[2, c], avg[3, c]
+
+        # What the target asks from now on: what is left over the expected traffic left.
+        start = max(t, fs)
+        seen_now = _upto(start_epoch_s, first_hour, cumulative, rate, c, min(start, fe))
+        per = remaining_total[c] / max(flight_traffic[c] - seen_now, 1e-9)
+        if daily_budget_micros[c] < NO_LIMIT_MICROS:
+            new_day = t >= day_end_s[c]  # the kernel restores daily budgets lazily
+            left_today = daily_budget[c] if new_day else remaining_daily[c]
+            day_end = day_end_s[c] + SECONDS_PER_DAY if new_day else day_end_s[c]
+            left_day = _upto(start_epoch_s, first_hour, cumulative, rate, c,
+                             _clip(day_end, start, fe)) - seen_now
+            per = min(per, left_today / max(left_day, 1e-9))
+        per_request[c] = per
+        in_flight[c] = (t >= fs) and (t < fe)
+
+        # even: the share at which the spend per expected request seen lately meets it.
+        observed[c] = (spend > 0) and (passed_avg > 0) and (seen > 0)
+        if observed[c]:
+            full_share_rate = spend / max(passed_avg, 1.0) * targeted_avg / max(seen, 1e-9)
+            e = per / full_share_rate  # a huge ratio is clipped to 1
+        else:
+            e = share[c] * 2.0
+        even[c] = _clip(e, MIN_SHARE, 1.0)
+        if share_by[c] == SHARE_EVEN:
+            # Out of flight, shares keep their value: a flight that starts later starts throttled.
+            if in_flight[c]:
+                share[c] = even[c]
+        elif share_by[c] == SHARE_FULL:
+            share[c] = 1.0
 
 
 @njit(cache=True, nogil=True)
