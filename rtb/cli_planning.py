@@ -202,7 +202,7 @@ def plan_command(
     from rtb.changes import load_plan, variant_from_options
     from rtb.plan import PLAN_FILE, run_plan
     from rtb.scenario import load_scenario
-    from rtb.tables import plan_table
+    from rtb.plan_tables import plan_table
 
     with input_errors():
         seed_list = _seed_list(seeds)
@@ -281,7 +281,7 @@ def optimize_command(
                               parse_bounds, to_json)
     from rtb.scenario import load_scenario
     from rtb.sweep import Runner
-    from rtb.tables import optimize_table
+    from rtb.plan_tables import optimize_table
 
     with input_errors():
         if min_romi is not None and target_conversions is None:

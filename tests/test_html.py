@@ -232,9 +232,9 @@ def html_text(name: str) -> str:
 
 
 def label(budget: float, currency: str) -> str:
-    from rtb.html import _budget_label
+    from rtb.html_format import budget_label
 
-    return html_text(_budget_label(budget, currency))
+    return html_text(budget_label(budget, currency))
 
 
 # ---------------------------------------------------------------------------------
