@@ -209,21 +209,37 @@ class BudgetOrtbBid:
 # ---- the exchange's fast path ---------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _refit_nb(bids, wins, win_rate, keep, n_keep, s):
-    """Row s: win_rate = the fit of (wins + 1) / (bids + 1); keep[:n_keep] = the lowest
-    point of each of its levels (only those can maximise the surplus)."""
+def _refit_nb(grid, bids, wins, win_rate, hull, n_hull, cross, s):
+    """Row s: win_rate = the fit of (wins + 1) / (bids + 1), and the points that can
+    maximise the surplus (v - b) x P(b) for some v: hull[s, :n_hull[s]], ascending.
+
+    Only the lowest point of each level of the fit can (ShadedBid.bid's `keep`); of
+    those, point k's surplus is a line in v of slope P(b_k), the best is on the
+    lines' upper envelope, and hull[s, j + 1] beats hull[s, j] for v above cross[s, j].
+    The bid pass looks v up there and compares the neighbours' surpluses exactly.
+    """
     _monotone_fit_nb(wins[s] + 1.0, bids[s] + 1.0, win_rate[s])
-    m = 0
-    for k in range(win_rate.shape[1]):
-        if k == 0 or win_rate[s, k] > win_rate[s, k - 1]:
-            keep[s, m] = k
-            m += 1
-    n_keep[s] = m
+    p, b = win_rate[s], grid[s]
+    h = 0
+    for k in range(p.size):
+        if k > 0 and not p[k] > p[k - 1]:
+            continue  # not the lowest point of its level
+        while h > 0:
+            j = hull[s, h - 1]  # k beats j for v above x
+            x = (p[k] * b[k] - p[j] * b[j]) / (p[k] - p[j])
+            if h > 1 and x <= cross[s, h - 2]:
+                h -= 1  # j is never above both its neighbours
+            else:
+                cross[s, h - 1] = x
+                break
+        hull[s, h] = k
+        h += 1
+    n_hull[s] = h
 
 
 @njit(cache=True, nogil=True)
-def _shaded_learn_nb(rows, campaign, points, winner, half_life, bids, wins, placed, win_rate,
-                     keep, n_keep):
+def _shaded_learn_nb(rows, campaign, points, winner, half_life, grid, bids, wins, placed,
+                     win_rate, hull, n_hull, cross):
     """ShadedBid.observe for the shaded rows that bid this tick, then their refit.
 
     points[s, i]: the grid point row s bid on request i if the bid went to auction
@@ -251,7 +267,7 @@ def _shaded_learn_nb(rows, campaign, points, winner, half_life, bids, wins, plac
             bids[s, k] += count[k]
             wins[s, k] += won[k]
         placed[s] += n
-        _refit_nb(bids, wins, win_rate, keep, n_keep, s)
+        _refit_nb(grid, bids, wins, win_rate, hull, n_hull, cross, s)
 
 
 @njit(cache=True, nogil=True)
@@ -275,7 +291,8 @@ class Learners:
     budget_ortb, per campaign (f8[nc], unused elsewhere): lam, and the ~15-minute
     averages of spend and target. shaded (first price only; in second price it bids v
     and has no state), per shaded row s of campaign shaded[s]: the grid, the decayed
-    bid and win counts per point, the fit, bids placed, its parameters.
+    bid and win counts per point, the fit and the points it makes candidates, bids
+    placed, its parameters.
     """
 
     ortb: np.ndarray  # i8[k]: the budget_ortb campaigns
@@ -288,8 +305,9 @@ class Learners:
     bids: np.ndarray  # f8[s, GRID_POINTS]
     wins: np.ndarray  # f8[s, GRID_POINTS]
     win_rate: np.ndarray  # f8[s, GRID_POINTS]: the fit of (wins + 1) / (bids + 1)
-    keep: np.ndarray  # i8[s, GRID_POINTS]: [:n_keep[s]] the lowest point of each level of the fit
-    n_keep: np.ndarray  # i8[s]
+    hull: np.ndarray  # i8[s, GRID_POINTS]: [:n_hull[s]] the points that can be best (_refit_nb)
+    n_hull: np.ndarray  # i8[s]
+    cross: np.ndarray  # f8[s, GRID_POINTS]: v above which hull[s, j + 1] beats hull[s, j]
     placed: np.ndarray  # i8[s]
     explore: np.ndarray  # f8[s]
     warmup: np.ndarray  # i8[s]
@@ -314,15 +332,16 @@ class Learners:
             grid=np.array([o.grid for o in objs]).reshape(shape),
             bids=np.array([o.bids for o in objs], dtype=np.float64).reshape(shape),
             wins=np.array([o.wins for o in objs], dtype=np.float64).reshape(shape),
-            win_rate=np.empty(shape), keep=np.empty(shape, dtype=np.int64),
-            n_keep=np.zeros(shaded.size, dtype=np.int64),
+            win_rate=np.empty(shape), hull=np.empty(shape, dtype=np.int64),
+            n_hull=np.zeros(shaded.size, dtype=np.int64), cross=np.empty(shape),
             placed=np.array([o.placed for o in objs], dtype=np.int64),
             explore=np.array([o.explore for o in objs], dtype=np.float64),
             warmup=np.array([o.warmup for o in objs], dtype=np.int64),
             half_life=np.array([np.inf if o.half_life is None else o.half_life for o in objs],
                                dtype=np.float64))
         for s in range(shaded.size):
-            _refit_nb(state.bids, state.wins, state.win_rate, state.keep, state.n_keep, s)
+            _refit_nb(state.grid, state.bids, state.wins, state.win_rate, state.hull, state.n_hull,
+                      state.cross, s)
         return state
 
     def targets(self, ortb: np.ndarray, book, flight_end_s: np.ndarray, t0: float,
@@ -354,5 +373,5 @@ class Learners:
 
     def learn_shaded(self, rows: np.ndarray, points: np.ndarray, winner: np.ndarray) -> None:
         """ShadedBid.observe for shaded rows `rows` (they bid this tick)."""
-        _shaded_learn_nb(rows, self.shaded, points, winner, self.half_life, self.bids, self.wins,
-                         self.placed, self.win_rate, self.keep, self.n_keep)
+        _shaded_learn_nb(rows, self.shaded, points, winner, self.half_life, self.grid, self.bids,
+                         self.wins, self.placed, self.win_rate, self.hull, self.n_hull, self.cross)

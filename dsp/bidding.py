@@ -295,24 +295,29 @@ def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.nd
 
 
 @njit(cache=True, nogil=True)
-def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid, win_rate, keep,
-                     n_keep, explore_now, uniforms, dsp, ctr_multiplier, cvr_multiplier, predicted,
+def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid, win_rate, hull,
+                     n_hull, cross, explore_now, uniforms, dsp, ctr_multiplier, cvr_multiplier, predicted,
                      base_cvr, time_s, slot, user, deal, slot_words, user_words, flight_start_s,
                      flight_end_s, deal_private, deal_allowed, u_pace, pace_offset, pace_share,
-                     rows, out, points):
+                     out, points):
     """out[:, c] for the learning built-ins' campaigns (dsp.adaptive), the same operations
     as their classes' bid() on a CampaignView.
 
     v = pCTR x pCVR x p0 per request. budget_ortb: sqrt(p1 / lam x v + p1^2) - p1, or
     v / lam when p1 is NaN. shaded in second price: v. shaded in first price (row s =
-    shade_row[c]): on the requests the campaign may bid on (0.0 elsewhere, as a custom
-    strategy's column), the grid point maximising (v - b) x win_rate (none when not
-    positive), or with u < explore_now[s] the grid point at or below u / explore x v
-    (below the grid: none); points[s, i] = that point where pacing lets the bid through,
-    -1 elsewhere. All capped at max_bid_cpm.
+    shade_row[c]): on the requests the campaign may bid on (the targeting test of
+    _eligible_rows_nb; 0.0 elsewhere, as a custom strategy's column), the grid point
+    maximising (v - b) x win_rate (none when not positive; looked up on the hull of
+    dsp.adaptive._refit_nb), or with u < explore_now[s]
+    the grid point at or below u / explore x v (below the grid: none); points[s, i] =
+    that point where pacing lets the bid through, -1 elsewhere. All capped at
+    max_bid_cpm. The first-price ones go request by request (each request's user row
+    of targeting bits is read once for all of them, as in the kernel).
     """
     n = out.shape[0]
-    n_grid = grid.shape[1] if grid.shape[0] else 0
+    n_grid = grid.shape[1]
+    shading = np.empty(campaigns.size, dtype=np.int64)
+    n_shading = 0
     for c in campaigns:
         k = code[c]
         p0, p1 = params[c, 0], params[c, 1]
@@ -330,51 +335,64 @@ def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid,
                 b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
                 out[i, c] = m if b > m else b
         else:
+            shading[n_shading] = c
+            n_shading += 1
+    one = np.uint64(1)
+    for i in range(n):
+        t, dl, sl, us = time_s[i], deal[i], slot[i], user[i]
+        for j in range(n_shading):
+            c = shading[j]
             s = shade_row[c]
-            for i in range(n):
+            points[s, i] = -1
+            w = c // 64
+            if not ((((slot_words[sl, w] & user_words[us, w]) >> np.uint64(c % 64)) & one) != 0
+                    and t >= flight_start_s[c] and t < flight_end_s[c]
+                    and (dl < 0 or not deal_private[dl] or deal_allowed[dl, c])):
                 out[i, c] = 0.0
-                points[s, i] = -1
-            n_rows = _eligible_rows_nb(c, time_s, slot, user, deal, slot_words, user_words,
-                                       flight_start_s, flight_end_s, deal_private, deal_allowed,
-                                       rows)
+                continue
+            v = predicted[dsp[c], i] * ctr_multiplier[c] * (base_cvr[i] * cvr_multiplier[c]) * params[c, 0]
+            u = uniforms[s, i]
             explore = explore_now[s]
-            offset, share = pace_offset[c], pace_share[c]
-            for j in range(n_rows):
-                i = rows[j]
-                v = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
-                u = uniforms[s, i]
-                point = -1
-                if u < explore:
-                    draw = (u / explore) * v
-                    lo, hi = 0, n_grid  # searchsorted(grid, draw, "right") - 1
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if grid[s, mid] <= draw:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    point = lo - 1
-                else:
-                    best = -np.inf
-                    for q in range(n_keep[s]):
-                        g = keep[s, q]
-                        if grid[s, g] >= v:
-                            break  # (v - b) <= 0 from here on
-                        surplus = (v - grid[s, g]) * win_rate[s, g]
-                        if surplus > best:
-                            best, point = surplus, g
-                    if not best > 0:
-                        point = -1
-                if point >= 0:
-                    b = grid[s, point]
-                    out[i, c] = m if b > m else b
-                    x = u_pace[i] + offset
-                    if x >= 1.0:
-                        x = x - 1.0
-                    if x < share:
-                        points[s, i] = point
-                else:
-                    out[i, c] = np.nan
+            point = -1
+            if u < explore:
+                draw = (u / explore) * v
+                lo, hi = 0, n_grid  # searchsorted(grid, draw, "right") - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if grid[s, mid] <= draw:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                point = lo - 1
+            elif v > grid[s, hull[s, 0]]:  # else no point has a positive surplus
+                # the envelope's line at v, then the exact surpluses of it and its
+                # neighbours (the first of equal ones, as np.argmax)
+                lo, size = 0, n_hull[s] - 1  # lo = how many cross[s, :size] are below v
+                if size > 0:
+                    while size > 1:  # branch-free: v is a new guess every request
+                        half = size // 2
+                        lo = lo + half if cross[s, lo + half] < v else lo
+                        size -= half
+                    lo += cross[s, lo] < v
+                best = -np.inf
+                for q in range(max(lo - 1, 0), min(lo + 2, n_hull[s])):
+                    g = hull[s, q]
+                    surplus = (v - grid[s, g]) * win_rate[s, g]
+                    if surplus > best:
+                        best, point = surplus, g
+                if not best > 0:
+                    point = -1
+            if point < 0:
+                out[i, c] = np.nan
+                continue
+            b = grid[s, point]
+            m = max_bid_cpm[c]
+            out[i, c] = m if b > m else b
+            x = u_pace[i] + pace_offset[c]
+            if x >= 1.0:
+                x = x - 1.0
+            if x < pace_share[c]:
+                points[s, i] = point
 
 
 def learner_bids(table: CampaignTable, formulas: BidFormulas, campaigns: np.ndarray, learners,
@@ -389,12 +407,11 @@ def learner_bids(table: CampaignTable, formulas: BidFormulas, campaigns: np.ndar
     shade_row[learners.shaded] = np.arange(learners.shaded.size)
     points = np.full((learners.shaded.size, n), -1, dtype=np.int16)
     _learner_bids_nb(campaigns, formulas.code, formulas.params, formulas.max_bid_cpm, learners.lam,
-                     shade_row, learners.grid, learners.win_rate, learners.keep, learners.n_keep,
-                     explore_now, uniforms, table.dsp, table.ctr_multiplier, table.cvr_multiplier,
+                     shade_row, learners.grid, learners.win_rate, learners.hull, learners.n_hull,
+                     learners.cross, explore_now, uniforms, table.dsp, table.ctr_multiplier, table.cvr_multiplier,
                      predicted, base_cvr, r.time_s, r.slot, r.user, r.deal, tg.slot_words,
                      tg.user_words, tg.flight_start_s, tg.flight_end_s, deals.private,
-                     deals.allowed, r.u_pace, tg.pace_offset, tg.pace_share,
-                     np.empty(n, dtype=np.int64), bids, points)
+                     deals.allowed, r.u_pace, tg.pace_offset, tg.pace_share, bids, points)
     return points
 
 
