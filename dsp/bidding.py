@@ -319,24 +319,31 @@ def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid,
     shading = np.empty(campaigns.size, dtype=np.int64)
     n_shading = 0
     for c in campaigns:
-        k = code[c]
-        p0, p1 = params[c, 0], params[c, 1]
-        m = max_bid_cpm[c]
-        ctr_mult, cvr_mult, d = ctr_multiplier[c], cvr_multiplier[c], dsp[c]
-        if k == S.FORMULA_BUDGET_ORTB:
-            lam_c = lam[c]
-            linear = np.isnan(p1)
-            for i in range(n):
-                v = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
-                b = v / lam_c if linear else np.sqrt(p1 / lam_c * v + p1 * p1) - p1
-                out[i, c] = m if b > m else b
-        elif p1 == 0.0:  # shaded, second price
-            for i in range(n):
-                b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
-                out[i, c] = m if b > m else b
-        else:
+        if code[c] == S.FORMULA_SHADED and params[c, 1] != 0.0:
             shading[n_shading] = c
             n_shading += 1
+    for start in range(0, n, BLOCK):  # in blocks of requests, as _formula_bids_nb
+        stop = min(start + BLOCK, n)
+        for c in campaigns:
+            k = code[c]
+            p0, p1 = params[c, 0], params[c, 1]
+            m = max_bid_cpm[c]
+            ctr_mult, cvr_mult, d = ctr_multiplier[c], cvr_multiplier[c], dsp[c]
+            if k == S.FORMULA_BUDGET_ORTB:
+                lam_c = lam[c]
+                if np.isnan(p1):
+                    for i in range(start, stop):
+                        b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0 / lam_c
+                        out[i, c] = m if b > m else b
+                else:
+                    for i in range(start, stop):
+                        v = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                        b = np.sqrt(p1 / lam_c * v + p1 * p1) - p1
+                        out[i, c] = m if b > m else b
+            elif p1 == 0.0:  # shaded, second price
+                for i in range(start, stop):
+                    b = predicted[d, i] * ctr_mult * (base_cvr[i] * cvr_mult) * p0
+                    out[i, c] = m if b > m else b
     one = np.uint64(1)
     for i in range(n):
         t, dl, sl, us = time_s[i], deal[i], slot[i], user[i]
