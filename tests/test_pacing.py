@@ -191,6 +191,29 @@ def test_swapping_one_campaigns_pacing_leaves_the_draws_alone():
     assert len({r["campaigns"][0]["spend"] for r in reports}) == 4  # the pacing did act
 
 
+def test_swapping_one_campaigns_strategy_leaves_the_draws_alone():
+    """Built-in, learning and Python strategies alike: the request stream, the audience's
+    organic conversions and the other campaign's opportunities do not move."""
+    other = campaign("other", "even", {"kind": "fixed", "bid_cpm": 2.0}, budget=15.0)
+    strategies = [{"kind": "fixed", "bid_cpm": 3.0}, {"kind": "value", "shading": 0.5},
+                  {"kind": "budget_ortb"}, {"kind": "shaded"}, {"kind": "random", "max_cpm": 6.0}]
+    reports = [simulate(parse_scenario(scenario(campaign("a", "even", s, budget=4.0), other,
+                                                duration="6h"), "p.toml")).to_dict()
+               for s in strategies]
+
+    def opportunities(r, cid):
+        c = next(c for c in r["campaigns"] if c["id"] == cid)
+        return sum(c["bid_outcomes"].values()) - c["bid_outcomes"]["not_targeted"]
+
+    first = reports[0]
+    for r in reports[1:]:
+        assert r["exchange"]["requests"] == first["exchange"]["requests"]
+        assert [p["requests"] for p in r["publishers"]] == [p["requests"] for p in first["publishers"]]
+        assert r["audience"]["organic_conversions"] == first["audience"]["organic_conversions"]
+        assert opportunities(r, "other") == opportunities(first, "other")
+    assert len({r["campaigns"][0]["impressions"] for r in reports}) > 1  # the strategies did act
+
+
 def test_pacer_starts_throttled():
     market = build_market(parse_scenario(
         scenario(campaign("a", "asap"), campaign("e", "even"), campaign("p", "pid"),
