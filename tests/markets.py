@@ -344,3 +344,31 @@ def check_all(run: Run) -> None:
     for c in run.report["campaigns"]:
         a = advertisers[c["advertiser"]]
         check_metrics(c, a.value_per_conversion, a.margin)
+
+
+# ---- a one-slot market with a known competing bid, for theory checks ---------------------------
+
+ONE_SLOT_DAILY_REQUESTS = 60_000
+ONE_SLOT_MEDIAN_CPM, ONE_SLOT_SIGMA = 1.0, 0.5  # the rest of the market's lognormal bid
+
+
+def one_slot_market(*campaigns: dict, auction: str = "second", duration: str = "1d",
+                    name: str = "theory", value_per_conversion: float = 50.0) -> dict:
+    """One banner slot, 60,000 requests a day, every one also bid on by the rest of the
+    market with a lognormal bid of median 1.0 and sigma 0.5; advertiser "adv", DSP "dsp"."""
+    return {
+        "name": name,
+        "simulation": {"seed": 3, "start": "2026-03-02T00:00:00Z", "duration": duration,
+                       "tick": "60s"},
+        "exchange": {"auction": auction, "fee": 0.0,
+                     "market": {"kind": "lognormal", "median_cpm": ONE_SLOT_MEDIAN_CPM,
+                                "sigma": ONE_SLOT_SIGMA, "participation": 1.0}},
+        "ssps": [{"id": "ssp", "fee": 0.0}],
+        "publishers": [{"id": "pub", "ssp": "ssp", "category": "news",
+                        "slots": [{"id": "slot", "format": "banner", "device": "mobile",
+                                   "daily_requests": ONE_SLOT_DAILY_REQUESTS, "floor_cpm": 0.0}]}],
+        "dsps": [{"id": "dsp", "fee": 0.0}],
+        "advertisers": [{"id": "adv", "value_per_conversion": value_per_conversion}],
+        "campaigns": list(campaigns),
+        "dmp": {"users": 20_000, "devices": {"mobile": 1.0}},
+    }

@@ -23,32 +23,19 @@ from rtb.engine import Run
 from rtb.errors import InputError
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
+from markets import ONE_SLOT_DAILY_REQUESTS, ONE_SLOT_MEDIAN_CPM, ONE_SLOT_SIGMA, one_slot_market
 from rtb.strategy_spec import BudgetOrtbSpec, ShadedBidSpec, parse_strategy, short_form
 
-DAILY_REQUESTS = 60_000
-MEDIAN_CPM, SIGMA = 1.0, 0.5
+DAILY_REQUESTS, MEDIAN_CPM, SIGMA = ONE_SLOT_DAILY_REQUESTS, ONE_SLOT_MEDIAN_CPM, ONE_SLOT_SIGMA
 VALUE_PER_CONVERSION = 50.0
 BUDGET = 20.0  # binding: bidding v on everything would spend about three times as much
 
 
 def scenario(strategy: dict, auction: str, budget: float, duration: str = "1d") -> dict:
-    return {
-        "name": "adaptive-theory",
-        "simulation": {"seed": 3, "start": "2026-03-02T00:00:00Z", "duration": duration,
-                       "tick": "60s"},
-        "exchange": {"auction": auction, "fee": 0.0,
-                     "market": {"kind": "lognormal", "median_cpm": MEDIAN_CPM, "sigma": SIGMA,
-                                "participation": 1.0}},
-        "ssps": [{"id": "ssp", "fee": 0.0}],
-        "publishers": [{"id": "pub", "ssp": "ssp", "category": "news",
-                        "slots": [{"id": "slot", "format": "banner", "device": "mobile",
-                                   "daily_requests": DAILY_REQUESTS, "floor_cpm": 0.0}]}],
-        "dsps": [{"id": "dsp", "fee": 0.0}],
-        "advertisers": [{"id": "adv", "value_per_conversion": VALUE_PER_CONVERSION}],
-        "campaigns": [{"id": "c", "advertiser": "adv", "dsp": "dsp", "budget": budget,
-                       "pacing": "asap", "strategy": strategy}],
-        "dmp": {"users": 20_000, "devices": {"mobile": 1.0}},
-    }
+    return one_slot_market({"id": "c", "advertiser": "adv", "dsp": "dsp", "budget": budget,
+                            "pacing": "asap", "strategy": strategy},
+                           auction=auction, duration=duration, name="adaptive-theory",
+                           value_per_conversion=VALUE_PER_CONVERSION)
 
 
 class Recorder:

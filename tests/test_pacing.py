@@ -19,31 +19,16 @@ from rtb.engine import _run
 from rtb.exchange import Exchange
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
+from markets import ONE_SLOT_DAILY_REQUESTS, ONE_SLOT_MEDIAN_CPM, ONE_SLOT_SIGMA, one_slot_market
 from rtb.state import new_run_state
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE
 
-DAILY_REQUESTS = 60_000
-MEDIAN_CPM, SIGMA = 1.0, 0.5
+DAILY_REQUESTS, MEDIAN_CPM, SIGMA = ONE_SLOT_DAILY_REQUESTS, ONE_SLOT_MEDIAN_CPM, ONE_SLOT_SIGMA
 BUDGET = 20.0  # about a third of what bidding 3.00 CPM on everything would spend
 
 
 def scenario(*campaigns: dict, duration: str = "1d") -> dict:
-    return {
-        "name": "pacing-theory",
-        "simulation": {"seed": 3, "start": "2026-03-02T00:00:00Z", "duration": duration,
-                       "tick": "60s"},
-        "exchange": {"auction": "second", "fee": 0.0,
-                     "market": {"kind": "lognormal", "median_cpm": MEDIAN_CPM, "sigma": SIGMA,
-                                "participation": 1.0}},
-        "ssps": [{"id": "ssp", "fee": 0.0}],
-        "publishers": [{"id": "pub", "ssp": "ssp", "category": "news",
-                        "slots": [{"id": "slot", "format": "banner", "device": "mobile",
-                                   "daily_requests": DAILY_REQUESTS, "floor_cpm": 0.0}]}],
-        "dsps": [{"id": "dsp", "fee": 0.0}],
-        "advertisers": [{"id": "adv", "value_per_conversion": 50.0}],
-        "campaigns": list(campaigns),
-        "dmp": {"users": 20_000, "devices": {"mobile": 1.0}},
-    }
+    return one_slot_market(*campaigns, duration=duration, name="pacing-theory")
 
 
 def campaign(cid: str, pacing, strategy=None, budget: float = BUDGET) -> dict:
@@ -174,20 +159,27 @@ def test_dual_multiplier_converges_to_the_fluid_optimum():
 
 # ---- pacing moves no other draw ----------------------------------------------------------
 
-def test_swapping_one_campaigns_pacing_leaves_the_draws_alone():
-    other = campaign("other", "even", {"kind": "fixed", "bid_cpm": 2.0}, budget=15.0)
-    reports = [simulate(parse_scenario(scenario(campaign("a", p, budget=4.0), other, duration="6h"), "p.toml")
-                        ).to_dict() for p in ("asap", "even", "pid", "dual")]
-
-    def opportunities(r, cid):  # requests the campaign could bid on: all but untargeted
-        c = next(c for c in r["campaigns"] if c["id"] == cid)
+def assert_same_draws(reports: list[dict], other: str) -> None:
+    """The runs saw the same requests and organic conversions, and campaign `other` the
+    same opportunities (requests it could bid on: all but the untargeted)."""
+    def opportunities(r: dict) -> int:
+        c = next(c for c in r["campaigns"] if c["id"] == other)
         return sum(c["bid_outcomes"].values()) - c["bid_outcomes"]["not_targeted"]
 
     first = reports[0]
     for r in reports[1:]:
         assert r["exchange"]["requests"] == first["exchange"]["requests"]
         assert [p["requests"] for p in r["publishers"]] == [p["requests"] for p in first["publishers"]]
-        assert opportunities(r, "other") == opportunities(first, "other")
+        assert r["audience"]["organic_conversions"] == first["audience"]["organic_conversions"]
+        assert opportunities(r) == opportunities(first)
+
+
+def test_swapping_one_campaigns_pacing_leaves_the_draws_alone():
+    other = campaign("other", "even", {"kind": "fixed", "bid_cpm": 2.0}, budget=15.0)
+    reports = [simulate(parse_scenario(scenario(campaign("a", p, budget=4.0), other, duration="6h"), "p.toml")
+                        ).to_dict() for p in ("asap", "even", "pid", "dual")]
+
+    assert_same_draws(reports, "other")
     assert len({r["campaigns"][0]["spend"] for r in reports}) == 4  # the pacing did act
 
 
@@ -201,16 +193,7 @@ def test_swapping_one_campaigns_strategy_leaves_the_draws_alone():
                                                 duration="6h"), "p.toml")).to_dict()
                for s in strategies]
 
-    def opportunities(r, cid):
-        c = next(c for c in r["campaigns"] if c["id"] == cid)
-        return sum(c["bid_outcomes"].values()) - c["bid_outcomes"]["not_targeted"]
-
-    first = reports[0]
-    for r in reports[1:]:
-        assert r["exchange"]["requests"] == first["exchange"]["requests"]
-        assert [p["requests"] for p in r["publishers"]] == [p["requests"] for p in first["publishers"]]
-        assert r["audience"]["organic_conversions"] == first["audience"]["organic_conversions"]
-        assert opportunities(r, "other") == opportunities(first, "other")
+    assert_same_draws(reports, "other")
     assert len({r["campaigns"][0]["impressions"] for r in reports}) > 1  # the strategies did act
 
 
