@@ -46,6 +46,13 @@ def _int_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return np.rint(_count(index, size, values.astype(np.float64))).astype(np.int64)
 
 
+def _impression_cost_micros(book, camp: np.ndarray, price_cpm: np.ndarray) -> np.ndarray:
+    """Each won impression's cost as the kernel charged it: media, the DSP's fee on the
+    media, data."""
+    media = cpm_to_micros(price_cpm)
+    return media + media * book.dsp_fee_ppm[camp] // PPM + book.data_micros[camp]
+
+
 class TickInputs(NamedTuple):
     """What a tick takes from the random streams and the market alone, so it can be
     prepared ahead: nothing here depends on the run's state."""
@@ -259,10 +266,8 @@ class Exchange:
         ortb, targets, rows, points = self._learned
         learners = self.state.learners
         if ortb.size:
-            book = self.state.book
             camp = result.winner[won]
-            media = cpm_to_micros(result.price_cpm[won])
-            cost = media + media * book.dsp_fee_ppm[camp] // PPM + book.data_micros[camp]
+            cost = _impression_cost_micros(self.state.book, camp, result.price_cpm[won])
             spend = _int_sum(camp, cost, len(self.market.campaigns.ids))[ortb]
             learners.learn_ortb(ortb, targets, spend, length)
         if rows.size:
@@ -366,9 +371,7 @@ class Exchange:
             return
         table, book = self.market.campaigns, self.state.book
         camp, price_cpm = result.winner[won], result.price_cpm[won]
-        # Each impression's cost as the kernel charged it: media, DSP fee on the media, data.
-        media = cpm_to_micros(price_cpm)
-        cost_micros = media + media * book.dsp_fee_ppm[camp] // PPM + book.data_micros[camp]
+        cost_micros = _impression_cost_micros(book, camp, price_cpm)
         order = np.argsort(camp, kind="stable")
         bounds = np.searchsorted(camp[order], np.arange(len(active) + 1))
         if conversions is not None:
