@@ -247,6 +247,12 @@ def integer_bids(bids_cpm: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def episode_count(n, episode_len, tail_budget):
+    """Full episodes, plus the trailing short one unless it is dropped (tail_budget < 0)."""
+    return n // episode_len + (1 if n % episode_len != 0 and tail_budget >= 0 else 0)
+
+
+@njit(cache=True)
 def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
     """Replay integer bids over the log, episode by episode.
 
@@ -258,8 +264,7 @@ def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
     (sum of prices paid).
     """
     n = bid.shape[0]
-    n_full = n // episode_len
-    n_ep = n_full + (1 if n % episode_len != 0 and tail_budget >= 0 else 0)
+    n_ep = episode_count(n, episode_len, tail_budget)
     auctions = np.zeros(n_ep, np.int64)
     imps = np.zeros(n_ep, np.int64)
     clicks = np.zeros(n_ep, np.int64)
@@ -267,7 +272,7 @@ def replay_nb(bid, price, click, episode_len, budget, tail_budget, max_bid):
     for ep in range(n_ep):
         start = ep * episode_len
         stop = min(start + episode_len, n)
-        left = budget if ep < n_full else tail_budget
+        left = budget if ep < n // episode_len else tail_budget
         won = 0
         clk = 0
         paid = 0
@@ -442,8 +447,7 @@ def _replay_learning(strategy: Strategy, log: BidLog, info: CampaignInfo, spec: 
     """
     n = log.market_price.shape[0]
     budget, tail_budget = _budgets(info, budget_fraction, episode, n, partial)
-    n_full = n // episode
-    n_ep = n_full + (1 if n % episode != 0 and tail_budget >= 0 else 0)
+    n_ep = episode_count(n, episode, tail_budget)
     auctions = np.zeros(n_ep, np.int64)
     imps = np.zeros(n_ep, np.int64)
     clicks = np.zeros(n_ep, np.int64)
@@ -455,7 +459,7 @@ def _replay_learning(strategy: Strategy, log: BidLog, info: CampaignInfo, spec: 
     price_all, click_all = log.market_price, log.click
     for ep in range(n_ep):
         start, stop = ep * episode, min(ep * episode + episode, n)
-        ep_budget = budget if ep < n_full else tail_budget
+        ep_budget = budget if ep < n // episode else tail_budget
         left = ep_budget
         for a in range(start, stop, chunk):
             b = min(a + chunk, stop)
