@@ -372,3 +372,20 @@ def one_slot_market(*campaigns: dict, auction: str = "second", duration: str = "
         "campaigns": list(campaigns),
         "dmp": {"users": 20_000, "devices": {"mobile": 1.0}},
     }
+
+
+def interrupt_run_at(monkeypatch, n: int) -> list:
+    """Make rtb.sweep.run_one raise KeyboardInterrupt (a Ctrl-C) on its n-th call; the
+    list returned collects the run of every call."""
+    import rtb.sweep as sw
+
+    real, calls = sw.run_one, []
+
+    def interrupted(scenario, run):
+        calls.append(run)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(scenario, run)
+
+    monkeypatch.setattr(sw, "run_one", interrupted)
+    return calls

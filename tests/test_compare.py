@@ -13,6 +13,7 @@ from rtb.engine import simulate
 from rtb.errors import InputError
 from rtb.strategy_spec import DeprecatedSpelling, parse_strategy
 from test_cli import rtb
+from markets import interrupt_run_at
 
 CAMPAIGN = "sneakers-prospecting"  # a fixed 2.20 CPM bid in the quickstart
 OWN = {"kind": "fixed", "bid_cpm": 2.2}
@@ -90,15 +91,7 @@ def test_same_traffic_for_every_strategy(two_hour_spec, tmp_path):
 def test_ctrl_c_keeps_finished_runs_and_the_summary_covers_complete_seeds(two_hour_spec, tmp_path,
                                                                            monkeypatch):
     real = sw.run_one
-    calls = []
-
-    def interrupted_fourth(scenario, run):
-        calls.append(run)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(scenario, run)
-
-    monkeypatch.setattr(sw, "run_one", interrupted_fourth)
+    calls = interrupt_run_at(monkeypatch, 4)
     with pytest.raises(sw.SweepInterrupted) as stop:
         cmp.compare(two_hour_spec, CAMPAIGN, [HIGHER], [3, 4], tmp_path)
     assert (stop.value.done, stop.value.total) == (3, 4)

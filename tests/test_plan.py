@@ -12,6 +12,7 @@ from rtb.changes import CURRENT, variant_from_options
 from rtb.cli import app
 from rtb.engine import simulate
 from rtb.plan import MIN_EVENTS, PLAN_FILE, run_plan
+from markets import interrupt_run_at
 
 SEEDS = [1, 2]
 SAME = variant_from_options("same", [], [], [], ["dmp.consent_rate=0.75"])  # as written
@@ -116,15 +117,8 @@ def test_a_second_call_runs_nothing_and_gives_the_same_plan(planned, two_hour_sp
 
 def test_ctrl_c_keeps_finished_runs_and_the_plan_covers_complete_seeds(two_hour_spec, tmp_path,
                                                                         monkeypatch):
-    real, calls = sw.run_one, []
-
-    def interrupted_fourth(scenario, run):
-        calls.append(run)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(scenario, run)
-
-    monkeypatch.setattr(sw, "run_one", interrupted_fourth)
+    real = sw.run_one
+    calls = interrupt_run_at(monkeypatch, 4)
     with pytest.raises(sw.SweepInterrupted) as stop:
         run_plan(two_hour_spec, [SMALL_CPC], SEEDS, tmp_path)
     assert (stop.value.done, stop.value.total) == (3, 4)
