@@ -67,6 +67,7 @@ def run(
 
 # The planning commands come after `run` in --help: registering them is importing them.
 import rtb.cli_planning  # noqa: E402,F401,I001
+import rtb.cli_bidder  # noqa: E402,F401
 
 
 @app.command()
