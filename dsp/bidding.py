@@ -117,6 +117,11 @@ class CampaignView:
         self.day_left_s = day_end - t0
         self.flight_left_s = max(0.0, tick.targeting.flight_end_s.item(c) - t0)
 
+    @property
+    def rows(self) -> np.ndarray | None:
+        """The tick's requests the view holds (ascending), None for all of them."""
+        return self._rows
+
     def _take(self, values: np.ndarray) -> np.ndarray:
         return values if self._rows is None else values[self._rows]
 

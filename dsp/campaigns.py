@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dsp.strategies import Strategy, from_spec
+from dsp.strategies import ExternalSeat, Strategy, from_spec
 from rtb.books import campaign_words
 from rtb.pacing_spec import DualPacingSpec, PidPacingSpec
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE, Scenario
@@ -158,7 +158,8 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
         cap_limit=cap_limit,
         cap_window_s=cap_window,
         pace_offset=np.array([unit_fraction(f"campaign/{c.id}") for c in camps]),
-        strategies=tuple(from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion,
-                                   s.exchange.auction) for c in camps),
+        strategies=tuple(ExternalSeat() if c.strategy is None
+                         else from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion,
+                                        s.exchange.auction) for c in camps),
         slot_blocked_words=campaign_words(slot_blocked),
     )

@@ -216,6 +216,17 @@ class ValueBid(_Stateless):
         return FORMULA_VALUE, self.value_per_conversion * self.shading * 1000.0, 0.0, 0.0
 
 
+class ExternalSeat(_Stateless):
+    """A campaign of an external OpenRTB bidder (rtb/external.py): the exchange fills its
+    bids from the bidder's responses; in the built-in pass it bids nothing."""
+
+    def bid(self, view: BidView) -> np.ndarray:
+        return np.full(view.pctr.shape, np.nan)
+
+    def formula(self) -> tuple[int, float, float, float]:
+        return FORMULA_CONSTANT, float("nan"), 0.0, 0.0
+
+
 def from_spec(spec: AnyStrategySpec, value_per_conversion: float | None = None,
               auction: str = "second") -> Strategy:
     """The strategy a spec (rtb.strategy_spec) describes, for the simulation and rtb replay.

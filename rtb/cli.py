@@ -33,6 +33,12 @@ def run(
     budget_scale: float = typer.Option(1.0, help="multiply every campaign budget (what-if)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     max_memory: Optional[str] = MAX_MEMORY_OPTION,
+    openrtb_log: Optional[Path] = typer.Option(
+        None, help="write the exchange's OpenRTB messages for a sample of requests here (JSONL)"),
+    openrtb_sample: float = typer.Option(0.01, help="share of requests --openrtb-log keeps"),
+    allow_unreachable: bool = typer.Option(
+        False, "--allow-unreachable", help="run even if an external bidder does not answer"
+                                           " (its requests count as faults)"),
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     from rtb.engine import simulate
@@ -49,13 +55,24 @@ def run(
             raise InputError.single("command line", "--log",
                                     f"a .parquet log needs the parquet extra: {PARQUET_EXTRA}")
         check_output_path(csv_path, "--csv")
+        check_output_path(openrtb_log, "--openrtb-log")
+        if not 0.0 < openrtb_sample <= 1.0:
+            raise InputError.single("command line", "--openrtb-sample",
+                                    f"must be a share in (0, 1], got {openrtb_sample}")
         spec = load_scenario(scenario)
-        check_distinct({"--out": out, "--log": log, "--csv": csv_path},
-                       _scenario_inputs(scenario, spec))
+        check_distinct({"--out": out, "--log": log, "--csv": csv_path,
+                        "--openrtb-log": openrtb_log}, _scenario_inputs(scenario, spec))
         _check_resources(spec, scenario, max_memory, quiet)
+        if any(d.external for d in spec.dsps) and not allow_unreachable:
+            from rtb.external import check_reachable
+            from rtb.openrtb_wire import build_wire
+
+            check_reachable(build_wire(spec), str(scenario))
         progress = LazyProgress(not quiet, f"simulating {spec.name}")
         try:
-            report = simulate(spec, seed, budget_scale=budget_scale, log_path=log, progress=progress)
+            report = simulate(spec, seed, budget_scale=budget_scale, log_path=log, progress=progress,
+                              openrtb_log=openrtb_log, openrtb_sample=openrtb_sample,
+                              allow_unreachable=allow_unreachable)
         finally:
             progress.close()
         if out is not None:

@@ -16,6 +16,7 @@ from dsp.custom import Checked, check_protocol
 from dsp.pacing import ExpectedTraffic, Pacer
 from rtb.exchange import Exchange
 from rtb.impression_log import open_impression_log
+from rtb.openrtb_log import OpenRtbLog
 from rtb.memory import keep_freed_memory
 from rtb.market import Market, build_market
 from rtb.report import Report, build_report
@@ -27,7 +28,9 @@ from rtb.state import RunState, new_run_state
 def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
              log_path: str | Path | None = None,
              progress: Callable[[float], None] | None = None,
-             strategies: Mapping[str, object] | None = None) -> Report:
+             strategies: Mapping[str, object] | None = None,
+             openrtb_log: str | Path | None = None, openrtb_sample: float = 0.01,
+             allow_unreachable: bool = False) -> Report:
     """Run the scenario once and return its report.
 
     seed overrides the scenario's; budget_scale multiplies every budget; log_path, if
@@ -39,6 +42,11 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     given: whatever state they keep carries over from one call to the next (make new
     ones per run for independent runs). A scenario's own classes (kind "python") are
     built anew for every run.
+
+    openrtb_log: a JSONL file that receives, for a share openrtb_sample of the
+    requests, the OpenRTB messages of each DSP and the outcome (docs/openrtb.md).
+    allow_unreachable: run even if an external bidder does not answer at the start
+    (its requests then fail, counted as faults); else InputError names it.
     """
     _check_arguments(scenario, seed, budget_scale, log_path, progress)
     _check_strategies(scenario, strategies)
@@ -49,7 +57,8 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     # on this VM cost about 1.5 s per 650 MB.
     gc.collect()
     run = Run(scenario, seed, budget_scale=budget_scale, log_path=log_path, progress=progress,
-              strategies=strategies, checked=True)
+              strategies=strategies, checked=True, openrtb_log=openrtb_log,
+              openrtb_sample=openrtb_sample, allow_unreachable=allow_unreachable)
     return run.finish()
 
 
@@ -66,7 +75,9 @@ class Run:
     def __init__(self, scenario: Scenario, seed: int | None = None, *, budget_scale: float = 1.0,
                  log_path: str | Path | None = None,
                  progress: Callable[[float], None] | None = None,
-                 strategies: Mapping[str, object] | None = None, checked: bool = False):
+                 strategies: Mapping[str, object] | None = None, checked: bool = False,
+                 openrtb_log: str | Path | None = None, openrtb_sample: float = 0.01,
+                 allow_unreachable: bool = False):
         if not checked:
             _check_arguments(scenario, seed, budget_scale, log_path, progress)
             _check_strategies(scenario, strategies)
@@ -79,8 +90,12 @@ class Run:
         self.state = state = new_run_state(market)
         self._log = log = open_impression_log(log_path, market.labels) if log_path is not None else None
         self.exchange = None
+        self._openrtb_log = None
         try:
-            self.exchange = Exchange(market, state, log)
+            if openrtb_log is not None:
+                self._openrtb_log = OpenRtbLog(openrtb_log, market, openrtb_sample)
+            self.exchange = Exchange(market, state, log, allow_unreachable=allow_unreachable,
+                                     openrtb_log=self._openrtb_log)
             self._env = _processes(market, state, self.exchange, progress)
         except BaseException:
             self._abort()
@@ -110,9 +125,10 @@ class Run:
         """Run to the end, close the log and the exchange, and return the report."""
         self.advance(self.market.duration_s)
         self.close()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        for log in (self._log, self._openrtb_log):
+            if log is not None:
+                log.close()
+        self._log = self._openrtb_log = None
         return build_report(self.market, self.state)
 
     def close(self) -> None:
@@ -121,9 +137,10 @@ class Run:
             self.exchange.close()
 
     def _abort(self) -> None:
-        if self._log is not None:
-            self._log.abort()
-            self._log = None
+        for log in (self._log, self._openrtb_log):
+            if log is not None:
+                log.abort()
+        self._log = self._openrtb_log = None
         self.close()
 
 

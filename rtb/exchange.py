@@ -70,8 +70,10 @@ LOOK_AHEAD_MIN_REQUESTS = 5_000  # expected requests per tick from which the nex
 class Exchange:
     """Runs ticks of a market against a run state."""
 
-    def __init__(self, market: Market, state: RunState, log=None):
+    def __init__(self, market: Market, state: RunState, log=None, *,
+                 allow_unreachable: bool = False, openrtb_log=None):
         self.market, self.state, self.log = market, state, log
+        self.openrtb_log = openrtb_log  # rtb.openrtb_log.OpenRtbLog, if the messages are logged
         seed, table = market.seed, market.campaigns
         self.rng_traffic = stream(seed, "ssp/traffic")
         self.rng_deals = stream(seed, "ssp/deals")
@@ -115,11 +117,23 @@ class Exchange:
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
                       if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
         self._ahead: tuple[tuple[float, float], Future] | None = None
+        self._tick: TickView | None = None  # this tick's, once made
+        self.external = None  # the external OpenRTB bidders (rtb.external), if any
+        if market.wire.bidders:
+            from rtb.external import ExternalBidders  # aiohttp loads only for them
+
+            self.external = ExternalBidders(market, state, allow_unreachable,
+                                            keep_answers=openrtb_log is not None)
+            self._viewers |= np.isin(np.arange(len(table.ids)),
+                                     [c for b in market.wire.bidders for c in b.campaigns])
 
     def close(self) -> None:
-        """Stop the look-ahead thread (a pending draw is finished first)."""
+        """Stop the look-ahead thread (a pending draw is finished first) and close the
+        connections to external bidders."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self.external is not None:
+            self.external.close()
 
     # ---- the tick ---------------------------------------------------------------
 
@@ -142,6 +156,12 @@ class Exchange:
         self._feedback(t0, t1, requests, active, result, won, outcomes, conversions)
         if self._learned is not None:
             self._learn(t1 - t0, result, won)
+        if self.external is not None:
+            self.external.notify(requests, result, bids)
+        if self.openrtb_log is not None:
+            self.openrtb_log.write(t0, t1, requests, result, bids, self._tick_view(t0, t1, requests),
+                                   inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active,
+                                   self.external.answers if self.external is not None else {})
         self._tally(requests, result, won, outcomes)
         if self.log is not None and won.size:
             self._log(requests, result, won, bids, outcomes)
@@ -224,16 +244,18 @@ class Exchange:
                   & (book.remaining_total > table.data_micros))
         self._view_rows = {}
         learning = self._learning[active[self._learning]]
+        self._tick = None
         tick = None
         if (active & self._viewers).any() or learning.size:
-            m = self.market
-            tick = TickView(requests, self._targeting(), m.deals.deals, m.inventory.slot_device,
-                            m.audience.visible_segments, book, t0, t1, self._view_labels)
+            tick = self._tick_view(t0, t1, requests)
         bids = finish_bids(table, self._formulas, active, inputs.formula_bids, inputs.predicted_ctr,
                            inputs.base_cvr, requests.floor_cpm, self.rng_bids, tick, self._view_rows)
         self._learned = None
         if learning.size:
             self._learner_bids(t0, t1, learning, tick, inputs, bids)
+        if self.external is not None:
+            self.external.bid(t0, t1, requests, tick, inputs.predicted_ctr, inputs.base_cvr,
+                              self.rng_bids, active, bids)
         for c in np.flatnonzero(active & self._learners):
             if c not in self._view_rows:  # a learner that bids by formula: rows for its feedback
                 self._view_rows[c] = eligible_rows(c, tick)
@@ -242,6 +264,15 @@ class Exchange:
         if self.bid_scale is not None:
             self._scale_bids(bids, active)
         return active, bids
+
+    def _tick_view(self, t0: float, t1: float, requests: RequestBatch) -> TickView:
+        """The tick's TickView (made once per tick, when something needs views)."""
+        if self._tick is None:
+            m = self.market
+            self._tick = TickView(requests, self._targeting(), m.deals.deals, m.inventory.slot_device,
+                                  m.audience.visible_segments, self.state.book, t0, t1,
+                                  self._view_labels)
+        return self._tick
 
     def _learner_bids(self, t0: float, t1: float, campaigns: np.ndarray, tick: TickView,
                       inputs: TickInputs, bids: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from dmp.audience import Audience, build_audience
 from dmp.behaviour import Behaviour, build_behaviour
 from dsp.campaigns import CampaignTable, build_campaigns
+from rtb.openrtb_wire import WireBook, build_wire
 from rtb.scenario import Scenario
 from rtb.seeding import stream
 from rtb.types import CLOCK_UNITS_PER_S, MECHANISMS, PPM
@@ -64,6 +65,7 @@ class Market:
     advertiser_cap_impressions: np.ndarray  # i4[n_adv]: calendar cap; 0 = none
     advertiser_cap_window_s: np.ndarray  # f8[n_adv]: its window (1.0 where none)
     labels: Labels
+    wire: WireBook  # the market as OpenRTB fields (external bidders, --openrtb-log)
 
     @property
     def n_users(self) -> int:
@@ -137,6 +139,7 @@ def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0
                                             dtype=np.int32),
         advertiser_cap_window_s=np.array([cap.window if cap else 1.0 for cap in caps]),
         labels=_labels(s),
+        wire=build_wire(s),
     )
     for name in ("inventory", "audience", "behaviour", "campaigns", "deals", "floors",
                  "user_factor", "advertiser_value", "advertiser_margin",

@@ -441,6 +441,17 @@ def parse_response(data: bytes | str) -> BidResponse:
     return BidResponse.model_validate_json(data)
 
 
+def loads(data: bytes | str) -> Any:
+    """Plain JSON (the exchange reads answers as dicts: faster than models, and a bad
+    bid then drops alone); ValueError (orjson.JSONDecodeError) when it is not JSON."""
+    return orjson.loads(data)
+
+
+def dumps(message: dict) -> bytes:
+    """A message built as plain dicts, as JSON bytes."""
+    return orjson.dumps(message)
+
+
 def dump(model: BaseModel) -> bytes:
     """JSON of an OpenRTB object: the fields it was given (read or set), none of None.
 
@@ -469,8 +480,10 @@ LOSS_ADVERTISER_EXCLUDED = 205  # the advertiser domain is blocked (badv)
 LOSS_CATEGORY_EXCLUDED = 209  # the creative's category is blocked (bcat)
 # Exchange-specific codes (500+, "communicated with buyers beforehand"): rtbsim's.
 LOSS_PACED = 500  # the exchange's pacing skipped the campaign's bid
-LOSS_OUT_OF_BUDGET = 501  # the campaign could not pay the bid
-LOSS_FREQUENCY_CAPPED = 502  # the campaign's frequency cap for the user was reached
+# The campaign could not take the impression: its budget could not pay the bid, or a
+# frequency cap was reached (after the auction the exchange cannot tell which per bid;
+# the report's bid_outcomes count them apart).
+LOSS_OUT_OF_BUDGET = 501
 
 LOSS_REASONS = {
     0: "won", 1: "internal error", 2: "impression opportunity expired",
@@ -496,8 +509,7 @@ LOSS_REASONS = {
     214: "creative filtered: invalid SKAdNetwork",
     215: "creative filtered: app bundle exclusions",
     LOSS_PACED: "paced (rtbsim)",
-    LOSS_OUT_OF_BUDGET: "out of budget (rtbsim)",
-    LOSS_FREQUENCY_CAPPED: "frequency capped (rtbsim)",
+    LOSS_OUT_OF_BUDGET: "out of budget or frequency capped (rtbsim)",
 }
 
 # No-bid reason codes (BidResponse.nbr): OpenRTB 2.6 refers to OpenRTB 3.0's list

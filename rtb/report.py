@@ -217,4 +217,6 @@ def build_report(market, state) -> Report:
         },
         "ledger": ledger.to_dict(),
     }
+    if state.bidders is not None:
+        data["bidders"] = state.bidders.to_report(m.wire)
     return Report(data)

@@ -88,11 +88,34 @@ class ExchangeSpec(Spec):
 
 # ---- demand ----------------------------------------------------------------------
 
+Endpoint = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$")]
+
+
 class DspSpec(Spec):
     id: Id
     fee: FeeRate = Field(0.0, description="DSP margin on media cost, charged to the advertiser")
     ctr_model_error: Annotated[float, Field(ge=0, le=3)] = Field(
         0.4, description="lognormal sigma of the DSP's pCTR error per user")
+    # An external bidder (docs/openrtb.md): the exchange sends it OpenRTB 2.6 bid requests.
+    endpoint: Endpoint | None = Field(
+        None, description="an external OpenRTB 2.6 bidder: POST bid requests here; its"
+                          " campaigns carry no strategy")
+    tmax: Annotated[Seconds, Field(le=10.0)] = Field(
+        0.1, description="the bidder's time limit (OpenRTB tmax), e.g. 120ms")
+    latency: Literal["model", "wall"] = Field(
+        "model", description="model: the tmax check uses a latency drawn in simulated time"
+                             " (reproducible); wall: the measured wall-clock latency")
+    latency_median: Annotated[Seconds, Field(le=10.0)] = Field(
+        0.02, description="model latency: median of its lognormal distribution")
+    latency_spread: Annotated[float, Field(ge=0, le=3)] = Field(
+        0.5, description="model latency: sigma of its lognormal distribution")
+    notices: bool = Field(False, description="send win (nurl, burl) and loss (lurl) notices")
+    connections: Annotated[int, Field(ge=1, le=1024)] = Field(
+        64, description="requests in flight to the bidder at once (keep-alive connections)")
+
+    @property
+    def external(self) -> bool:
+        return self.endpoint is not None
 
 
 class FrequencyCapSpec(Spec):
@@ -140,7 +163,8 @@ class CampaignSpec(Spec):
     end: UtcDatetime | None = None
     targeting: TargetingSpec = TargetingSpec()
     frequency_cap: FrequencyCapSpec | None = None
-    strategy: StrategySpec
+    strategy: StrategySpec | None = Field(
+        None, description="how it bids; required unless its DSP is an external bidder")
     max_bid_cpm: Cpm | None = None
     pacing: PacingSpec = EvenPacingSpec(kind="even")
     ctr_multiplier: Annotated[float, Field(gt=0, le=20)] = Field(1.0, description="creative quality")
@@ -245,6 +269,7 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
     ssps = unique(s.ssps, "ssps")
     unique(s.publishers, "publishers")
     dsps = unique(s.dsps, "dsps")
+    external_dsps = {d.id for d in s.dsps if d.external}
     advertisers = unique(s.advertisers, "advertisers")
     unique(s.campaigns, "campaigns")
     segments = unique(s.dmp.segments, "dmp.segments")
@@ -317,8 +342,16 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"{at}.targeting.segments[{j}]", f"segment {seg!r} is first-party"
                                  f" data of advertiser {owners[seg]!r}: only its campaigns may"
                                  " target it"))
-        problems += [(f"{at}.strategy.{name}", message)
-                     for name, message in missing_in_scenario(c.strategy)]
+        external = c.dsp in external_dsps
+        if c.strategy is None and not external:
+            problems.append((f"{at}.strategy", "missing: a campaign needs a strategy unless its"
+                             " DSP is an external bidder (dsps[].endpoint)"))
+        elif c.strategy is not None and external:
+            problems.append((f"{at}.strategy", f"DSP {c.dsp!r} is an external bidder: its"
+                             " bidder decides the bids, so the campaign carries no strategy"))
+        elif c.strategy is not None:
+            problems += [(f"{at}.strategy.{name}", message)
+                         for name, message in missing_in_scenario(c.strategy)]
         for j, cat in enumerate(c.targeting.categories):
             if cat not in categories:
                 problems.append((f"{at}.targeting.categories[{j}]",
@@ -469,7 +502,7 @@ def _with_resolved_strategies(scenario: Scenario, file: str, base_dir: Path) -> 
     default), so that the runs, in any process, import the same module."""
     problems, campaigns, changed = [], list(scenario.campaigns), False
     for i, c in enumerate(campaigns):
-        if c.strategy.kind != "python":
+        if c.strategy is None or c.strategy.kind != "python":
             continue
         spec, found = resolve_python_strategy(c.strategy, base_dir, f"campaigns[{i}].strategy")
         problems += found

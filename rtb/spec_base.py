@@ -33,12 +33,12 @@ MAX_NAME = 200  # free-text names (scenario name, categories, geo names)
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Cpm = Annotated[float, Field(ge=0, le=MAX_CPM)]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw])\s*$")
 
 
 def _seconds(value: object) -> object:
-    """Accept 3600, 3600.0, "90s", "15m", "6h", "1d", "1w" as seconds."""
+    """Accept 3600, 3600.0, "120ms", "90s", "15m", "6h", "1d", "1w" as seconds."""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:

@@ -18,6 +18,7 @@ from dsp.campaigns import CampaignTable
 from rtb.books import NO_TOUCH, CampaignBook, CapBook, UserBook
 from rtb.ledger import Ledger
 from rtb.market import Market
+from rtb.openrtb_wire import BidderTally
 from rtb.types import CAP_CALENDAR, CAP_NONE, CAP_ROLLING, N_OUTCOMES, SECONDS_PER_DAY
 from ssp.floors import DynamicFloors
 
@@ -115,6 +116,7 @@ class RunState:
     tally: Tally
     pending: PendingConversions
     learners: Learners | None = None  # the learning built-ins' state (dsp.adaptive; the exchange)
+    bidders: BidderTally | None = None  # the external OpenRTB bidders' tallies (rtb.external)
 
 
 def _seconds_to_next_boundary(start: datetime, period_s: float) -> float:
@@ -189,4 +191,5 @@ def new_run_state(m: Market) -> RunState:
         dynamic_floors=dynamic,
         tally=Tally(nc, m.inventory.hourly.shape[0]),
         pending=PendingConversions(),
+        bidders=BidderTally(len(m.wire.bidders)) if m.wire.bidders else None,
     )

@@ -96,7 +96,7 @@ def strategy_sources(scenario: Scenario) -> dict[str, str | None]:
     from dsp.custom import source_sha256
 
     return {c.id: source_sha256(c.strategy.class_, c.strategy.folder)
-            for c in scenario.campaigns if c.strategy.kind == "python"}
+            for c in scenario.campaigns if c.strategy is not None and c.strategy.kind == "python"}
 
 
 def run_one(scenario: Scenario, run: SweepRun) -> bytes:

@@ -112,10 +112,10 @@ def test_loss_reasons_are_the_iab_list_and_rtbsim_codes_above_500() -> None:
 
 def test_named_loss_codes_are_distinct_and_described() -> None:
     named = {k: v for k, v in vars(O).items() if k.startswith("LOSS_") and isinstance(v, int)}
-    assert len(named) == 18
+    assert len(named) == 17
     assert len(set(named.values())) == len(named)
     assert set(named.values()) <= set(O.LOSS_REASONS)
-    assert (O.LOSS_PACED, O.LOSS_OUT_OF_BUDGET, O.LOSS_FREQUENCY_CAPPED) == (500, 501, 502)
+    assert (O.LOSS_PACED, O.LOSS_OUT_OF_BUDGET) == (500, 501)
     assert O.NO_BID_REASONS[2] == "Invalid Request"
     assert list(O.NO_BID_REASONS) == list(range(18))
 

@@ -1,0 +1,128 @@
+"""The exchange's messages as JSON lines (`rtb run --openrtb-log FILE.jsonl`).
+
+For a sample of the requests (each one kept with probability `sample`, drawn from its
+own stream, one draw per request: the run's other draws do not move), one line:
+
+    {"id", "time_s", "bidders": [{"dsp", "external", "request", "status", "response",
+     "fault"}], "outcome": {"winner", "price", "deal", "bids": [{"seat", "dsp",
+     "price", "loss"}]}}
+
+Every DSP with a campaign that may bid on the request gets its BidRequest (as
+rtb.openrtb_wire builds it for an external bidder); built-in campaigns answer as if
+they were bidders: their bids (NaN: none) make a BidResponse, no bid is status 204.
+An external bidder's line shows what it really answered, or the fault. `loss` is the
+bid's OpenRTB loss reason code (0 = won). Written to a temporary file and renamed
+into place when the run ends (rtb.atomic), so an interrupted run leaves no partial log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dsp.bidding import CampaignView, TickView, eligible_rows
+from rtb import openrtb as O
+from rtb.atomic import AtomicFile
+from rtb.books import TickResult
+from rtb.openrtb_wire import bid_request, loss_codes, seat_ext
+from rtb.seeding import stream
+from rtb.types import MARKET, RequestBatch
+
+
+class OpenRtbLog:
+    def __init__(self, path: str | Path, market, sample: float):
+        if not 0.0 < sample <= 1.0:
+            raise ValueError(f"openrtb_sample must be in (0, 1], got {sample}")
+        self.market, self.sample = market, sample
+        self.rng = stream(market.seed, "rtb/openrtb-log")
+        self._file = AtomicFile(path)
+        self._requests_before = 0
+
+    def write(self, t0: float, t1: float, requests: RequestBatch, result: TickResult,
+              bids: np.ndarray, tick: TickView, predicted: np.ndarray, base_cvr: np.ndarray,
+              rngs, active: np.ndarray, answers: dict) -> None:
+        """Log the tick's sampled requests. answers: {(bidder dsp, row): (status, body,
+        fault)} of the external bidders, as rtb.external kept them."""
+        n = requests.time_s.size
+        sampled = np.flatnonzero(self.rng.random(n) < self.sample)
+        before, self._requests_before = self._requests_before, self._requests_before + n
+        if sampled.size == 0:
+            return
+        m, book = self.market, self.market.wire
+        table = m.campaigns
+        deals = m.deals.deals
+        views: dict[int, CampaignView] = {}
+        for c in np.flatnonzero(active).tolist():
+            rows = eligible_rows(c, tick)
+            rows = rows[np.isin(rows, sampled)]
+            if rows.size:
+                views[c] = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
+                                        table.cvr_multiplier[c], requests.floor_cpm, rngs[c],
+                                        rows, tick, c)
+        codes = {c: dict(zip(v.rows.tolist(), loss_codes(v.rows, c, bids, requests, result,
+                                                         v.paced_in, deals).tolist()))
+                 for c, v in views.items()}
+        audience = m.audience
+        external = {b.dsp for b in book.bidders}
+        tmax_ms = {b.dsp: max(1, round(b.tmax_s * 1000)) for b in book.bidders}
+        lines = []
+        for row in sampled.tolist():
+            request_id = f"{m.seed}-{before + row}"
+            entries, outcome_bids = [], []
+            for d, dsp_id in enumerate(book.dsps):
+                mine = [c for c in views if book.campaign_dsp[c] == d and row in codes[c]]
+                if not mine:
+                    continue
+                seats = []
+                for c in mine:
+                    j = int(np.searchsorted(views[c].rows, row))
+                    seats.append(dict(seat_ext(views[c], j), value_per_conversion=book.campaign_value[c]))
+                dl = int(requests.deal[row])
+                wseat = ([book.campaigns[c] for c in np.flatnonzero(table.dsp == d)
+                          if deals.allowed[dl, c]] if dl >= 0 else [])
+                user = int(requests.user[row])
+                message = bid_request(book, request_id, row, requests, seats, wseat,
+                                      int(audience.visible_segments[user]), bool(audience.consent[user]),
+                                      deals, tmax_ms.get(d, 100), (t0, t1))
+                entry = {"dsp": dsp_id, "external": d in external, "request": message}
+                if d in external:
+                    status, body, fault = answers.get((d, row), (None, None, None))
+                    entry.update(status=status, response=_json_or_text(body), fault=fault)
+                else:
+                    seatbids = [{"seat": book.campaigns[c], "bid": [{
+                        "id": "1", "impid": "1", "price": float(bids[row, c]),
+                        "crid": f"{book.campaigns[c]}-1"}]}
+                        for c in mine if bids[row, c] >= 0.0]
+                    entry.update(status=200 if seatbids else 204, fault=None,
+                                 response={"id": request_id, "cur": book.currency,
+                                           "seatbid": seatbids} if seatbids else None)
+                entries.append(entry)
+                outcome_bids += [{"seat": book.campaigns[c], "dsp": dsp_id,
+                                  "price": float(bids[row, c]), "loss": codes[c][row]}
+                                 for c in mine if bids[row, c] >= 0.0]
+            winner = int(result.winner[row])
+            lines.append(O.dumps({
+                "id": request_id, "time_s": float(requests.time_s[row]), "bidders": entries,
+                "outcome": {
+                    "winner": ("market" if winner == MARKET else None if winner < 0
+                               else book.campaigns[winner]),
+                    "price": float(result.price_cpm[row]) if winner != -1 else None,
+                    "deal": book.deal_ids[requests.deal[row]] if result.deal_won[row] else None,
+                    "bids": outcome_bids}}))
+        self._file.file.write(b"\n".join(lines) + b"\n")
+
+    def close(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.abort()
+
+
+def _json_or_text(body: bytes | None):
+    if not body:
+        return None
+    try:
+        return O.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
