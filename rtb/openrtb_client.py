@@ -1,22 +1,25 @@
 """HTTP to external OpenRTB bidders: many requests in flight on keep-alive connections.
 
-aiohttp (docs/openrtb.md says why) runs in one event-loop thread per run; the tick's
-thread hands it a batch of bodies and waits for all the answers, so the simulation
-stays a plain sequence of ticks while hundreds of requests are in flight.
+libcurl's multi interface (through pycurl) drives up to `connections` transfers at
+once from the tick's own thread, in C and with the GIL released while it waits. It
+was chosen over aiohttp for the exchange's side after measuring both against the
+same local bidder: aiohttp's client spent 170-200 us of CPU per request, pycurl
+40-50 us, and the exchange's throughput is bound by that cost (docs/openrtb.md).
 """
 
 from __future__ import annotations
 
-import asyncio
+import io
 import socket
-import threading
 from time import perf_counter
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import aiohttp
+import pycurl
 
-HEADERS = {"Content-Type": "application/json", "x-openrtb-version": "2.6"}
+HEADERS = ["Content-Type: application/json", "x-openrtb-version: 2.6",
+           "Expect:"]  # no "100-continue" round trip before a large body
+TIMEOUT, COULDNT_CONNECT = 28, 7  # libcurl's error codes
 
 
 class Answer(NamedTuple):
@@ -42,71 +45,74 @@ def unreachable(endpoint: str, timeout_s: float = 2.0) -> str | None:
 
 
 class BidderClient:
-    """A keep-alive connection pool to one bidder, driven from a background event loop."""
+    """A pool of `connections` keep-alive transfers to one bidder."""
 
     def __init__(self, endpoint: str, connections: int):
         self.endpoint = endpoint
-        self._connections = connections
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="rtb-openrtb",
-                                        daemon=True)
-        self._thread.start()
-        self._session: aiohttp.ClientSession = self._run(self._open())
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-    async def _open(self) -> aiohttp.ClientSession:
-        self._slots = asyncio.Semaphore(self._connections)
-        connector = aiohttp.TCPConnector(limit=self._connections, force_close=False)
-        return aiohttp.ClientSession(connector=connector, headers=HEADERS,
-                                     skip_auto_headers=("User-Agent",))
+        self._multi = pycurl.CurlMulti()
+        self._handles = []
+        for _ in range(connections):
+            handle = pycurl.Curl()
+            handle.setopt(pycurl.NOSIGNAL, 1)  # timeouts without SIGALRM (threads)
+            handle.setopt(pycurl.TCP_NODELAY, 1)
+            handle.setopt(pycurl.HTTPHEADER, HEADERS)
+            self._handles.append(handle)
 
     def post_all(self, bodies: list[bytes], timeout_s: float) -> list[Answer]:
-        """POST every body; the answers in the same order. A request that has no answer
-        within timeout_s (counted once a connection is free for it) is a timeout."""
-        return self._run(self._post_all(bodies, timeout_s))
-
-    async def _post_all(self, bodies: list[bytes], timeout_s: float) -> list[Answer]:
-        return await asyncio.gather(*(self._post(body, timeout_s) for body in bodies))
-
-    async def _post(self, body: bytes, timeout_s: float) -> Answer:
-        async with self._slots:
-            start = perf_counter()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    async with self._session.post(self.endpoint, data=body) as response:
-                        data = await response.read()
-                        return Answer(response.status, data, perf_counter() - start, None)
-            except TimeoutError:
-                return Answer(0, None, perf_counter() - start, "timeout")
-            except (aiohttp.ClientError, OSError):
-                return Answer(0, None, perf_counter() - start, "unreachable")
+        """POST every body to the endpoint; the answers in the same order. A request
+        without an answer within timeout_s (counted from its sending) is a timeout."""
+        def prepare(handle, body):
+            handle.setopt(pycurl.URL, self.endpoint)
+            handle.setopt(pycurl.POSTFIELDS, body)
+        return self._transfer(bodies, prepare, timeout_s)
 
     def get_all(self, urls: list[str], timeout_s: float) -> int:
         """GET every URL (win and loss notices); returns how many failed."""
-        return self._run(self._get_all(urls, timeout_s))
+        def prepare(handle, url):
+            handle.setopt(pycurl.HTTPGET, 1)
+            handle.setopt(pycurl.URL, url)
+        answers = self._transfer(urls, prepare, timeout_s)
+        return sum(a.error is not None or not 200 <= a.status < 400 for a in answers)
 
-    async def _get_all(self, urls: list[str], timeout_s: float) -> int:
-        answers = await asyncio.gather(*(self._get(url, timeout_s) for url in urls))
-        return sum(not ok for ok in answers)
-
-    async def _get(self, url: str, timeout_s: float) -> bool:
-        async with self._slots:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    async with self._session.get(url) as response:
-                        await response.read()
-                        return response.status < 400
-            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
-                return False
+    def _transfer(self, items: list, prepare, timeout_s: float) -> list[Answer]:
+        multi, answers = self._multi, [None] * len(items)
+        free = list(self._handles)
+        busy: dict[int, tuple[int, io.BytesIO, float, object]] = {}  # id(handle) -> (item, body, start, handle)
+        timeout_ms = max(1, round(timeout_s * 1000))
+        sent = 0
+        while sent < len(items) or busy:
+            while free and sent < len(items):
+                handle = free.pop()  # options set before stay: keep-alive, headers
+                prepare(handle, items[sent])
+                buffer = io.BytesIO()
+                handle.setopt(pycurl.WRITEDATA, buffer)
+                handle.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+                busy[id(handle)] = (sent, buffer, perf_counter(), handle)
+                multi.add_handle(handle)
+                sent += 1
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            while True:
+                queued, ok, failed = multi.info_read()
+                for handle in ok:
+                    k, buffer, start, _ = busy.pop(id(handle))
+                    answers[k] = Answer(handle.getinfo(pycurl.RESPONSE_CODE), buffer.getvalue(),
+                                        perf_counter() - start, None)
+                    multi.remove_handle(handle)
+                    free.append(handle)
+                for handle, code, _message in failed:
+                    k, _, start, _ = busy.pop(id(handle))
+                    error = "timeout" if code == TIMEOUT else "unreachable"
+                    answers[k] = Answer(0, None, perf_counter() - start, error)
+                    multi.remove_handle(handle)
+                    free.append(handle)
+                if queued == 0:
+                    break
+            if busy:
+                multi.select(0.01)
+        return answers
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            self._run(self._session.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
+        for handle in self._handles:
+            handle.close()
+        self._multi.close()

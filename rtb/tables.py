@@ -77,8 +77,19 @@ def campaign_table(report: dict, width: int | None = None) -> RenderableType:
 
     caption = (f"used: the share of the budget spent; all = spent to within"
                f" {1 - SPENT:.1%}. {ROMI_NOTE}")
+    caption += "".join(f" {bidder_line(b)}" for b in report.get("bidders", ()))
     return fitted_table(build, width, _run_title(scenario), caption, FORMATS,
                         more="More figures: --out, --csv.")
+
+
+def bidder_line(bidder: dict) -> str:
+    """One sentence on an external OpenRTB bidder: what it was sent and what it lost."""
+    faults = {name: n for name, n in bidder["faults"].items() if n}
+    dropped = sum(faults.values())
+    why = ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in faults.items())
+    return (f"{safe_text(bidder['dsp'])} (OpenRTB bidder): {bidder['requests']:,} requests,"
+            f" {bidder['bids']:,} bids taken, {bidder['no_bids']:,} no-bids"
+            + (f", {dropped:,} dropped ({why})." if dropped else ", nothing dropped."))
 
 
 # ---- rtb compare ----------------------------------------------------------------------
