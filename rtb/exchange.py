@@ -146,6 +146,9 @@ class Exchange:
         inputs = self._inputs(t0, t1, upcoming)
         requests = self._floors_in_force(inputs.requests)
         active, bids = self._bids(t0, t1, requests, inputs)
+        if self.openrtb_log is not None:
+            self.openrtb_log.prepare(t0, t1, requests, bids, self._tick_view(t0, t1, requests),
+                                     inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active)
         s = self.state
         result = clear_tick(requests, bids, self.market.mechanism, self._targeting(),
                             self.market.deals.deals, s.book, s.caps, s.users)
@@ -159,8 +162,7 @@ class Exchange:
         if self.external is not None:
             self.external.notify(requests, result, bids)
         if self.openrtb_log is not None:
-            self.openrtb_log.write(t0, t1, requests, result, bids, self._tick_view(t0, t1, requests),
-                                   inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active,
+            self.openrtb_log.write(requests, result, bids,
                                    self.external.answers if self.external is not None else {})
         self._tally(requests, result, won, outcomes)
         if self.log is not None and won.size:

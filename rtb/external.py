@@ -17,6 +17,9 @@ decides, as in production; runs then differ with the machine's load.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import numpy as np
 
 from dsp.bidding import CampaignView, TickView, eligible_rows
@@ -24,8 +27,8 @@ from rtb import openrtb as O
 from rtb.books import TickResult
 from rtb.errors import InputError
 from rtb.openrtb_client import BidderClient, unreachable
-from rtb.openrtb_wire import (FAULT_INDEX, Bidder, Sent, WireBook, bid_request, loss_codes,
-                              read_response, seat_ext)
+from rtb.openrtb_wire import (FAULT_INDEX, Bidder, SeatLimits, Sent, WireBook, bid_request,
+                              loss_codes, read_response, seat_ext)
 from rtb.seeding import stream
 from rtb.types import RequestBatch
 
@@ -99,11 +102,12 @@ class ExternalBidders:
             views = {c: CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
                                      table.cvr_multiplier[c], requests.floor_cpm, rngs[c],
                                      eligible_rows(c, tick), tick, c) for c in campaigns}
-            sent, bodies = self._requests(bidder, t0, t1, requests, tick, views)
-            if not sent:
-                continue
+            sent: list[Sent] = []
+            bodies = self._requests(bidder, t0, t1, requests, tick, views, sent)
             timeout = WAIT_LIMIT_S if bidder.latency == "model" else bidder.tmax_s
             answers = self.clients[k].post_all(bodies, timeout)
+            if not sent:
+                continue
             self.tally.requests[k] += len(sent)
             self.tally.latency_s[k].append(np.array([a.latency_s for a in answers]))
             late = (modelled[[s.row for s in sent]] > bidder.tmax_s if bidder.latency == "model"
@@ -112,7 +116,9 @@ class ExternalBidders:
         self._requests_before += n
 
     def _requests(self, bidder: Bidder, t0, t1, requests: RequestBatch, tick: TickView,
-                  views: dict[int, CampaignView]) -> tuple[list[Sent], list[bytes]]:
+                  views: dict[int, CampaignView], sent: list[Sent]) -> Iterator[bytes]:
+        """The bodies of the bid requests, built one by one as the client asks for them
+        (each one's Sent appended to `sent` first)."""
         book, deals = self.book, self.market.deals.deals
         # The rows any of the bidder's campaigns may bid on, each with its seats.
         seats_of: dict[int, list[tuple[int, int]]] = {}
@@ -122,7 +128,6 @@ class ExternalBidders:
         consent = self.market.audience.consent
         visible = self.market.audience.visible_segments
         tmax_ms = max(1, round(bidder.tmax_s * 1000))
-        sent, bodies = [], []
         for row in sorted(seats_of):
             pairs = seats_of[row]
             seats = [dict(seat_ext(views[c], j), value_per_conversion=book.campaign_value[c])
@@ -138,13 +143,15 @@ class ExternalBidders:
             sent.append(Sent(row, request_id, {book.campaigns[c]: c for c, _ in pairs},
                              book.deal_ids[d] if d >= 0 else None, frozenset(wseat),
                              frozenset(book.bcat[pub]), frozenset(book.badv[pub])))
-            bodies.append(O.dumps(message))
-        return sent, bodies
+            yield O.dumps(message)
 
     def _read(self, k: int, sent: list[Sent], answers, late: np.ndarray, bids: np.ndarray,
               views: dict[int, CampaignView], placed: _Placed) -> None:
         table, book = self.market.campaigns, self.state.book
-        max_cost = {c: int(book.remaining_total[c]) for c in self.book.bidders[k].campaigns}
+        campaigns = self.book.bidders[k].campaigns
+        limits = SeatLimits(
+            {c: math.inf if table.max_bid_cpm[c] is None else table.max_bid_cpm[c] for c in campaigns},
+            {c: int(book.remaining_total[c]) for c in campaigns}, book.dsp_fee_ppm, book.data_micros)
         tally, faults = self.tally, self.tally.faults[k]
         dsp = self.book.bidders[k].dsp
         for s, answer, is_late in zip(sent, answers, late):
@@ -155,8 +162,7 @@ class ExternalBidders:
                     self.answers[dsp, s.row] = (answer.status or None, answer.body, fault)
                 continue
             before = faults.sum()
-            reply = read_response(s, answer.status, answer.body, max_cost, book.dsp_fee_ppm,
-                                  book.data_micros, faults)
+            reply = read_response(s, answer.status, answer.body, limits, faults)
             if self.keep_answers:
                 self.answers[dsp, s.row] = (answer.status, answer.body,
                                             "dropped bids" if faults.sum() > before else None)
@@ -166,8 +172,7 @@ class ExternalBidders:
                     reasons = tally.no_bid_reasons[k]
                     reasons[reply.nbr] = reasons.get(reply.nbr, 0) + 1
             for c, price, bid in reply.bids:
-                cap = table.max_bid_cpm[c]
-                bids[s.row, c] = price if cap is None else min(price, cap)
+                bids[s.row, c] = price
                 placed.add(s, c, bid, views[c])
             tally.bids[k] += len(reply.bids)
 

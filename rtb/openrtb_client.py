@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import socket
 from time import perf_counter
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 from urllib.parse import urlsplit
 
 import pycurl
@@ -58,15 +58,19 @@ class BidderClient:
             handle.setopt(pycurl.HTTPHEADER, HEADERS)
             self._handles.append(handle)
 
-    def post_all(self, bodies: list[bytes], timeout_s: float) -> list[Answer]:
+    def post_all(self, bodies: Iterable[bytes], timeout_s: float) -> list[Answer]:
         """POST every body to the endpoint; the answers in the same order. A request
-        without an answer within timeout_s (counted from its sending) is a timeout."""
+        without an answer within timeout_s (counted from its sending) is a timeout.
+
+        bodies is read as connections free up, so a generator that builds them
+        works while the first ones are on the wire.
+        """
         def prepare(handle, body):
             handle.setopt(pycurl.URL, self.endpoint)
             handle.setopt(pycurl.POSTFIELDS, body)
         return self._transfer(bodies, prepare, timeout_s)
 
-    def get_all(self, urls: list[str], timeout_s: float) -> int:
+    def get_all(self, urls: Iterable[str], timeout_s: float) -> int:
         """GET every URL (win and loss notices); returns how many failed."""
         def prepare(handle, url):
             handle.setopt(pycurl.HTTPGET, 1)
@@ -74,41 +78,49 @@ class BidderClient:
         answers = self._transfer(urls, prepare, timeout_s)
         return sum(a.error is not None or not 200 <= a.status < 400 for a in answers)
 
-    def _transfer(self, items: list, prepare, timeout_s: float) -> list[Answer]:
-        multi, answers = self._multi, [None] * len(items)
+    def _transfer(self, items: Iterable, prepare, timeout_s: float) -> list[Answer]:
+        multi, answers = self._multi, []
+        pending = iter(items)
         free = list(self._handles)
-        busy: dict[int, tuple[int, io.BytesIO, float, object]] = {}  # id(handle) -> (item, body, start, handle)
+        busy: dict[int, tuple[int, io.BytesIO, float]] = {}  # id(handle) -> (answer, body, start)
         timeout_ms = max(1, round(timeout_s * 1000))
-        sent = 0
-        while sent < len(items) or busy:
-            while free and sent < len(items):
+        more = True
+        while more or busy:
+            while free and more:
+                item = next(pending, None)
+                if item is None:
+                    more = False
+                    break
                 handle = free.pop()  # options set before stay: keep-alive, headers
-                prepare(handle, items[sent])
+                prepare(handle, item)
                 buffer = io.BytesIO()
                 handle.setopt(pycurl.WRITEDATA, buffer)
                 handle.setopt(pycurl.TIMEOUT_MS, timeout_ms)
-                busy[id(handle)] = (sent, buffer, perf_counter(), handle)
+                busy[id(handle)] = (len(answers), buffer, perf_counter())
+                answers.append(None)
                 multi.add_handle(handle)
-                sent += 1
+                # Start this one now: the next body is built while it is on the wire.
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
             while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                 pass
             while True:
                 queued, ok, failed = multi.info_read()
                 for handle in ok:
-                    k, buffer, start, _ = busy.pop(id(handle))
+                    k, buffer, start = busy.pop(id(handle))
                     answers[k] = Answer(handle.getinfo(pycurl.RESPONSE_CODE), buffer.getvalue(),
                                         perf_counter() - start, None)
                     multi.remove_handle(handle)
                     free.append(handle)
                 for handle, code, _message in failed:
-                    k, _, start, _ = busy.pop(id(handle))
+                    k, _, start = busy.pop(id(handle))
                     error = "timeout" if code == TIMEOUT else "unreachable"
                     answers[k] = Answer(0, None, perf_counter() - start, error)
                     multi.remove_handle(handle)
                     free.append(handle)
                 if queued == 0:
                     break
-            if busy:
+            if busy and (not free or not more):
                 multi.select(0.01)
         return answers
 

@@ -38,28 +38,40 @@ class OpenRtbLog:
         self.rng = stream(market.seed, "rtb/openrtb-log")
         self._file = AtomicFile(path)
         self._requests_before = 0
+        self._sampled = np.empty(0, dtype=np.int64)
 
-    def write(self, t0: float, t1: float, requests: RequestBatch, result: TickResult,
-              bids: np.ndarray, tick: TickView, predicted: np.ndarray, base_cvr: np.ndarray,
-              rngs, active: np.ndarray, answers: dict) -> None:
-        """Log the tick's sampled requests. answers: {(bidder dsp, row): (status, body,
-        fault)} of the external bidders, as rtb.external kept them."""
+    def prepare(self, t0: float, t1: float, requests: RequestBatch, bids: np.ndarray,
+                tick: TickView, predicted: np.ndarray, base_cvr: np.ndarray, rngs,
+                active: np.ndarray) -> None:
+        """Before the auction: draw the tick's sample and read the views of its requests
+        (the campaigns' money as the bidders were told it)."""
         n = requests.time_s.size
-        sampled = np.flatnonzero(self.rng.random(n) < self.sample)
-        before, self._requests_before = self._requests_before, self._requests_before + n
-        if sampled.size == 0:
+        self._sampled = np.flatnonzero(self.rng.random(n) < self.sample)
+        self._before, self._requests_before = self._requests_before, self._requests_before + n
+        self._tick_bounds = (t0, t1)
+        self._views = {}
+        if self._sampled.size == 0:
             return
-        m, book = self.market, self.market.wire
-        table = m.campaigns
-        deals = m.deals.deals
-        views: dict[int, CampaignView] = {}
+        table = self.market.campaigns
         for c in np.flatnonzero(active).tolist():
             rows = eligible_rows(c, tick)
-            rows = rows[np.isin(rows, sampled)]
+            rows = rows[np.isin(rows, self._sampled)]
             if rows.size:
-                views[c] = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
-                                        table.cvr_multiplier[c], requests.floor_cpm, rngs[c],
-                                        rows, tick, c)
+                self._views[c] = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c],
+                                              base_cvr, table.cvr_multiplier[c], requests.floor_cpm,
+                                              rngs[c], rows, tick, c)
+        self._seats = {c: [seat_ext(v, j) for j in range(v.rows.size)] for c, v in self._views.items()}
+
+    def write(self, requests: RequestBatch, result: TickResult, bids: np.ndarray,
+              answers: dict) -> None:
+        """After the auction: log the sampled requests. answers: {(dsp, row): (status,
+        body, fault)} of the external bidders, as rtb.external kept them."""
+        if self._sampled.size == 0:
+            return
+        m, book = self.market, self.market.wire
+        table, deals = m.campaigns, m.deals.deals
+        views, before, sampled = self._views, self._before, self._sampled
+        (t0, t1) = self._tick_bounds
         codes = {c: dict(zip(v.rows.tolist(), loss_codes(v.rows, c, bids, requests, result,
                                                          v.paced_in, deals).tolist()))
                  for c, v in views.items()}
@@ -74,10 +86,8 @@ class OpenRtbLog:
                 mine = [c for c in views if book.campaign_dsp[c] == d and row in codes[c]]
                 if not mine:
                     continue
-                seats = []
-                for c in mine:
-                    j = int(np.searchsorted(views[c].rows, row))
-                    seats.append(dict(seat_ext(views[c], j), value_per_conversion=book.campaign_value[c]))
+                seats = [dict(self._seats[c][int(np.searchsorted(views[c].rows, row))],
+                              value_per_conversion=book.campaign_value[c]) for c in mine]
                 dl = int(requests.deal[row])
                 wseat = ([book.campaigns[c] for c in np.flatnonzero(table.dsp == d)
                           if deals.allowed[dl, c]] if dl >= 0 else [])

@@ -38,6 +38,7 @@ FAULTS = {
     "invalid_deal": O.LOSS_INVALID_DEAL,  # dealid is not the request's deal, or it does not admit the seat
     "blocked_adomain": O.LOSS_ADVERTISER_EXCLUDED,  # adomain in the request's badv
     "blocked_category": O.LOSS_CATEGORY_EXCLUDED,  # cat in the request's bcat
+    "extra_bid": O.LOSS_HIGHER_BID,  # a seat's second bid on the imp: its highest is taken
 }
 FAULT_NAMES = tuple(FAULTS)
 FAULT_INDEX = {name: k for k, name in enumerate(FAULT_NAMES)}
@@ -199,14 +200,24 @@ class Reply(NamedTuple):
     nbr: int | None = None
 
 
-def read_response(sent: Sent, status: int, body: bytes | None, max_cost_micros: dict[int, int],
-                  fee_ppm, data_micros, faults: np.ndarray) -> Reply:
+class SeatLimits(NamedTuple):
+    """What the exchange holds a campaign's bid to, before the auction."""
+
+    max_bid_cpm: dict[int, float]  # the campaign's max bid (inf: none): bids are clipped to it
+    max_cost_micros: dict[int, int]  # the budget left: one impression may not cost more
+    fee_ppm: np.ndarray  # i8[nc]: the DSP's fee
+    data_micros: np.ndarray  # i8[nc]: data cost per impression
+
+
+def read_response(sent: Sent, status: int, body: bytes | None, limits: SeatLimits,
+                  faults: np.ndarray) -> Reply:
     """Read one answer; every bid dropped is counted in faults[FAULT_INDEX[reason]].
 
     status 204, an empty body or a response without bids is no bid. A bid is dropped
     (the others of the response kept) when its impid, seat, price, dealid, adomain or
-    cat is wrong; a whole answer when it is not this request's BidResponse.
-    max_cost_micros: per campaign, what one impression may cost (the budget left).
+    cat is wrong; a whole answer when it is not this request's BidResponse. Prices are
+    clipped to the campaign's max bid (and MAX_BID_CPM) before the budget check, as the
+    built-in strategies' bids are.
     """
     if status == 204 or (status == 200 and not body):
         return Reply([], True)
@@ -235,16 +246,25 @@ def read_response(sent: Sent, status: int, body: bytes | None, max_cost_micros: 
         seat = sb.get("seat")
         c = sent.seats.get(seat) if isinstance(seat, str) else None
         for bid in sb["bid"]:
-            reason = _bid_problem(sent, seat, c, bid, max_cost_micros, fee_ppm, data_micros)
+            reason = _bid_problem(sent, seat, c, bid, limits)
             if reason is not None:
                 faults[FAULT_INDEX[reason]] += 1
             else:
-                accepted.append((c, min(float(bid["price"]), T.MAX_BID_CPM), bid))
-    return Reply(accepted)
+                accepted.append((c, _clipped(bid["price"], limits.max_bid_cpm[c]), bid))
+    # One bid per seat on the imp: its highest (the first of equal ones).
+    best: dict[int, tuple[int, float, dict]] = {}
+    for item in accepted:
+        if item[0] not in best or item[1] > best[item[0]][1]:
+            best[item[0]] = item
+    faults[FAULT_INDEX["extra_bid"]] += len(accepted) - len(best)
+    return Reply(list(best.values()))
 
 
-def _bid_problem(sent: Sent, seat, c: int | None, bid: dict, max_cost_micros, fee_ppm,
-                 data_micros) -> str | None:
+def _clipped(price: float, max_bid_cpm: float) -> float:
+    return min(float(price), max_bid_cpm, T.MAX_BID_CPM)
+
+
+def _bid_problem(sent: Sent, seat, c: int | None, bid: dict, limits: SeatLimits) -> str | None:
     if bid.get("impid") != "1":
         return "unknown_imp"
     if c is None:
@@ -253,8 +273,9 @@ def _bid_problem(sent: Sent, seat, c: int | None, bid: dict, max_cost_micros, fe
     if (isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price)
             or price < 0):
         return "invalid_price"
-    media = int(min(float(price), T.MAX_BID_CPM) * MICROS_PER_CPM + 0.5)
-    if media + media * int(fee_ppm[c]) // PPM + int(data_micros[c]) > max_cost_micros[c]:
+    media = int(_clipped(price, limits.max_bid_cpm[c]) * MICROS_PER_CPM + 0.5)
+    if (media + media * int(limits.fee_ppm[c]) // PPM + int(limits.data_micros[c])
+            > limits.max_cost_micros[c]):
         return "over_budget"
     deal = bid.get("dealid")
     if deal is not None and (deal != sent.deal or seat not in sent.wseat):

@@ -445,11 +445,6 @@ def test_a_bidder_bidding_high_cannot_overspend_and_is_capped(bidder, tmp_path):
     assert set(prices) == {3.0}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: rtb/openrtb_wire.py _bid_problem checks over_budget against the bid's"
-    " price before the campaign's max_bid_cpm (rtb/external.py _read clips only the bids"
-    " read_response accepted), so a bid above both the cap and the budget is dropped as"
-    " over_budget instead of entering the auction at max_bid_cpm, as a built-in's would"))
 def test_a_bid_above_the_budget_is_clipped_to_max_bid_cpm_not_dropped(bidder, tmp_path):
     b = bidder("ok", price=20_000.0)  # one impression: 22.4 at the bid, budget 15
     out = run(spec(market(b.endpoint, ext_b={"max_bid_cpm": 3.0})), tmp_path)
@@ -497,12 +492,6 @@ def test_win_and_loss_notices(bidder, tmp_path):
     assert O.LOSS_HIGHER_BID in codes
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: rtb/external.py _read takes every valid bid of a seat on one request:"
-    " the last one replaces the others in bids[row, c] whatever their prices, yet all are"
-    " counted in bidders[].bids and kept in _Placed, and notify() gives each the loss code"
-    " of bids[row, c], so when the seat wins every one of its bids gets a win notice"
-    " (nurl and burl: billed twice), the 0.01 CPM one at a clearing price above its bid"))
 def test_two_bids_of_one_seat_win_at_most_once(bidder, tmp_path):
     b = bidder("two_bids", price=pctr_price, notices=True)
     out = run(spec(market(b.endpoint, ext={"notices": True})), tmp_path)
@@ -606,11 +595,6 @@ def test_the_openrtb_log(bidder, other, tmp_path):
     assert all(bid["loss"] in O.LOSS_REASONS for x in lines for bid in x["outcome"]["bids"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: rtb/openrtb_log.py OpenRtbLog.write (line 60) builds the CampaignViews"
-    " whose seat_ext() fills the logged ext.rtbsim.seats after the tick's money is settled"
-    " (rtb/exchange.py run_tick calls it after _settle_money), so the logged budget_left"
-    " and spend are the tick's end values, not those of the BidRequest the bidder got"))
 def test_the_openrtb_log_shows_the_requests_as_sent(bidder, tmp_path):
     b = bidder("ok", price=pctr_price)
     path = tmp_path / "openrtb.jsonl"
