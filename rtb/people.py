@@ -1,0 +1,256 @@
+"""People behind the ids: exposures, caps and cap leakage counted per real person.
+
+The kernel sees ids only (caps, reach, attribution are per id), which is what an ad
+platform shows. This book is the simulator's truth beside it: every won impression is
+also counted against the person who saw it, with the person-level twin of every cap
+the kernel enforces per id (the same calendar windows, aligned to UTC epoch time as
+the kernel's CapBook; rolling caps as the person's last `limit` impression times), so
+the report can say how many impressions went beyond a cap per person (cap leakage)
+when one person shows up under several ids.
+
+Memory per person: one u1 exposure counter per campaign and per advertiser, plus u1
+counters only for the campaigns and advertisers with a calendar cap and f8 times
+only for rolling caps' rings. Nothing in the kernel reads this book.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from rtb.types import CAP_CALENDAR, CAP_ROLLING
+
+HISTOGRAM_BINS = 10  # people reached 1, 2, ..., 9, and 10 or more times
+
+
+class PeopleBook(NamedTuple):
+    """Per-person counters a run updates (record_people); index = person."""
+
+    exposures: np.ndarray  # u1[n_people, nc]: impressions per (person, campaign), saturating at 255
+    adv_exposures: np.ndarray  # u1[n_people, n_adv]: per (person, advertiser), saturating at 255
+    cap_kind: np.ndarray  # i1[nc]: the campaign's cap kind (CAP_NONE / CALENDAR / ROLLING)
+    cap_limit: np.ndarray  # i4[nc]
+    cap_window_s: np.ndarray  # f8[nc]
+    cap_col: np.ndarray  # i4[nc]: calendar caps: column in counts; rolling: first column in times
+    window_end_s: np.ndarray  # f8[nc]: calendar caps: end of the current window; inf otherwise
+    counts: np.ndarray  # u1[n_people, n_calendar]: impressions in the current window (saturating)
+    times: np.ndarray  # f8[n_people, n_ring]: rolling caps: the person's last `limit` times
+    advertiser: np.ndarray  # i4[nc]
+    adv_limit: np.ndarray  # i4[n_adv]: the advertiser's calendar cap; 0 = none
+    adv_window_s: np.ndarray  # f8[n_adv]
+    adv_col: np.ndarray  # i4[n_adv]: column in adv_counts; -1 without a cap
+    adv_window_end_s: np.ndarray  # f8[n_adv]; inf without a cap
+    adv_counts: np.ndarray  # u1[n_people, n_adv_capped]
+    leakage: np.ndarray  # i8[nc]: impressions to a person already at the campaign's cap
+    adv_leakage: np.ndarray  # i8[n_adv]: impressions to a person already at the advertiser's cap
+
+
+def n_people(market) -> int:
+    """People in the market's audience: one per id when the audience has no identity."""
+    count = getattr(market.audience, "n_people", None)
+    return market.n_users if count is None else int(count)
+
+
+def _first_window_ends(start, window_s: np.ndarray, used: np.ndarray) -> np.ndarray:
+    # The kernel's calendar windows end at multiples of the window in UTC epoch time
+    # (rtb/state.py _window_ends); the same rule here keeps the twin's windows aligned.
+    offset = start.timestamp()
+    return np.array([w - (offset % w) if on else np.inf for w, on in zip(window_s, used)],
+                    dtype=np.float64)
+
+
+def new_people_book(market) -> PeopleBook:
+    """An empty book for the market's people and its campaigns' and advertisers' caps."""
+    table = market.campaigns
+    n = n_people(market)
+    nc = len(table.ids)
+    kind = np.asarray(table.cap_kind, dtype=np.int8)
+    limit = np.asarray(table.cap_limit, dtype=np.int32)
+    window_s = np.asarray(table.cap_window_s, dtype=np.float64)
+    calendar = kind == CAP_CALENDAR
+    rolling = kind == CAP_ROLLING
+    col = np.full(nc, -1, dtype=np.int32)
+    col[calendar] = np.arange(int(calendar.sum()), dtype=np.int32)
+    ring = np.concatenate([[0], np.cumsum(limit[rolling])]).astype(np.int32)
+    col[rolling] = ring[:-1]
+    adv_limit = np.asarray(market.advertiser_cap_impressions, dtype=np.int32)
+    adv_window_s = np.asarray(market.advertiser_cap_window_s, dtype=np.float64)
+    adv_capped = adv_limit > 0
+    adv_col = np.full(adv_limit.size, -1, dtype=np.int32)
+    adv_col[adv_capped] = np.arange(int(adv_capped.sum()), dtype=np.int32)
+    return PeopleBook(
+        exposures=np.zeros((n, nc), dtype=np.uint8),
+        adv_exposures=np.zeros((n, adv_limit.size), dtype=np.uint8),
+        cap_kind=kind,
+        cap_limit=limit,
+        cap_window_s=window_s,
+        cap_col=col,
+        window_end_s=_first_window_ends(market.start, window_s, calendar),
+        counts=np.zeros((n, int(calendar.sum())), dtype=np.uint8),
+        times=np.full((n, int(ring[-1])), -np.inf),  # -inf: never shown, older than any window
+        advertiser=np.asarray(table.advertiser, dtype=np.int32),
+        adv_limit=adv_limit,
+        adv_window_s=adv_window_s,
+        adv_col=adv_col,
+        adv_window_end_s=_first_window_ends(market.start, adv_window_s, adv_capped),
+        adv_counts=np.zeros((n, int(adv_capped.sum())), dtype=np.uint8),
+        leakage=np.zeros(nc, dtype=np.int64),
+        adv_leakage=np.zeros(adv_limit.size, dtype=np.int64),
+    )
+
+
+@njit(cache=True)
+def _roll_window_nb(window_end_s, window_s, counts, col, t):
+    """Clear a calendar cap's column for every person once t is past its window's end.
+
+    As the kernel does, the window moves at the first impression after the boundary;
+    counts only matter at impressions, so the result is the same as moving it on time.
+    """
+    end = window_end_s
+    while t >= end:
+        after = end + window_s
+        end = after if after > end else np.nextafter(t, np.inf)
+    counts[:, col] = 0
+    return end
+
+
+@njit(cache=True)
+def _bump_nb(value):
+    return value + (value < 255)
+
+
+@njit(cache=True)
+def record_people_nb(time_s, person, campaign, exposures, adv_exposures, cap_kind, cap_limit,
+                     cap_window_s, cap_col, window_end_s, counts, times, advertiser, adv_limit,
+                     adv_window_s, adv_col, adv_window_end_s, adv_counts, leakage, adv_leakage):
+    for i in range(time_s.size):
+        p = person[i]
+        c = campaign[i]
+        t = time_s[i]
+        if p < 0:
+            continue
+        a = advertiser[c]
+        exposures[p, c] = _bump_nb(exposures[p, c])
+        adv_exposures[p, a] = _bump_nb(adv_exposures[p, a])
+        kind = cap_kind[c]
+        if kind == CAP_CALENDAR:
+            col = cap_col[c]
+            if t >= window_end_s[c]:
+                window_end_s[c] = _roll_window_nb(window_end_s[c], cap_window_s[c], counts, col, t)
+            if counts[p, col] >= cap_limit[c]:
+                leakage[c] += 1
+            counts[p, col] = _bump_nb(counts[p, col])
+        elif kind == CAP_ROLLING:
+            # At the cap when even the oldest of the last `limit` times is in the window
+            # (the kernel's test); then this impression replaces the oldest.
+            first = cap_col[c]
+            oldest = first
+            for r in range(first + 1, first + cap_limit[c]):
+                if times[p, r] < times[p, oldest]:
+                    oldest = r
+            if times[p, oldest] > t - cap_window_s[c]:
+                leakage[c] += 1
+            times[p, oldest] = t
+        col = adv_col[a]
+        if col >= 0:
+            if t >= adv_window_end_s[a]:
+                adv_window_end_s[a] = _roll_window_nb(adv_window_end_s[a], adv_window_s[a],
+                                                      adv_counts, col, t)
+            if adv_counts[p, col] >= adv_limit[a]:
+                adv_leakage[a] += 1
+            adv_counts[p, col] = _bump_nb(adv_counts[p, col])
+
+
+def record_people(book: PeopleBook, market, time_s: np.ndarray, person: np.ndarray,
+                  campaign: np.ndarray) -> None:
+    """Count one tick's won impressions (in time order) against the people who saw them.
+
+    time_s f8 (seconds since the start), person i8 (-1: skipped), campaign i4: one row
+    per impression a campaign won. `market` is accepted for the interface; the book
+    already holds what it needs.
+    """
+    if time_s.size == 0:
+        return
+    b = book
+    record_people_nb(np.ascontiguousarray(time_s, dtype=np.float64),
+                     np.ascontiguousarray(person, dtype=np.int64),
+                     np.ascontiguousarray(campaign, dtype=np.int64),
+                     b.exposures, b.adv_exposures, b.cap_kind, b.cap_limit, b.cap_window_s,
+                     b.cap_col, b.window_end_s, b.counts, b.times, b.advertiser, b.adv_limit,
+                     b.adv_window_s, b.adv_col, b.adv_window_end_s, b.adv_counts, b.leakage,
+                     b.adv_leakage)
+
+
+def histogram(exposures: np.ndarray) -> list[int]:
+    """People reached 1, 2, ..., 9 and 10+ times, from one column of u1 exposure counts."""
+    counts = np.bincount(np.minimum(exposures, HISTOGRAM_BINS), minlength=HISTOGRAM_BINS + 1)
+    return [int(x) for x in counts[1:HISTOGRAM_BINS + 1]]
+
+
+def _ratio(num: int, den: int) -> float | None:
+    """As the report's ratios: rounded to 6 digits, None (null) when den is 0."""
+    return round(num / den, 6) if den else None
+
+
+def people_figures(market, state) -> tuple[list[dict], list[dict]]:
+    """Per campaign and per advertiser (de-duplicated over its campaigns): reach and
+    frequency in ids (what an ad platform shows) and in people (the truth), the
+    frequency histogram over people, and cap leakage per person."""
+    from rtb.types import WON
+
+    book: PeopleBook | None = getattr(state, "people", None)
+    table = market.campaigns
+    nc = len(table.ids)
+    n_adv = market.advertiser_value.size
+    won = state.book.outcomes[:, WON]
+    id_exposures = state.users.exposures[:, :nc]
+    if book is None:
+        # No people book: every id is its own person, and nothing leaks past a cap.
+        people_exposures = id_exposures
+        leakage = np.zeros(nc, dtype=np.int64)
+        adv_leakage = np.zeros(n_adv, dtype=np.int64)
+        adv_people = None
+    else:
+        people_exposures = book.exposures
+        leakage, adv_leakage = book.leakage, book.adv_leakage
+        adv_people = book.adv_exposures
+    per_campaign = []
+    for c in range(nc):
+        reach_people = int(np.count_nonzero(people_exposures[:, c]))
+        impressions = int(won[c])
+        per_campaign.append({
+            "reach_people": reach_people,
+            "frequency_people": _ratio(impressions, reach_people),
+            "frequency_histogram": histogram(people_exposures[:, c]),
+            "cap_leakage": int(leakage[c]) if table.cap_kind[c] else 0,
+        })
+    advertisers = []
+    for a in range(n_adv):
+        mine = np.flatnonzero(table.advertiser == a)
+        impressions = int(won[mine].sum())
+        seen = id_exposures[:, mine]
+        ids_seen = int(np.count_nonzero(seen.any(axis=1))) if mine.size else 0
+        # Impressions without an id (no consent) count as one id each in the kernel's
+        # reach and leave no exposure row: add them back.
+        no_id = int(sum(int(state.book.reach[c]) - int(np.count_nonzero(id_exposures[:, c]))
+                        for c in mine))
+        reach_ids = ids_seen + no_id
+        if adv_people is None:
+            column = np.minimum(seen.sum(axis=1, dtype=np.int64), 255)
+        else:
+            column = adv_people[:, a]
+        reach_people = int(np.count_nonzero(column))
+        capped = market.advertiser_cap_impressions[a] > 0
+        advertisers.append({
+            "id": market.labels.advertisers[a],
+            "impressions": impressions,
+            "reach": reach_ids,
+            "reach_people": reach_people,
+            "frequency": _ratio(impressions, reach_ids),
+            "frequency_people": _ratio(impressions, reach_people),
+            "frequency_histogram": histogram(column),
+            "cap_leakage": int(adv_leakage[a]) if capped else None,
+        })
+    return per_campaign, advertisers
