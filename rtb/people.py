@@ -254,3 +254,12 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
             "cap_leakage": int(adv_leakage[a]) if capped else None,
         })
     return per_campaign, advertisers
+
+
+def people_reached(state) -> int | None:
+    """Distinct people reached by any campaign; None without a people book (then every
+    id is its own person and the ids' count is the answer)."""
+    book: PeopleBook | None = getattr(state, "people", None)
+    if book is None:
+        return None
+    return int(np.count_nonzero(book.adv_exposures.any(axis=1)))

@@ -11,14 +11,17 @@ import numpy as np
 import orjson
 
 from rtb.atomic import write_atomic
+from rtb.people import n_people, people_figures, people_reached
 from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
 REPORT_VERSION = 1
 # The CSV table (rtb run --csv): one row per campaign, the report's per-campaign scalars
 # in its order, then bid_outcomes flattened as pandas.json_normalize names them. No
-# totals row, so the rows sum and group like any table; the totals are in the JSON.
+# totals row, so the rows sum and group like any table; the totals are in the JSON, and
+# so is frequency_histogram (a list).
 CSV_FIELDS = ("id", "advertiser", "dsp", "budget", "spend", "media_cost", "data_cost", "fees",
-              "impressions", "reach", "frequency", "clicks", "ctr", "conversions", "revenue",
+              "impressions", "reach", "frequency", "reach_people", "frequency_people",
+              "cap_leakage", "clicks", "ctr", "conversions", "revenue",
               "roas", "romi", "incremental_conversions", "incremental_revenue",
               "incremental_romi", "ecpm", "cpc", "cpa", "bids", "wins", "win_rate")
 CSV_COLUMNS = CSV_FIELDS + tuple(f"bid_outcomes.{name}" for name in OUTCOME_NAMES)
@@ -102,11 +105,22 @@ def _frequency_cap(table, c: int) -> dict | None:
             "kind": "calendar" if kind == CAP_CALENDAR else "rolling"}
 
 
+def _after(metrics: dict, key: str, extra: dict) -> dict:
+    """metrics with extra's keys inserted right after key (reach in ids, then in people)."""
+    out = {}
+    for k, v in metrics.items():
+        out[k] = v
+        if k == key:
+            out.update(extra)
+    return out
+
+
 def build_report(market, state) -> Report:
     """The report of a finished run: the market's labels and the run state's books."""
     m, table, book, tally, labels = market, market.campaigns, state.book, state.tally, market.labels
     ledger = tally.ledger
     ledger.close(_total(book.media_micros), _total(book.fee_micros), _total(book.data_cost_micros))
+    people, advertisers = people_figures(m, state)
     campaigns = []
     for c, cid in enumerate(table.ids):
         a = int(table.advertiser[c])
@@ -122,12 +136,12 @@ def build_report(market, state) -> Report:
             "media_cost": _money(book.media_micros[c]),
             "data_cost": _money(book.data_cost_micros[c]),
             "fees": _money(book.fee_micros[c]),
-            **campaign_metrics(
+            **_after(campaign_metrics(
                 impressions=wins, reach=int(book.reach[c]), clicks=int(tally.clicks[c]),
                 conversions=int(tally.attributed_conversions[c]),
                 incremental_conversions=int(tally.ad_conversions[c]), spend_micros=spend,
                 media_micros=int(book.media_micros[c]), value=float(m.advertiser_value[a]),
-                margin=float(m.advertiser_margin[a])),
+                margin=float(m.advertiser_margin[a])), "frequency", people[c]),
             "bids": bids,
             "wins": wins,
             "win_rate": _ratio(wins, bids),
@@ -143,18 +157,22 @@ def build_report(market, state) -> Report:
     inc_revenue = float((tally.ad_conversions * value).sum())
     inc_gross = float((tally.ad_conversions * value * margin).sum())
     total_spend = _money(spend_total)
+    impressions = int(book.outcomes[:, WON].sum())
+    reach = int(np.count_nonzero(state.users.exposures.any(axis=1)))
+    reach_people = people_reached(state)
+    reach_people = reach if reach_people is None else reach_people
     total = {
         "budget": _money(_total(table.budget_micros)),
         "spend": total_spend,
         "media_cost": _money(_total(book.media_micros)),
         "data_cost": _money(_total(book.data_cost_micros)),
         "fees": _money(_total(book.fee_micros)),
-        **campaign_metrics(
-            impressions=int(book.outcomes[:, WON].sum()),
-            reach=int(np.count_nonzero(state.users.exposures.any(axis=1))),
+        **_after(campaign_metrics(
+            impressions=impressions, reach=reach,
             clicks=int(tally.clicks.sum()), conversions=int(tally.attributed_conversions.sum()),
             incremental_conversions=int(tally.ad_conversions.sum()), spend_micros=spend_total,
-            media_micros=_total(book.media_micros), value=0.0, margin=0.0),
+            media_micros=_total(book.media_micros), value=0.0, margin=0.0), "frequency",
+            {"reach_people": reach_people, "frequency_people": _ratio(impressions, reach_people)}),
     }
     # Advertisers differ in value and margin: totals sum each campaign's own.
     total.update({
@@ -201,7 +219,18 @@ def build_report(market, state) -> Report:
             "conversions": "attributed: last touch within the window (what an ad platform reports)",
             "incremental_conversions": "caused by the campaign's ads (known exactly in simulation)",
         },
+        "identity": {
+            "reach": "distinct ids reached: cookies, device ids, logins (what an ad platform "
+                     "reports; a request without consent carries no id and counts as one more)",
+            "reach_people": "distinct people reached (known exactly in simulation)",
+            "frequency": "impressions per id reached",
+            "frequency_people": "impressions per person reached",
+            "frequency_histogram": "people reached 1, 2, ..., 9 and 10 or more times",
+            "cap_leakage": "impressions a person received while already at the cap in its "
+                           "window, summed over people (caps are enforced per id)",
+        },
         "campaigns": campaigns,
+        "advertisers": advertisers,
         "totals": total,
         "publishers": publishers,
         "exchange": {
@@ -213,6 +242,7 @@ def build_report(market, state) -> Report:
         },
         "audience": {
             "users": m.n_users,
+            "people": n_people(m),
             "organic_conversions": tally.organic_conversions,
         },
         "ledger": ledger.to_dict(),

@@ -41,7 +41,8 @@ def campaigns_csv(two_hour_scenario, tmp_path_factory):
 
 def test_csv_columns_are_the_reports_campaign_scalars_then_bid_outcomes(two_hour_spec):
     campaign = simulate(two_hour_spec).to_dict()["campaigns"][0]
-    scalars = [k for k, v in campaign.items() if not isinstance(v, dict) and k != "frequency_cap"]
+    scalars = [k for k, v in campaign.items()
+               if not isinstance(v, (dict, list)) and k != "frequency_cap"]
     assert list(CSV_FIELDS) == scalars  # a new report field needs a column here too
     assert CSV_COLUMNS[len(CSV_FIELDS):] == tuple(f"bid_outcomes.{n}" for n in OUTCOME_NAMES)
 
