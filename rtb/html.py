@@ -35,6 +35,15 @@ PLAN_FIELDS = (("budget", "Budget", "money"), ("spend", "Spend", "money"),
                ("incremental_conversions", "Incremental conversions", "count"),
                ("revenue", "Revenue", "money"), ("romi", "ROMI (attributed)", "ratio"),
                ("incremental_romi", "Incremental ROMI", "ratio"))
+# The plan page's reach and frequency in ids (what an ad platform shows) and in people
+# (the truth); a figure the input lacks (an older plan.json) is left out of the table.
+PEOPLE_FIELDS = (("frequency", "Frequency (per id)", "count"),
+                 ("reach_people", "Reach in people", "count"),
+                 ("frequency_people", "Frequency per person", "count"),
+                 ("cap_leakage", "Cap leakage (impressions past a cap, per person)", "count"))
+ADVERTISER_FIELDS = (("impressions", "Impressions", "count"), ("reach", "Reach (ids)", "count"),
+                     *PEOPLE_FIELDS[:3],
+                     ("cap_leakage", "Leakage past the advertiser's cap", "count"))
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -121,7 +130,8 @@ def render_plan_page(summary: dict) -> bytes:
     body.append(_nav(ids))
     body.append("<h2>All campaigns</h2>")
     body.append(_comparison_table([(n, v.get("totals") or {}) for n, v in zip(names, variants)],
-                                  PLAN_FIELDS, cur, level))
+                                  PLAN_FIELDS + PEOPLE_FIELDS, cur, level))
+    body.extend(_advertiser_sections(variants, names, cur, level))
     if others and ids:
         body.append(f"<h2>Change against {escaped(names[0])}, per campaign</h2>")
         body.append(f"<p>Bars: the mean paired difference; whiskers: its {level} interval.</p>")
@@ -138,8 +148,28 @@ def render_plan_page(summary: dict) -> bytes:
         series = [[plan_point(figures, name, j, field, cur) for j, (name, figures) in enumerate(rows)]
                   for field, _, _ in CURVE_PANELS]
         body.append(charts.add(plan_curves, series, [n for n, _ in rows], cur))
-        body.append(_comparison_table(rows, PLAN_FIELDS, cur, level))
+        body.append(_comparison_table(rows, PLAN_FIELDS + PEOPLE_FIELDS, cur, level))
     return _page(f"{plain_text(summary.get('scenario'))}: plan", body)
+
+
+def _advertiser_sections(variants: list[dict], names: list[str], cur: str, level: str) -> list[str]:
+    """Per advertiser, de-duplicated over its campaigns: reach and frequency in ids and
+    in people, each variant against the first."""
+    by_id = [{a.get("id"): a for a in v.get("advertisers") or [] if isinstance(a, dict)}
+             for v in variants]
+    ids = list(dict.fromkeys(aid for figures in by_id for aid in figures))
+    if not ids:
+        return []
+    out = ["<h2>Reach and frequency per advertiser</h2>",
+           ("<p>De-duplicated over each advertiser's campaigns. Ids (cookies, device ids,"
+            " logins) are what an ad platform counts; people are the real audience: one person"
+            " seen under several ids (a new cookie, a second device) counts once in people and"
+            " several times in ids, and may see more ads than a frequency cap allows.</p>")]
+    for aid in ids:
+        out.append(f"<h3>{escaped(aid)}</h3>")
+        out.append(_comparison_table([(n, figures.get(aid) or {}) for n, figures in zip(names, by_id)],
+                                     ADVERTISER_FIELDS, cur, level))
+    return out
 
 
 def render_sweep_page(summary: dict) -> bytes:

@@ -61,10 +61,11 @@ def _first_window_ends(start, window_s: np.ndarray, used: np.ndarray) -> np.ndar
                     dtype=np.float64)
 
 
-def new_people_book(market) -> PeopleBook:
-    """An empty book for the market's people and its campaigns' and advertisers' caps."""
+def new_people_book(market, people: int | None = None) -> PeopleBook:
+    """An empty book for the market's people (or `people` of them: tests that group
+    ids themselves) and its campaigns' and advertisers' caps."""
     table = market.campaigns
-    n = n_people(market)
+    n = n_people(market) if people is None else people
     nc = len(table.ids)
     kind = np.asarray(table.cap_kind, dtype=np.int8)
     limit = np.asarray(table.cap_limit, dtype=np.int32)

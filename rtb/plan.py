@@ -38,7 +38,12 @@ PLAN_VERSION = 1
 MIN_EVENTS = 10  # conversions per run under which a ROMI or CPA is flagged too_few
 FIGURES = ("budget", "spend", "impressions", "reach", "clicks", "conversions",
            "incremental_conversions", "revenue", "incremental_revenue", "romi",
-           "incremental_romi", "cpa")
+           "incremental_romi", "cpa", "frequency", "reach_people", "frequency_people",
+           "cap_leakage")
+# Per advertiser, de-duplicated over its campaigns (the report's advertisers[]): reach
+# and frequency in ids (what an ad platform shows) and in people (the truth).
+ADVERTISER_FIGURES = ("impressions", "reach", "reach_people", "frequency", "frequency_people",
+                      "cap_leakage")
 RESTS_ON = {"romi": "conversions", "cpa": "conversions",
             "incremental_romi": "incremental_conversions"}
 MARGINAL_FOLDER = "marginal"
@@ -153,12 +158,15 @@ def write_plan(scenario: Scenario, variants: list[Variant], marginal: list, step
 def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
     """A variant's campaigns and totals over its seeds' reports: each figure's interval,
     with `vs_current` (the paired difference) when current's reports are given."""
-    def figures(rows: list[dict], baseline: list[dict] | None) -> dict:
+    def figures(rows: list[dict], baseline: list[dict] | None, names=FIGURES) -> dict:
         out = {}
-        for name in FIGURES:
-            figure = interval([r[name] for r in rows])
+        for name in names:
+            if not any(name in r for r in rows):
+                continue  # not in these reports (the totals' cap_leakage; older reports)
+            figure = interval([r.get(name) for r in rows])
             if baseline is not None:
-                figure["vs_current"] = paired([r[name] for r in rows], [b[name] for b in baseline])
+                figure["vs_current"] = paired([r.get(name) for r in rows],
+                                              [b.get(name) for b in baseline])
             if name in RESTS_ON:
                 events = interval([r[RESTS_ON[name]] for r in rows])["mean"]
                 if events is not None and events < MIN_EVENTS:
@@ -167,7 +175,7 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
         return out
 
     if not reports:
-        return {"campaigns": [], "totals": {}}
+        return {"campaigns": [], "totals": {}, "advertisers": []}
     campaigns = []
     for k, first in enumerate(reports[0]["campaigns"]):
         rows = [r["campaigns"][k] for r in reports]
@@ -176,7 +184,12 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
                           **figures(rows, baseline)})
     totals = figures([r["totals"] for r in reports],
                      None if current is None else [r["totals"] for r in current])
-    return {"campaigns": campaigns, "totals": totals}
+    advertisers = []
+    for k, first in enumerate(reports[0].get("advertisers") or []):
+        rows = [r["advertisers"][k] for r in reports]
+        baseline = None if current is None else [r["advertisers"][k] for r in current]
+        advertisers.append({"id": first["id"], **figures(rows, baseline, ADVERTISER_FIGURES)})
+    return {"campaigns": campaigns, "totals": totals, "advertisers": advertisers}
 
 
 def gross_profit(report: dict, margins: dict[str, float], incremental: bool = False) -> float:
