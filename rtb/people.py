@@ -53,6 +53,12 @@ def n_people(market) -> int:
     return market.n_users if count is None else int(count)
 
 
+def n_ids(market) -> int:
+    """The ids the run's audience shows up under (no-id rows not counted)."""
+    identity = getattr(market.audience, "identity", None)
+    return market.n_users if identity is None else int(identity.no_id_row)
+
+
 def _first_window_ends(start, window_s: np.ndarray, used: np.ndarray) -> np.ndarray:
     # The kernel's calendar windows end at multiples of the window in UTC epoch time
     # (rtb/state.py _window_ends); the same rule here keeps the twin's windows aligned.
@@ -217,6 +223,7 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
         people_exposures = book.exposures
         leakage, adv_leakage = book.leakage, book.adv_leakage
         adv_people = book.adv_exposures
+    no_id = no_id_impressions(state)
     per_campaign = []
     for c in range(nc):
         reach_people = int(np.count_nonzero(people_exposures[:, c]))
@@ -233,11 +240,7 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
         impressions = int(won[mine].sum())
         seen = id_exposures[:, mine]
         ids_seen = int(np.count_nonzero(seen.any(axis=1))) if mine.size else 0
-        # Impressions without an id (no consent) count as one id each in the kernel's
-        # reach and leave no exposure row: add them back.
-        no_id = int(sum(int(state.book.reach[c]) - int(np.count_nonzero(id_exposures[:, c]))
-                        for c in mine))
-        reach_ids = ids_seen + no_id
+        reach_ids = ids_seen + int(no_id[mine].sum())
         if adv_people is None:
             column = np.minimum(seen.sum(axis=1, dtype=np.int64), 255)
         else:
@@ -255,6 +258,16 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
             "cap_leakage": int(adv_leakage[a]) if capped else None,
         })
     return per_campaign, advertisers
+
+
+def no_id_impressions(state) -> np.ndarray:
+    """i8[nc]: each campaign's impressions on requests without an id (no consent).
+
+    The kernel counts each as one more id reached and writes no exposure row for them,
+    so they are the campaign's reach less the ids with an exposure."""
+    nc = state.book.reach.size
+    with_row = np.count_nonzero(state.users.exposures[:, :nc], axis=0)
+    return state.book.reach - with_row
 
 
 def people_reached(state) -> int | None:

@@ -11,7 +11,13 @@ import numpy as np
 import orjson
 
 from rtb.atomic import write_atomic
-from rtb.people import n_people, people_figures, people_reached
+from rtb.people import (
+    n_ids,
+    n_people,
+    no_id_impressions,
+    people_figures,
+    people_reached,
+)
 from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
 REPORT_VERSION = 1
@@ -158,7 +164,8 @@ def build_report(market, state) -> Report:
     inc_gross = float((tally.ad_conversions * value * margin).sum())
     total_spend = _money(spend_total)
     impressions = int(book.outcomes[:, WON].sum())
-    reach = int(np.count_nonzero(state.users.exposures.any(axis=1)))
+    # Impressions without an id count as one id each, as in the campaigns' reach.
+    reach = int(np.count_nonzero(state.users.exposures.any(axis=1))) + _total(no_id_impressions(state))
     reach_people = people_reached(state)
     reach_people = reach if reach_people is None else reach_people
     total = {
@@ -241,7 +248,8 @@ def build_report(market, state) -> Report:
             "fees": _money(ledger.exchange_fees),
         },
         "audience": {
-            "users": m.n_users,
+            "users": getattr(m, "n_device_users", m.n_users),
+            "ids": n_ids(m),
             "people": n_people(m),
             "organic_conversions": tally.organic_conversions,
         },
