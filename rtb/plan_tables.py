@@ -25,9 +25,11 @@ def _too_few_note(min_events) -> str:
 def plan_table(summary: dict, width: int) -> RenderableType:
     """A plan (plan.json): per campaign, a block of rows, one per variant (current
     first), then one for the totals: budget, spend, conversions, ROMI and incremental
-    ROMI, each the mean over the seeds with ± half its interval under it and, for a
-    variant, the paired change against current under that. Then, when the plan has
-    one, where the next money does the most (marginal_table)."""
+    ROMI (and, where the width allows, incremental conversions, CPA, reach in ids and
+    in people and frequency per person), each the mean over the seeds with ± half its
+    interval under it and, for a variant, the paired change against current under
+    that. Then, when the plan has one, where the next money does the most
+    (marginal_table)."""
     currency = currency_of(summary)
     variants = summary["variants"]
     seeds = summary["seeds"]
@@ -49,7 +51,10 @@ def plan_table(summary: dict, width: int) -> RenderableType:
         groups = [[("budget", "budget", fmt.money)], [("spend", "spend", fmt.money)],
                   [("conv", "conversions", ",.1f")],
                   [("ROMI", "romi", fmt.ratio), ("incr. ROMI", "incremental_romi", fmt.ratio)],
-                  [("incr. conv", "incremental_conversions", ",.1f"), ("CPA", "cpa", fmt.money)]]
+                  [("incr. conv", "incremental_conversions", ",.1f"), ("CPA", "cpa", fmt.money)],
+                  # Ids (what an ad platform counts) beside people (the truth).
+                  [("reach", "reach", ",.0f"), ("people", "reach_people", ",.0f"),
+                   ("freq/person", "frequency_people", ",.2f")]]
 
         def rows(figures_of: Callable[[dict], dict | None]) -> list[Row]:
             out = []
@@ -64,7 +69,7 @@ def plan_table(summary: dict, width: int) -> RenderableType:
                   (c for c in v["campaigns"] if c["id"] == cid), None))) for cid in ids]
         blocks.append(("total", rows(lambda v: v["totals"])))
         return Sheet(keys=["variant"], groups=headers_of(groups),
-                     blocks=blocks, optional=frozenset({4}))
+                     blocks=blocks, optional=frozenset({4, 5}))
 
     parts = [fitted_table(build, width, title, caption, FORMATS,
                           more="More figures: plan.json.", intro="Variants:\n" + legend)]
