@@ -221,18 +221,26 @@ def test_figures_are_a_hand_count_of_the_log(recorded):
     assert advertisers[1]["cap_leakage"] is None  # b has no cap
 
 
+def capped_scenario(k: int, identity: dict | None = None) -> dict:
+    """One campaign with a per-id cap of k over a calendar day that covers the run,
+    enough traffic to fill every id's cap, and, if given, a dmp.identity."""
+    data = tiny_scenario(
+        start="2026-03-02T00:00:00Z", duration="6h", users=400, daily_requests=60_000.0,
+        campaigns=[{"id": "capped", "advertiser": "b", "bid": 9.0,
+                    "frequency_cap": {"impressions": k, "window": "1d", "kind": "calendar"}}],
+        advertiser_cap={"impressions": 250, "window": "1d"})
+    if identity is not None:
+        data["dmp"]["identity"] = identity
+    return data
+
+
 def test_cap_leakage_is_the_closed_form_over_ids_per_person():
     """A per-id cap of k in a window covering the whole run, and a market that fills
     every id's cap: a person with j ids sees j*k impressions, k of them within a cap
     a person-level counter would allow, so leakage per person is max(0, n - k) =
     k*(j - 1), and its mean over people is k*(E[j] - 1) for the id-count distribution."""
     k = 3
-    data = tiny_scenario(
-        start="2026-03-02T00:00:00Z", duration="6h", users=400, daily_requests=60_000.0,
-        campaigns=[{"id": "capped", "advertiser": "b", "bid": 9.0,
-                    "frequency_cap": {"impressions": k, "window": "1d", "kind": "calendar"}}],
-        advertiser_cap={"impressions": 250, "window": "1d"})
-    run, report, time_s, ids, campaign = run_recorded(data)
+    run, report, time_s, ids, campaign = run_recorded(capped_scenario(k))
     per_id = np.bincount(ids, minlength=run.market.n_users)
     assert (per_id == k).all(), "the test needs every id's cap filled"
     person_of, sizes = group_ids(run.market.n_users, seed=9)
@@ -280,7 +288,7 @@ def test_plan_figures_and_page_give_reach_and_frequency_per_person():
     def reports(budget: float) -> list[dict]:
         out = []
         for seed in (1, 2):
-            data = tiny_scenario(duration="2h")
+            data = tiny_scenario(duration="1h")
             data["simulation"]["seed"] = seed
             data["campaigns"][2]["budget"] = budget
             out.append(run_recorded(data)[1].data)
@@ -298,9 +306,51 @@ def test_plan_figures_and_page_give_reach_and_frequency_per_person():
     advertiser = rows[1]["advertisers"][1]
     assert advertiser["id"] == "b"
     assert advertiser["reach_people"]["vs_current"]["mean"] < 0  # less budget, fewer people
+    # One campaign on the page: its charts (matplotlib) are most of the test's time.
     summary = {"scenario": "people", "currency": "USD", "seeds": [1, 2], "confidence": 0.95,
-               "min_events": 10, "variants": rows}
+               "min_events": 10, "variants": [row | {"campaigns": row["campaigns"][:1]}
+                                              for row in rows]}
     page = render_plan_page(summary).decode()
     for text in ("Reach in people", "Frequency per person", "Frequency (per id)",
                  "Reach and frequency per advertiser", "Cap leakage"):
         assert text in page, text
+
+
+# ---- with the market's own identity model (dmp.identity) -----------------------------
+
+def test_identity_model_one_device_no_churn_people_are_ids():
+    """dmp.identity present with its defaults (one device, no churn) and consent 1: the
+    exchange keeps a people book, and every people figure equals the id figure."""
+    pytest.importorskip("dmp.identity")
+    data = tiny_scenario()
+    data["dmp"]["identity"] = {}
+    run, report, *_ = run_recorded(data)
+    assert run.state.people is not None
+    for c in report.data["campaigns"]:
+        assert c["reach_people"] == c["reach"] and c["cap_leakage"] == 0
+    for a in report.data["advertisers"]:
+        assert a["reach_people"] == a["reach"] and a["cap_leakage"] in (0, None)
+
+
+def test_identity_model_cap_leakage_is_the_closed_form_over_devices_per_person():
+    """People with j devices (no churn, no login): each device's id fills its cap of k,
+    so a person sees j*k impressions and leakage is k*(j - 1) per person: k*(ids -
+    people) in all, and per person k*(E[j] - 1) over devices_per_person."""
+    pytest.importorskip("dmp.identity")
+    k = 3
+    run, report, _, ids, _ = run_recorded(
+        capped_scenario(k, {"devices_per_person": {str(j): p for j, p in GROUP_SIZES.items()}}))
+    identity = run.market.audience.identity
+    per_id = np.bincount(ids, minlength=identity.no_id_row)
+    assert (per_id == k).all(), "the test needs every id's cap filled"
+    person = identity.person[ids]
+    per_person = np.bincount(person, minlength=identity.n_people)
+    c = report.data["campaigns"][0]
+    assert c["reach"] == identity.no_id_row and c["reach_people"] == identity.n_people
+    assert c["cap_leakage"] == int(np.maximum(per_person - k, 0).sum())
+    assert c["cap_leakage"] == k * (identity.no_id_row - identity.n_people)
+    assert sum(c["frequency_histogram"]) == c["reach_people"]
+    mean_j = sum(j * p for j, p in GROUP_SIZES.items())
+    sd_j = np.sqrt(sum(p * (j - mean_j) ** 2 for j, p in GROUP_SIZES.items()))
+    measured = c["cap_leakage"] / identity.n_people
+    assert abs(measured - k * (mean_j - 1)) < 4 * k * sd_j / np.sqrt(identity.n_people)
