@@ -136,6 +136,8 @@ def least_capped_nb(bids, floor_cpm, time_s, user, books, last_touch, n_adv,
 
 def _copy(a: np.ndarray) -> np.ndarray:
     """A copy; per-user arrays in the simulation's layout (rows aligned to cache lines)."""
+    if not isinstance(a, np.ndarray):
+        return a  # a scalar field (UserBook.no_id_row)
     if a.ndim == 2 and a.shape[0] == N_USERS:
         out = user_rows(N_USERS, a.shape[1], a.dtype, 0)
         np.copyto(out, a)
@@ -170,7 +172,8 @@ class TickBatch:
         self.req = RequestBatch(
             time_s=time_s, slot=slot, publisher=np.zeros(n, np.int32),
             format=np.zeros(n, np.uint8), deal=deal, market_cpm=market_cpm,
-            floor_cpm=floor_cpm, user=user, geo=np.zeros(n, np.uint8),
+            floor_cpm=floor_cpm, user=user, device_user=user, person=user,
+            geo=np.zeros(n, np.uint8),
             user_ctr=np.ones(n, np.float32), user_segments=np.zeros(n, np.uint64),
             u_pace=rng.random(n), u_click=np.zeros(n), u_convert=np.zeros(n),
             u_delay=np.zeros(n))
@@ -230,7 +233,8 @@ class TickBatch:
         """Copy the pristine books into the working ones (in place: no page faults later)."""
         for pristine, work in zip((self.book, self.caps, self.users), self.work):
             for a, b in zip(pristine, work):
-                np.copyto(b, a)
+                if isinstance(b, np.ndarray):
+                    np.copyto(b, a)
 
     def reset_least(self) -> None:
         """Fresh books for least_capped_nb, written just before it as reset's are for the kernel."""

@@ -6,6 +6,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dmp.identity import (
+    Identity,
+    build_identity,
+    first_ids,
+    group_people,
+    per_id,
+    trivial_identity,
+)
 from dmp.sampling import AliasTable, alias_draw, alias_table
 from rtb.scenario import DmpSpec
 from rtb.seeding import stream
@@ -13,15 +21,32 @@ from rtb.types import DEVICES
 
 
 class Audience(NamedTuple):
-    device: np.ndarray  # u1[nu]: code in types.DEVICES
-    geo: np.ndarray  # u1[nu]: index into geo_names
+    """The audience: device-users (the truth: who requests, with what propensity) and
+    the id rows the run indexes by `user` (dmp/identity.py; one per device-user when
+    the scenario has no identity model)."""
+
+    device: np.ndarray  # u1[n_dev]: each device-user's device, code in types.DEVICES
+    geo: np.ndarray  # u1[n_rows]: each id's geo, index into geo_names (a no-id row: its geo)
     geo_names: tuple[str, ...]
-    consent: np.ndarray  # bool[nu]: may be targeted with data
-    segments: np.ndarray  # u8[nu]: true memberships, bit s = segment s
-    visible_segments: np.ndarray  # u8[nu]: what DSPs can target (matched, consented)
-    ctr_propensity: np.ndarray  # f4[nu]: true click propensity, mean 1
-    by_device: tuple[np.ndarray, ...]  # per device code: the user ids with that device
-    samplers: tuple[AliasTable | None, ...]  # per device: draws a user by activity
+    consent: np.ndarray  # bool[n_rows]: the id's person may be targeted with data
+    segments: np.ndarray  # u8[n_rows]: true memberships of the id's device-user, bit s = segment s
+    visible_segments: np.ndarray  # u8[n_rows]: what DSPs can target (matched, consented; a
+    # churned id has none: a new cookie has no third-party profile)
+    ctr_propensity: np.ndarray  # f4[n_rows]: the id's device-user's true click propensity, mean 1
+    by_device: tuple[np.ndarray, ...]  # per device code: the device-users with that device
+    samplers: tuple[AliasTable | None, ...]  # per device: draws a device-user by activity
+    identity: Identity  # people and ids (trivial: id row = device-user)
+    user_geo: np.ndarray  # u1[n_dev]: the truth per device-user (its person's geo)
+    user_segments: np.ndarray  # u8[n_dev]
+    user_ctr: np.ndarray  # f4[n_dev]
+
+    @property
+    def n_people(self) -> int:
+        return self.identity.n_people
+
+    @property
+    def n_device_users(self) -> int:
+        return self.device.size
 
 
 def _normalised_mix(mix: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
@@ -29,8 +54,12 @@ def _normalised_mix(mix: dict[str, float], names: tuple[str, ...]) -> np.ndarray
     return weights / weights.sum()
 
 
-def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int) -> Audience:
-    """Draw the population once per run; every attribute has its own named stream."""
+def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int,
+                   duration_s: float = 0.0) -> Audience:
+    """Draw the population once per run; every attribute has its own named stream.
+
+    duration_s: the run's length, for which ids are precomputed (with dmp.identity).
+    """
     n = spec.users
     device_p = _normalised_mix(dict(spec.devices), DEVICES)
     device = stream(root_seed, "dmp/device").choice(len(DEVICES), size=n, p=device_p).astype(np.uint8)
@@ -45,7 +74,17 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int) -> Audi
     geo_p = _normalised_mix(dict(spec.geos), geo_names)
     geo = stream(root_seed, "dmp/geo").choice(len(geo_names), size=n, p=geo_p).astype(np.uint8)
 
-    consent = stream(root_seed, "dmp/consent").random(n) < spec.consent_rate
+    ident = spec.identity
+    device_person = None
+    if ident is not None:
+        # A person's devices share the person's geo and consent: the first device's draws.
+        device_person = group_people(ident.device_weights(), n, root_seed)
+        first_device = np.flatnonzero(np.diff(device_person, prepend=-1))
+        geo = geo[first_device[device_person]]
+    u_consent = stream(root_seed, "dmp/consent").random(n)
+    if ident is not None:
+        u_consent = u_consent[first_device[device_person]]
+    consent = u_consent < np.asarray(spec.consent_by_geo())[geo]
 
     segments = np.zeros(n, dtype=np.uint64)
     visible = np.zeros(n, dtype=np.uint64)
@@ -65,11 +104,24 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int) -> Audi
     activity = stream(root_seed, "dmp/activity").lognormal(0.0, skew, n)
     by_device = tuple(np.flatnonzero(device == d) for d in range(len(DEVICES)))
     samplers = tuple(alias_table(activity[ids]) if ids.size else None for ids in by_device)
-    return Audience(device, geo, geo_names, consent, segments, visible, ctr, by_device, samplers)
+    if ident is None:
+        identity = trivial_identity(n)
+        return Audience(device, geo, geo_names, consent, segments, visible, ctr, by_device,
+                        samplers, identity, geo, segments, ctr)
+    identity = build_identity(ident.id_lifetime, ident.device_weights(), ident.login_share,
+                              duration_s, n, consent, geo, len(geo_names), root_seed, device_person)
+    id_geo = per_id(identity, geo, 0)
+    id_geo[identity.no_id_row:] = np.arange(len(geo_names))
+    # A churned id starts with no visible segments; a login id keeps its device's.
+    id_visible = np.where(first_ids(identity), per_id(identity, visible, 0), np.uint64(0))
+    return Audience(device, id_geo, geo_names, per_id(identity, consent, False),
+                    per_id(identity, segments, 0), id_visible.astype(np.uint64),
+                    per_id(identity, ctr, 1.0), by_device, samplers, identity, geo, segments, ctr)
 
 
 def draw_users(audience: Audience, device: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A user per request, of the request's device, in proportion to activity.
+    """A device-user per request, of the request's device, in proportion to activity
+    (dmp.identity.current_ids then says which id the request carries).
 
     Draws two uniforms per request whatever the devices, so the stream's position
     never depends on the traffic mix.

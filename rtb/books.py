@@ -106,6 +106,9 @@ class CapBook(NamedTuple):
     adv_counts: np.ndarray  # u1[n_users, n_adv]
 
 
+NO_ID_NONE = (1 << 63) - 1  # UserBook.no_id_row of a run whose every request carries an id
+
+
 class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
@@ -116,6 +119,9 @@ class UserBook(NamedTuple):
 
     exposures: np.ndarray  # u1[n_users, nc], saturating at 255
     last_touch: np.ndarray  # i8[n_users, n_adv]: each advertiser's last impression; -1 = none
+    # Rows from here on are no-id rows (a request without consent, dmp/identity.py): the
+    # kernel skips their caps and never writes their rows (here or in the CapBook).
+    no_id_row: int = NO_ID_NONE
 
 
 TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536; times < 2**47 clock units (68 years)

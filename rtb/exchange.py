@@ -21,6 +21,7 @@ import numpy as np
 
 from dmp.audience import draw_users
 from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
+from dmp.identity import current_ids
 from dsp.adaptive import Learners
 from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids,
                          learner_bids)
@@ -30,6 +31,7 @@ from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
 from rtb.kernel import clear_tick
 from rtb.market import Market
+from rtb.people import record_people
 from rtb.seeding import stream
 from rtb.state import RunState
 from rtb.types import DEVICES, FORMATS, MARKET, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
@@ -61,7 +63,7 @@ class TickInputs(NamedTuple):
     formula_bids: np.ndarray  # f8[n, nc]: the built-in strategies' bids (dsp.bidding)
     predicted_ctr: np.ndarray  # f8[n_dsp, n]: each DSP's predicted CTR
     base_cvr: np.ndarray  # f8[n]: the format's conversion rate per click
-    organic: tuple[np.ndarray, np.ndarray, np.ndarray]  # organic conversions: time, user, advertiser
+    organic: tuple[np.ndarray, np.ndarray, np.ndarray]  # organic conversions: time, id, advertiser
 
 
 LOOK_AHEAD_MIN_REQUESTS = 5_000  # expected requests per tick from which the next tick is drawn ahead
@@ -179,8 +181,12 @@ class Exchange:
         deal = (assign_deals(m.deals, slot, self.rng_deals) if m.deals.ids
                 else np.full(n, -1, dtype=np.int32))
         market_cpm = m.background.draw(n, self.rng_market)
-        user = draw_users(m.audience, inv.slot_device[slot], self.rng_users)
-        geo = m.audience.geo[user]
+        aud = m.audience
+        device_user = draw_users(aud, inv.slot_device[slot], self.rng_users)
+        # The id the request carries (the device's id alive at its time, a login id, or
+        # a no-id row without consent); the truth stays with the device-user.
+        user = current_ids(aud.identity, device_user, time_s)
+        geo = aud.user_geo[device_user]
         # Every request gets its uniforms whatever happens to it, so the streams stay
         # aligned across strategies (common random numbers).
         u_click, u_convert, u_delay = self.rng_outcomes.random((3, n))
@@ -191,8 +197,9 @@ class Exchange:
         return RequestBatch(
             time_s=time_s, slot=slot, publisher=inv.slot_publisher[slot],
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
-            user=user, geo=geo, user_ctr=m.audience.ctr_propensity[user],
-            user_segments=m.audience.segments[user], u_pace=u_pace, u_click=u_click,
+            user=user, device_user=device_user, person=aud.identity.device_person[device_user],
+            geo=geo, user_ctr=aud.user_ctr[device_user],
+            user_segments=aud.user_segments[device_user], u_pace=u_pace, u_click=u_click,
             u_convert=u_convert, u_delay=u_delay)
 
     def _prepare(self, t0: float, t1: float) -> TickInputs:
@@ -207,8 +214,11 @@ class Exchange:
         bids, predicted = formula_bids(m.campaigns, self._formulas, m.user_factor,
                                        m.behaviour.ctr_by_format[requests.format], base_cvr,
                                        requests.user, uniforms)
-        organic = organic_conversions(m.behaviour, m.n_users, m.advertiser_value.size, t0, t1,
-                                      self.rng_organic)
+        # Organic conversions are drawn per device-user, as before ids, and are seen
+        # under the id alive at their time.
+        time_s, device_user, advertiser = organic_conversions(
+            m.behaviour, m.n_device_users, m.advertiser_value.size, t0, t1, self.rng_organic)
+        organic = (time_s, current_ids(m.audience.identity, device_user, time_s), advertiser)
         return TickInputs(requests, bids, predicted, base_cvr, organic)
 
     def _inputs(self, t0: float, t1: float, upcoming: tuple[float, float] | None) -> TickInputs:
@@ -363,6 +373,12 @@ class Exchange:
         nc = s.tally.n_campaigns
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
         wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
+        no_id_row = m.audience.identity.no_id_row
+        if no_id_row < m.n_users:
+            # Impressions without an id leave no touch: a conversion under a no-id row
+            # (another person's, as like as not) must not find them.
+            with_id = wins.user < no_id_row
+            wins = TickWins(*(field[with_id] for field in wins))
         touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins)
         credited = attributed_campaign(time_s, touch, m.behaviour.attribution_window_s)
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
@@ -383,6 +399,10 @@ class Exchange:
         tally.pub_floor_sum += _count(pub, n_pub, requests.floor_cpm)
         tally.pub_price_sum += _count(pub[sold], n_pub, result.price_cpm[sold])
         tally.pub_floor_hits += _count(pub[result.floor_hit], n_pub)
+        if self.state.people is not None:
+            # The truth beside the ids: each won impression counted against its person.
+            record_people(self.state.people, self.market, requests.time_s[won],
+                          requests.person[won], winner[won])
         if self.state.dynamic_floors is not None:
             self.state.dynamic_floors.observe(requests.slot, requests.geo, result.price_cpm,
                                               result.open_auction)

@@ -18,8 +18,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rtb import types as T
-from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook, encode_touch,
-                       new_result)
+from rtb.books import (NO_TOUCH, CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
+                       encode_touch, new_result)
 from rtb.types import RequestBatch
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
@@ -131,6 +131,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     request instead of one per campaign. Budgets reset at UTC midnight and calendar
     caps at their window boundary at the exact request time, even inside a tick.
 
+    A request whose user is a no-id row (u >= users.no_id_row: no consent, see
+    dmp/identity.py) is never capped and writes no per-user row: each impression on
+    it is one more id reached, with no earlier exposure and no touch (NO_TOUCH).
+
     floor_hit: a request the open-auction floor acted on (not carrying a private deal,
     not sold through its deal): in second price, sold at exactly the floor, or, in
     either auction, unsold though bids came, the highest below the floor (the market's
@@ -157,7 +161,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     counts, times = caps.counts, caps.times
     adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
     adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
-    exposures, last_touch = users.exposures, users.last_touch
+    exposures, last_touch, no_id_row = users.exposures, users.last_touch, users.no_id_row
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
     prior_touch = result.prior_touch
@@ -187,6 +191,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     next_boundary_s = -np.inf
     for i in range(n):
         u = user[i]
+        has_id = u < no_id_row  # a request without an id (no consent) has no caps, no rows
         t = time_s[i]
         if t >= next_boundary_s:
             # A new UTC day restores daily budgets; a new calendar window clears its
@@ -342,9 +347,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
             worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
             if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
-            elif counts[u, j] >= calendar_limit[j] or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]:
+            elif has_id and (counts[u, j] >= calendar_limit[j]
+                             or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]):
                 reason = T.LOSS_FREQUENCY_CAPPED
-            elif cap_kind[j] == T.CAP_ROLLING:
+            elif has_id and cap_kind[j] == T.CAP_ROLLING:
                 # Capped when even the oldest of the last `limit` impressions is in the window.
                 first = ring_start[j]
                 oldest = times[u, first]
@@ -410,6 +416,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         media_micros[c] += media
         fee_micros[c] += fee
         data_cost_micros[c] += data_micros[c]
+        a = advertiser[c]
+        if not has_id:
+            # No id: one more id reached, never seen before, no touch to attribute to.
+            prior_exposures[i] = 0
+            reach[c] += 1
+            prior_touch[i] = NO_TOUCH
+            continue
         if cap_kind[c] == T.CAP_CALENDAR:
             counts[u, c] += 1
         elif cap_kind[c] == T.CAP_ROLLING:
@@ -420,7 +433,6 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 if times[u, r] < times[u, oldest]:
                     oldest = r
             times[u, oldest] = t
-        a = advertiser[c]
         if adv_kind[a] == T.CAP_CALENDAR:
             adv_counts[u, a] += 1
         seen = exposures[u, c]

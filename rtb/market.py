@@ -13,6 +13,7 @@ import numpy as np
 
 from dmp.audience import Audience, build_audience
 from dmp.behaviour import Behaviour, build_behaviour
+from dmp.identity import first_ids
 from dsp.campaigns import CampaignTable, build_campaigns
 from rtb.openrtb_wire import WireBook, build_wire
 from rtb.scenario import Scenario
@@ -59,7 +60,7 @@ class Market:
     campaigns: CampaignTable
     deals: DealBook
     floors: FloorBook  # the rules' floors; a run with dynamic floors moves a copy (run state)
-    user_factor: np.ndarray  # f4[n_users, n_dsp]: each DSP's estimate of click propensity
+    user_factor: np.ndarray  # f4[n_users, n_dsp]: each DSP's estimate of click propensity, per id
     advertiser_value: np.ndarray  # f8[n_adv]: revenue per conversion
     advertiser_margin: np.ndarray  # f8[n_adv]
     advertiser_cap_impressions: np.ndarray  # i4[n_adv]: calendar cap; 0 = none
@@ -69,17 +70,40 @@ class Market:
 
     @property
     def n_users(self) -> int:
+        """Id rows: what the per-user books are sized by (device-users without dmp.identity;
+        with it every id of the run, then one no-id row per geo)."""
+        return self.audience.geo.size
+
+    @property
+    def n_device_users(self) -> int:
+        """The DMP's users (dmp.users): devices of people, drawn by activity."""
         return self.audience.device.size
 
 
 def _dsp_user_factor(s: Scenario, audience: Audience, seed: int) -> np.ndarray:
-    """Truth times a mean-one lognormal error per (user, DSP): a CTR model that is wrong."""
-    n = audience.ctr_propensity.size
-    factor = np.empty((n, len(s.dsps)), dtype=np.float32)
+    """Truth times a mean-one lognormal error per (id, DSP): a CTR model that is wrong.
+
+    Per id, not per device-user: a DSP's estimate is learnt from the id's history, so a
+    churned id gets an estimate of its own. The ids alive at the start (and login ids)
+    take the draws a device-user took before ids existed (common random numbers with
+    a run without churn); the later ids draw from a stream of their own. A no-id row's
+    estimate is the population's mean, 1.
+    """
+    identity = audience.identity
+    n_dev = audience.device.size
+    factor = np.empty((audience.ctr_propensity.size, len(s.dsps)), dtype=np.float32)
+    first = None if identity.trivial else np.flatnonzero(first_ids(identity))
     for d, dsp in enumerate(s.dsps):
         sigma = dsp.ctr_model_error
-        error = stream(seed, f"dsp/{dsp.id}/model-error").lognormal(-0.5 * sigma * sigma, sigma, n)
-        factor[:, d] = audience.ctr_propensity * error
+        error = stream(seed, f"dsp/{dsp.id}/model-error").lognormal(-0.5 * sigma * sigma, sigma, n_dev)
+        if first is None:
+            factor[:, d] = audience.ctr_propensity * error
+            continue
+        per_id = stream(seed, f"dsp/{dsp.id}/model-error/ids").lognormal(
+            -0.5 * sigma * sigma, sigma, factor.shape[0])
+        per_id[first] = error[identity.id_device[first]]
+        per_id[identity.no_id_row:] = 1.0
+        factor[:, d] = audience.ctr_propensity * per_id
     return factor
 
 
@@ -114,7 +138,7 @@ def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0
     """The market of one run: `seed` overrides the scenario's; budgets times budget_scale."""
     seed = s.simulation.seed if seed is None else seed
     inventory = build_inventory(s.ssps, s.publishers)
-    audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed)
+    audience = build_audience(s.dmp, s.behaviour.user_ctr_sigma, seed, s.simulation.duration)
     caps = [a.frequency_cap for a in s.advertisers]
     market = Market(
         seed=seed,

@@ -103,7 +103,7 @@ def build_wire(s: Scenario) -> WireBook:
     return WireBook(
         currency=s.currency,
         at=AT_FIRST if s.exchange.auction == "first" else AT_SECOND,
-        gdpr=int(s.dmp.consent_rate < 1.0),
+        gdpr=int(s.dmp.consent_below_one()),
         slot_tag=tuple(slot.id for _, slot in slots),
         slot_media=tuple(_MEDIA[slot.format] for _, slot in slots),
         slot_device=tuple(T.DEVICES.index(slot.device) for _, slot in slots),

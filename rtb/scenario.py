@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from rtb.errors import InputError
 from rtb.files import check_nesting, read_document, read_input
@@ -193,14 +193,58 @@ class SegmentSpec(Spec):
     advertisers: list[Id] = Field([], description="advertisers the lift applies to; empty: all")
 
 
+MAX_DEVICES_PER_PERSON = 10
+GeoName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+
+
+# One number, or a table by geo. Tagged by the value's shape, so that an error names the
+# field (and the geo) instead of each branch of the union pydantic tried.
+ConsentRate = Annotated[
+    Union[Annotated[Share, Tag("consent-rate")], Annotated[dict[GeoName, Share], Tag("consent-table")]],
+    Discriminator(lambda value: "consent-table" if isinstance(value, dict) else "consent-rate")]
+
+
+class IdentitySpec(Spec):
+    """How people show up as ids: devices per person, cookie churn, login ids.
+
+    Present (even empty), it switches the identity model on: a request without consent
+    then carries no id at all (no caps, no attribution, no segments). Absent, every
+    device-user is one stable id for the run and consent only hides segments.
+    """
+
+    id_lifetime: Seconds | None = Field(
+        None, description="mean of an exponential id lifetime (cookie churn); absent: ids never churn")
+    devices_per_person: dict[Annotated[str, Field(pattern=r"^([1-9]|10)$")], Weight] = Field(
+        default_factory=lambda: {"1": 1.0},
+        description="distribution of devices per person: keys \"1\" to \"10\", weights")
+    login_share: Share = Field(
+        0.0, description="share of people with a login id: one id on all their devices, never churns")
+
+    @model_validator(mode="after")
+    def _devices_positive(self) -> IdentitySpec:
+        if sum(self.devices_per_person.values()) <= 0:
+            raise ValueError("devices_per_person must have a positive weight somewhere")
+        return self
+
+    def device_weights(self) -> list[float]:
+        """Weights of 1 .. MAX_DEVICES_PER_PERSON devices per person."""
+        return [float(self.devices_per_person.get(str(k), 0.0))
+                for k in range(1, MAX_DEVICES_PER_PERSON + 1)]
+
+
 class DmpSpec(Spec):
     users: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
         description="at least one per device with a share")
     activity_skew: Annotated[float, Field(ge=0, le=4)] = Field(
         1.0, description="lognormal sigma of users' request rates")
     devices: dict[Device, Weight] = {"desktop": 0.5, "mobile": 0.5}
-    geos: dict[Annotated[str, Field(min_length=1, max_length=MAX_NAME)], Weight] = {"US": 1.0}
-    consent_rate: Share = Field(1.0, description="share of users who may be targeted with data")
+    geos: dict[GeoName, Weight] = {"US": 1.0}
+    consent_rate: ConsentRate = Field(
+        1.0, description="share of people who consent to data use: one number, or a table by geo"
+        " listing every geo of dmp.geos")
+    identity: IdentitySpec | None = Field(
+        None, description="people, devices and ids (cookie churn, logins); absent: one stable id"
+        " per user")
     segments: list[SegmentSpec] = Field([], max_length=64)
 
     @model_validator(mode="after")
@@ -214,6 +258,17 @@ class DmpSpec(Spec):
         if self.users < shares:
             raise ValueError(f"users: at least one per device with a share, so at least {shares}")
         return self
+
+    def consent_by_geo(self) -> list[float]:
+        """The consent rate of each geo of `geos`, in its order (a table must list them all:
+        reference_problems says which is missing)."""
+        rate = self.consent_rate
+        if isinstance(rate, dict):
+            return [float(rate.get(geo, 0.0)) for geo in self.geos]
+        return [float(rate)] * len(self.geos)
+
+    def consent_below_one(self) -> bool:
+        return min(self.consent_by_geo()) < 1.0
 
 
 def _per_format(default: dict[str, float]):
@@ -315,6 +370,19 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
 
     problems += supply_rule_problems(s.ssps, s.publishers, s.advertisers, s.dmp.geos)
     problems += size_problems(s)
+
+    if isinstance(s.dmp.consent_rate, dict):
+        missing = [geo for geo in s.dmp.geos if geo not in s.dmp.consent_rate]
+        unknown = [geo for geo in s.dmp.consent_rate if geo not in s.dmp.geos]
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            names = ", ".join(map(repr, missing))
+            message = f"no consent rate for geo{plural} {names}: a table by geo lists every geo of dmp.geos"
+            problems.append(("dmp.consent_rate", message))
+        if unknown:
+            plural = "s" if len(unknown) > 1 else ""
+            problems.append(("dmp.consent_rate",
+                             f"geo{plural} {', '.join(map(repr, unknown))} not in dmp.geos"))
 
     owners: dict[str, str] = {}  # first-party segment -> its advertiser
     for i, seg in enumerate(s.dmp.segments):
@@ -425,7 +493,8 @@ def _field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("lognormal", "histogram", *KINDS, "function-after", "function-before"):
+        elif part in ("lognormal", "histogram", *KINDS, "function-after", "function-before",
+                      "consent-rate", "consent-table"):
             continue  # pydantic's union-branch tags say nothing to a user
         else:
             path += f".{part}" if path else str(part)

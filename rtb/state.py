@@ -15,10 +15,11 @@ import numpy as np
 
 from dsp.adaptive import Learners
 from dsp.campaigns import CampaignTable
-from rtb.books import NO_TOUCH, CampaignBook, CapBook, UserBook
+from rtb.books import NO_ID_NONE, NO_TOUCH, CampaignBook, CapBook, UserBook
 from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.openrtb_wire import BidderTally
+from rtb.people import PeopleBook, new_people_book
 from rtb.types import CAP_CALENDAR, CAP_NONE, CAP_ROLLING, N_OUTCOMES, SECONDS_PER_DAY
 from ssp.floors import DynamicFloors
 
@@ -116,6 +117,9 @@ class RunState:
     tally: Tally
     pending: PendingConversions
     learners: Learners | None = None  # the learning built-ins' state (dsp.adaptive; the exchange)
+    # Per person: exposures and the person-level twin of the caps (rtb.people; the
+    # exchange's tally). None without dmp.identity: every id is then its own person.
+    people: PeopleBook | None = None
     bidders: BidderTally | None = None  # the external OpenRTB bidders' tallies (rtb.external)
 
 
@@ -179,6 +183,9 @@ def new_run_state(m: Market) -> RunState:
     users = UserBook(
         exposures=user_rows(m.n_users, nc, np.uint8, 0),
         last_touch=user_rows(m.n_users, n_adv, np.int64, NO_TOUCH),
+        # No-id rows (dmp/identity.py) are never written; without any, no row is one.
+        no_id_row=(m.audience.identity.no_id_row if m.audience.identity.no_id_row < m.n_users
+                   else NO_ID_NONE),
     )
     dynamic = m.floors.start_dynamic()
     return RunState(
@@ -192,4 +199,5 @@ def new_run_state(m: Market) -> RunState:
         tally=Tally(nc, m.inventory.hourly.shape[0]),
         pending=PendingConversions(),
         bidders=BidderTally(len(m.wire.bidders)) if m.wire.bidders else None,
+        people=None if m.audience.identity.trivial else new_people_book(m),
     )

@@ -101,7 +101,8 @@ class RequestBatch(NamedTuple):
     """One tick's bid requests, one row per request, sorted by time (all arrays [n]).
 
     The one request type of a run: the SSP stage fills the inventory fields, the DMP
-    stage the audience fields; the uniforms are drawn for every request whatever
+    stage the audience fields (the id DSPs see, and the device-user and person behind
+    it, which only behaviour and the report's people figures read); the uniforms are drawn for every request whatever
     becomes of it, so two runs that decide differently still see the same draws
     (common random numbers).
     """
@@ -113,10 +114,13 @@ class RequestBatch(NamedTuple):
     deal: np.ndarray  # i4: private-marketplace deal on offer, -1 = none
     market_cpm: np.ndarray  # f8: the rest of the market's best bid, CPM; NaN = none
     floor_cpm: np.ndarray  # f8: the open auction's floor, CPM
-    user: np.ndarray  # i8: user index
+    user: np.ndarray  # i8: the id the request carries: its row in the per-user arrays
+    # (dmp/identity.py; a no-id row without consent when the identity model is on)
+    device_user: np.ndarray  # i8: the truth: the DMP's device-user who made the request
+    person: np.ndarray  # i8: the truth: that device-user's person
     geo: np.ndarray  # u1: the user's country (index into the audience's geo names)
-    user_ctr: np.ndarray  # f4: the user's true click propensity (mean 1)
-    user_segments: np.ndarray  # u8: the user's true segment bits
+    user_ctr: np.ndarray  # f4: the device-user's true click propensity (mean 1)
+    user_segments: np.ndarray  # u8: the device-user's true segment bits
     u_pace: np.ndarray  # f8: uniform in [0, 1) for pacing throttles
     u_click: np.ndarray  # f8: uniform for the click, if an impression is won
     u_convert: np.ndarray  # f8: uniform for the conversion, if clicked

@@ -35,6 +35,9 @@ Python scalars, not from the kernel's code:
   winner pays media + fee + data from both budgets, counts against its caps, its user's
   exposure (saturating at 255) and reach; its advertiser's touch of the user becomes
   (the request's time, the campaign), and the result keeps the touch it replaced;
+- a request whose user is a no-id row (user >= users.no_id_row: no consent) is never
+  capped, and its win touches no per-user row: reach + 1, prior exposures 0, prior
+  touch none (-1);
 - open_auction: the request carries no private deal and was not sold through its deal;
   floor_hit: open_auction and either, in second price, sold (to a campaign or the
   market) at exactly the floor, or unsold while the highest of the market's bid and
@@ -168,13 +171,13 @@ def _pre_auction_failure(c, b, i, req, targeting, deal):
     return None
 
 
-def _cannot_win(c, b, i, req, book, caps):
+def _cannot_win(c, b, i, req, book, caps, users):
     """Why a candidate may not win (out of budget, then capped), or None if it may."""
     t, u = float(req.time_s[i]), int(req.user[i])
     cost = sum(_cost(b, int(book.dsp_fee_ppm[c]), int(book.data_micros[c])))
     if cost > book.remaining_total[c] or cost > book.remaining_daily[c]:
         return T.LOSS_OUT_OF_BUDGET
-    if _capped(caps, book, c, u, t):
+    if u < users.no_id_row and _capped(caps, book, c, u, t):
         return T.LOSS_FREQUENCY_CAPPED
     return None
 
@@ -234,6 +237,11 @@ def _settle(c, price, i, t, u, book, caps, users, result):
     book.media_micros[c] += media
     book.fee_micros[c] += fee
     book.data_cost_micros[c] += data
+    if u >= users.no_id_row:  # no id: nothing to count against, nothing to remember
+        result.prior_exposures[i] = 0
+        book.reach[c] += 1
+        result.prior_touch[i] = -1
+        return
     if caps.kind[c] == T.CAP_CALENDAR:
         caps.counts[u, c] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
@@ -291,7 +299,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
                 open_tier.append((c, b))
 
         def may_win(c, b):
-            return _cannot_win(c, b, i, req, book, caps)
+            return _cannot_win(c, b, i, req, book, caps, users)
 
         # Candidates ranked above the winner that may not win get their reason; the
         # rest lost (to the market if it won).
@@ -329,7 +337,8 @@ class Market(NamedTuple):
     users: UserBook
 
     def copy(self) -> "Market":
-        return Market(*(type(part)(*(np.array(a, copy=True) for a in part)) for part in self))
+        return Market(*(type(part)(*(a.copy() if isinstance(a, np.ndarray) else a for a in part))
+                        for part in self))
 
 
 def _col(value, nc, dtype):
@@ -411,7 +420,8 @@ def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pa
         time_s=time_s.copy(), slot=_col(slot, n, np.int64), publisher=np.zeros(n, np.int32),
         format=np.zeros(n, np.uint8), deal=_col(deal, n, np.int32),
         market_cpm=_col(market_cpm, n, np.float64), floor_cpm=_col(floor_cpm, n, np.float64),
-        user=_col(user, n, np.int64), geo=np.zeros(n, np.uint8), user_ctr=np.ones(n, np.float32),
+        user=_col(user, n, np.int64), device_user=_col(user, n, np.int64),
+        person=_col(user, n, np.int64), geo=np.zeros(n, np.uint8), user_ctr=np.ones(n, np.float32),
         user_segments=np.zeros(n, np.uint64), u_pace=_col(u_pace, n, np.float64),
         u_click=np.zeros(n), u_convert=np.zeros(n), u_delay=np.zeros(n))
 
@@ -581,6 +591,10 @@ def random_case(rng: np.random.Generator) -> Case:
                             floor_cpm=prices(n) * rng.choice([0.5, 1.0]), market_cpm=market_cpm,
                             u_pace=u_pace, deal=deal)
         ticks.append((req, bids))
+    if n_users > 1 and rng.random() < 0.3:
+        # The last user row is a no-id row (no consent): its junk counts, exposures and
+        # touches must be neither read nor written.
+        market = market._replace(users=market.users._replace(no_id_row=n_users - 1))
     return Case(int(rng.choice([FIRST, SECOND])), market, ticks)
 
 
@@ -670,7 +684,7 @@ def test_random_markets_reach_every_rule():
     outcome, floor hits of both kinds, requests outside the open auction, wins that
     replace an earlier touch (block 0's markets, on the kernel alone)."""
     outcomes = np.zeros(T.N_OUTCOMES, np.int64)
-    seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0}
+    seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0, "no_id_won": 0}
     for k in range(CASES_PER_BLOCK):
         case = random_case(np.random.default_rng((20_261_201, 0, k)))
         m = case.market.copy()
@@ -682,6 +696,7 @@ def test_random_markets_reach_every_rule():
             seen["hit_unsold"] += int((r.floor_hit & ~sold).sum())
             seen["closed"] += int((~r.open_auction).sum())
             seen["replaced_touch"] += int((r.prior_touch[r.winner >= 0] >= 0).sum())
+            seen["no_id_won"] += int(((r.winner >= 0) & (req.user >= m.users.no_id_row)).sum())
         outcomes += (m.book.outcomes - start).sum(axis=0)
     assert (outcomes > 0).all(), dict(zip(T.OUTCOME_NAMES, outcomes.tolist()))
     assert all(v > 0 for v in seen.values()), seen
@@ -740,7 +755,19 @@ def _check_invariants(case, m, req, bids, seed):
     for i, a in zip(camp, adv):
         last[int(req.user[i]), int(a)] = i
     for (u, a), i in last.items():
-        assert m.users.last_touch[u, a] == pack_touch(req.time_s[i], r.winner[i]), msg
+        if u < m.users.no_id_row:
+            assert m.users.last_touch[u, a] == pack_touch(req.time_s[i], r.winner[i]), msg
+    # No id (no consent): no touch, no exposure, and its rows never written.
+    no_id = camp[req.user[camp] >= m.users.no_id_row]
+    assert np.all(r.prior_touch[no_id] == -1) and np.all(r.prior_exposures[no_id] == 0), msg
+    rows = slice(min(m.users.no_id_row, m.users.exposures.shape[0]), None)
+    for part in ("caps", "users"):
+        for k, name in enumerate(getattr(m, part)._fields):
+            now, then = getattr(m, part)[k], getattr(before, part)[k]
+            if name in ("counts", "adv_counts"):  # a new calendar window clears every row
+                assert np.all(now[rows] <= then[rows]), f"{msg}: {name}"
+            elif isinstance(now, np.ndarray) and now.ndim == 2:
+                np.testing.assert_array_equal(now[rows], then[rows], err_msg=f"{msg}: {name}")
     # Money: spend <= budget, every micro accounted for.
     spent = ((book.media_micros - before.book.media_micros) + (book.fee_micros - before.book.fee_micros)
              + (book.data_cost_micros - before.book.data_cost_micros))

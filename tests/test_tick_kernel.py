@@ -81,6 +81,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
     nc = bids.shape[1]
     for i in range(len(req.time_s)):
         t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
+        has_id = u < users.no_id_row  # else a request without an id: no caps, no rows
         floor, market = float(req.floor_cpm[i]), float(req.market_cpm[i])
         d = int(req.deal[i])
         private = d >= 0 and bool(deals.private[d])
@@ -115,14 +116,14 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
         in_deal_tier = False
         for ranked, is_deal in ((deal_rank, True), ([] if private else open_rank, False)):
             for pos, (b, c) in enumerate(ranked):
-                why = None if c == T.MARKET else _cannot_win(c, b, t, u, book, caps)
+                why = None if c == T.MARKET else _cannot_win(c, b, t, u, has_id, book, caps)
                 if why is not None:
                     reasons[c] = why  # ranked above the winner but may not win
                     continue
                 leader, best, in_deal_tier = c, b, is_deal
                 # The price setter: the next entry that may win (the market always may).
                 setter = next((b2 for b2, c2 in ranked[pos + 1:]
-                               if c2 == T.MARKET or _cannot_win(c2, b2, t, u, book, caps) is None),
+                               if c2 == T.MARKET or _cannot_win(c2, b2, t, u, has_id, book, caps) is None),
                               None)
                 break
             if leader != T.UNSOLD:
@@ -217,15 +218,18 @@ def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private,
     return None
 
 
-def _cannot_win(c, b, t, u, book, caps):
+def _cannot_win(c, b, t, u, has_id, book, caps):
     """A candidate that cannot pay its whole bid is out of budget, else one whose own or
-    advertiser's cap is reached is frequency-capped; None when it may win."""
+    advertiser's cap is reached is frequency-capped (never on a request without an id);
+    None when it may win."""
     bid_micros = cpm_micros(b)
     max_cost = (bid_micros + bid_micros * int(book.dsp_fee_ppm[c]) // 1_000_000
                 + int(book.data_micros[c]))
     if max_cost > book.remaining_total[c] or max_cost > book.remaining_daily[c]:
         return T.LOSS_OUT_OF_BUDGET
     a = int(book.advertiser[c])
+    if not has_id:
+        return None
     if _capped(caps, c, u, t) or int(caps.adv_counts[u, a]) >= int(caps.adv_limit[a]):
         return T.LOSS_FREQUENCY_CAPPED
     return None
@@ -256,6 +260,12 @@ def _charge_and_record(c, price, t, u, i, book, caps, users, result):
     book.media_micros[c] += media
     book.fee_micros[c] += fee
     book.data_cost_micros[c] += data
+    if u >= users.no_id_row:
+        # No id: one more id reached, nothing seen before, no touch; no row written.
+        result.prior_exposures[i] = 0
+        book.reach[c] += 1
+        result.prior_touch[i] = -1
+        return
     if caps.kind[c] == T.CAP_CALENDAR:
         caps.counts[u, c] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
@@ -284,7 +294,8 @@ class State(NamedTuple):
     users: UserBook
 
     def copy(self) -> "State":
-        return State(*(type(part)(*(a.copy() for a in part)) for part in self))
+        return State(*(type(part)(*(a.copy() if isinstance(a, np.ndarray) else a for a in part))
+                       for part in self))
 
 
 def _column(value, size, dtype):
@@ -374,7 +385,8 @@ def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
         deal=np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32),
         market_cpm=np.asarray(market_cpm, dtype=np.float64),
         floor_cpm=np.asarray(floor_cpm, dtype=np.float64),
-        user=np.asarray(user, dtype=np.int64), geo=np.zeros(n, dtype=np.uint8),
+        user=np.asarray(user, dtype=np.int64), device_user=np.asarray(user, dtype=np.int64),
+        person=np.asarray(user, dtype=np.int64), geo=np.zeros(n, dtype=np.uint8),
         user_ctr=np.ones(n, dtype=np.float32), user_segments=np.zeros(n, dtype=np.uint64),
         u_pace=np.zeros(n) if u_pace is None else np.asarray(u_pace, dtype=np.float64),
         u_click=np.zeros(n), u_convert=np.zeros(n), u_delay=np.zeros(n))
@@ -489,6 +501,10 @@ def random_case(rng: np.random.Generator):
         bids[rng.random((n, nc)) < 0.03] = -1.0  # no bid
         bids[rng.random((n, nc)) < 0.03] = -0.0  # a bid of zero
         ticks.append((req, np.ascontiguousarray(bids)))
+    if n_users > 1 and rng.random() < 0.3:
+        # The last user row is a request without an id (no consent): never capped, its
+        # rows (with earlier exposures and touches) never read nor written.
+        state = state._replace(users=state.users._replace(no_id_row=n_users - 1))
     return state, ticks, int(rng.choice([FIRST, SECOND]))
 
 
