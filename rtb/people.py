@@ -191,9 +191,22 @@ def record_people(book: PeopleBook, market, time_s: np.ndarray, person: np.ndarr
 
 
 def histogram(exposures: np.ndarray) -> list[int]:
-    """People reached 1, 2, ..., 9 and 10+ times, from one column of u1 exposure counts."""
-    counts = np.bincount(np.minimum(exposures, HISTOGRAM_BINS), minlength=HISTOGRAM_BINS + 1)
-    return [int(x) for x in counts[1:HISTOGRAM_BINS + 1]]
+    """People reached 1, 2, ..., 9 and 10+ times, from one column of exposure counts.
+
+    One comparison per bin: each temporary is a byte per person, where a bincount
+    would make an int64 copy of the column (the report is built with the whole run
+    state alive, and its peak is the run's)."""
+    counts = [int(np.count_nonzero(exposures == k)) for k in range(1, HISTOGRAM_BINS)]
+    return counts + [int(np.count_nonzero(exposures >= HISTOGRAM_BINS))]
+
+
+def _advertiser_column(exposures: np.ndarray, campaigns: np.ndarray) -> np.ndarray:
+    """u2[n]: each row's impressions from these campaigns (u1 counts, at most 255
+    campaigns of 255 each, so a u2 never overflows)."""
+    column = np.zeros(exposures.shape[0], dtype=np.uint16)
+    for c in campaigns:
+        column += exposures[:, c]
+    return column
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -238,13 +251,9 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
     for a in range(n_adv):
         mine = np.flatnonzero(table.advertiser == a)
         impressions = int(won[mine].sum())
-        seen = id_exposures[:, mine]
-        ids_seen = int(np.count_nonzero(seen.any(axis=1))) if mine.size else 0
-        reach_ids = ids_seen + int(no_id[mine].sum())
-        if adv_people is None:
-            column = np.minimum(seen.sum(axis=1, dtype=np.int64), 255)
-        else:
-            column = adv_people[:, a]
+        seen = _advertiser_column(id_exposures, mine)
+        reach_ids = int(np.count_nonzero(seen)) + int(no_id[mine].sum())
+        column = seen if adv_people is None else adv_people[:, a]
         reach_people = int(np.count_nonzero(column))
         capped = market.advertiser_cap_impressions[a] > 0
         advertisers.append({
@@ -265,9 +274,9 @@ def no_id_impressions(state) -> np.ndarray:
 
     The kernel counts each as one more id reached and writes no exposure row for them,
     so they are the campaign's reach less the ids with an exposure."""
-    nc = state.book.reach.size
-    with_row = np.count_nonzero(state.users.exposures[:, :nc], axis=0)
-    return state.book.reach - with_row
+    exposures = state.users.exposures
+    with_row = [np.count_nonzero(exposures[:, c]) for c in range(state.book.reach.size)]
+    return state.book.reach - np.array(with_row, dtype=np.int64)
 
 
 def people_reached(state) -> int | None:
