@@ -48,15 +48,13 @@ class PeopleBook(NamedTuple):
 
 
 def n_people(market) -> int:
-    """People in the market's audience: one per id when the audience has no identity."""
-    count = getattr(market.audience, "n_people", None)
-    return market.n_users if count is None else int(count)
+    """People in the market's audience (one per device-user without dmp.identity)."""
+    return int(market.audience.n_people)
 
 
 def n_ids(market) -> int:
     """The ids the run's audience shows up under (no-id rows not counted)."""
-    identity = getattr(market.audience, "identity", None)
-    return market.n_users if identity is None else int(identity.no_id_row)
+    return int(market.audience.identity.no_id_row)
 
 
 def _first_window_ends(start, window_s: np.ndarray, used: np.ndarray) -> np.ndarray:
@@ -220,7 +218,7 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
     frequency histogram over people, and cap leakage per person."""
     from rtb.types import WON
 
-    book: PeopleBook | None = getattr(state, "people", None)
+    book: PeopleBook | None = state.people
     table = market.campaigns
     nc = len(table.ids)
     n_adv = market.advertiser_value.size
@@ -282,7 +280,7 @@ def no_id_impressions(state) -> np.ndarray:
 def people_reached(state) -> int | None:
     """Distinct people reached by any campaign; None without a people book (then every
     id is its own person and the ids' count is the answer)."""
-    book: PeopleBook | None = getattr(state, "people", None)
+    book: PeopleBook | None = state.people
     if book is None:
         return None
     return int(np.count_nonzero(book.adv_exposures.any(axis=1)))

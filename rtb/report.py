@@ -248,7 +248,7 @@ def build_report(market, state) -> Report:
             "fees": _money(ledger.exchange_fees),
         },
         "audience": {
-            "users": getattr(m, "n_device_users", m.n_users),
+            "users": m.n_device_users,
             "ids": n_ids(m),
             "people": n_people(m),
             "organic_conversions": tally.organic_conversions,
