@@ -197,7 +197,8 @@ class Exchange:
         return RequestBatch(
             time_s=time_s, slot=slot, publisher=inv.slot_publisher[slot],
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
-            user=user, device_user=device_user, person=aud.identity.device_person[device_user],
+            user=user, device_user=device_user,
+            person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
             geo=geo, user_ctr=aud.user_ctr[device_user],
             user_segments=aud.user_segments[device_user], u_pace=u_pace, u_click=u_click,
             u_convert=u_convert, u_delay=u_delay)

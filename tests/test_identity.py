@@ -6,6 +6,7 @@ lifetimes, Poisson request streams, consent per geo), not copied from a run.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -139,8 +140,8 @@ def test_consent_by_geo_hides_segments_and_ids_only_where_it_is_refused():
         return {"id": cid, "advertiser": "a", "dsp": "d", "budget": 1e6, "pacing": "asap",
                 "targeting": targeting, "strategy": {"kind": "fixed", "bid_cpm": 1.0}}
 
-    kw = dict(users=400, daily_requests=20_000.0, duration="6h", geos=geos, consent=consent,
-              segments=segment, identity={})
+    kw = {"users": 400, "daily_requests": 20_000.0, "duration": "6h", "geos": geos,
+          "consent": consent, "segments": segment, "identity": {}}
     seg = by_id(run(market_dict(**kw, campaigns=[camp("seg-us", "US", True),
                                                  camp("seg-de", "DE", True)])).report)
     ctx = by_id(run(market_dict(**kw, campaigns=[camp("ctx-us", "US", False),
@@ -158,8 +159,8 @@ def test_consent_by_geo_hides_segments_and_ids_only_where_it_is_refused():
 def test_consent_table_must_list_every_geo():
     spec = market_dict(geos={"US": 0.5, "DE": 0.3, "FR": 0.2}, consent={"US": 0.9, "DE": 0.4})
     problems = reference_problems(Scenario.model_validate(spec))
-    assert ("dmp.consent_rate", "no consent rate for geo 'FR': a table by geo lists every geo"
-            " of dmp.geos") in problems
+    message = "no consent rate for geo 'FR': a table by geo lists every geo of dmp.geos"
+    assert ("dmp.consent_rate", message) in problems
     spec = market_dict(consent={"US": 0.9, "XX": 0.4})
     assert ("dmp.consent_rate", "geo 'XX' not in dmp.geos") in reference_problems(
         Scenario.model_validate(spec))
@@ -172,7 +173,6 @@ def test_identity_fields_are_validated(tmp_path):
                               ({"login_share": 1.5}, "dmp.identity.login_share"),
                               ({"id_lifetime": "0s"}, "dmp.identity.id_lifetime"),
                               ({"lifetime": "1d"}, "dmp.identity.lifetime")]:
-        import json
         path.write_text(json.dumps(market_dict(identity=identity)))
         with pytest.raises(InputError) as err:
             load_scenario(path)
