@@ -10,7 +10,9 @@ A campaign is named by its id, or by a part of it that only one id contains
 budget, if it has one, in the same proportion, as `--budget-scale` does: otherwise a
 bigger budget could not be spent. A dotted path walks tables by key and lists by their
 items' ids (`campaigns.retargeting.frequency_cap.impressions`) or by position
-(`publishers.0.floors`). The changed scenario is validated exactly like a file: a bad
+(`publishers.0.floors`). `dmp.consent_rate.CA=0.4` sets one geo's consent rate; where
+the scenario gives one rate for all, it first becomes a table of that rate over every
+geo of dmp.geos. The changed scenario is validated exactly like a file: a bad
 path or value is an InputError that names the change and the field.
 
 A plan file (TOML) lists named variants:
@@ -215,10 +217,28 @@ def _set_field(data: dict, scenario: Scenario, change: Change, where: str) -> No
             return
         if node[key] is None:  # an optional table not given: start an empty one
             node[key] = {}
+        if walked == ["dmp", "consent_rate"]:  # a geo's rate, the rest of the path its name
+            geo = ".".join(parts)
+            node[key] = _consent_table(data, node[key], geo, where)
+            node[key][geo] = value
+            return
         node, model = node[key], _child(model, key)
         if not isinstance(node, (dict, list)):
             raise InputError.single(where, ".".join(walked), "is a value, not a table: a path"
                                     f" cannot go on to {'.'.join(parts)!r}")
+
+
+def _consent_table(data: dict, rate, geo: str, where: str) -> dict:
+    """dmp.consent_rate as a table by geo, to set `geo`'s rate in: where the scenario
+    gives one number, that number for every geo of dmp.geos (a table must list them
+    all). A geo not in dmp.geos is an error naming the option and the geos."""
+    geos = list(data["dmp"]["geos"])
+    if geo not in geos:
+        raise InputError.single(where, f"dmp.consent_rate.{geo}", f"{geo!r} is not a geo of"
+                                f" dmp.geos; dmp.consent_rate by geo takes {', '.join(geos)}")
+    if isinstance(rate, dict):
+        return rate
+    return {g: rate for g in geos}
 
 
 def _next_key(node, model, parts: list[str], walked: list[str], where: str):

@@ -82,6 +82,9 @@ def test_ids_holding_a_colon_are_split_where_both_sides_name_a_campaign(spec):
     (Change("set", "campaigns.nobody.budget=5"), "campaigns.nobody: campaigns has no item 'nobody'"),
     (Change("set", "dmp.users.more=5"), "dmp.users: is a value, not a table"),
     (Change("set", "publishers.99.category=x"), "publishers.99: publishers has 6 items"),
+    (Change("set", "dmp.consent_rate.DE=0.4"),
+     "dmp.consent_rate.DE: 'DE' is not a geo of dmp.geos; dmp.consent_rate by geo takes US, CA"),
+    (Change("set", "dmp.consent_rate.CA=1.5"), "dmp.consent_rate.CA: Input should be less than or equal to 1"),
 ])
 def test_bad_changes_name_the_change_the_field_and_the_problem(spec, change, message):
     with pytest.raises(InputError) as exc:
@@ -107,6 +110,22 @@ def test_set_reaches_any_field_by_path(spec):
     assert changed.publishers[0].slots[0].floor_cpm == 2.5
     assert changed.publishers[1].domain == "sports.example"
     assert changed.simulation.tick == 120.0
+    assert spec.dmp.consent_rate == 0.75  # the scenario itself is untouched
+
+
+def test_a_geo_of_a_single_consent_rate_makes_it_a_table_over_every_geo(spec):
+    """The quickstart gives one rate (0.75) for US and CA: setting CA's makes the
+    table { US = 0.75, CA = 0.4 }; a second geo set afterwards edits that table."""
+    assert spec.dmp.consent_rate == 0.75
+    changed = apply_changes(spec, [Change("set", "dmp.consent_rate.CA=0.4")])
+    assert changed.dmp.consent_rate == {"US": 0.75, "CA": 0.4}
+    assert changed.dmp.consent_by_geo() == [0.75, 0.4]
+    both = apply_changes(spec, [Change("set", "dmp.consent_rate.CA=0.4"),
+                                Change("set", "dmp.consent_rate.US=0.9")])
+    assert both.dmp.consent_rate == {"US": 0.9, "CA": 0.4}
+    table = apply_changes(spec, [Change("set", "dmp.consent_rate={ US = 0.5, CA = 0.5 }"),
+                                 Change("set", "dmp.consent_rate.US=0.2")])
+    assert table.dmp.consent_rate == {"US": 0.2, "CA": 0.5}
     assert spec.dmp.consent_rate == 0.75  # the scenario itself is untouched
 
 
