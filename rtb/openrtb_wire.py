@@ -142,11 +142,22 @@ def seat_ext(view, k: int) -> dict:
             "paced_in": bool(view.paced_in[k])}
 
 
+def has_id_row(audience, user: int) -> bool:
+    """Whether id row `user` is an id (not a no-id row: a request without consent under
+    the identity model, dmp/identity.py, carries no id on the wire)."""
+    return user < audience.identity.no_id_row
+
+
 def bid_request(book: WireBook, request_id: str, i: int, requests: RequestBatch, seats: list[dict],
                 wseat: list[str], segments: int, consent: bool, deals, tmax_ms: int,
-                tick: tuple[float, float]) -> dict:
+                tick: tuple[float, float], has_id: bool = True) -> dict:
     """The BidRequest for row i of the tick: seats are its ext.rtbsim.seats (each
-    campaign of the DSP that may bid on it), wseat the seats its deal admits."""
+    campaign of the DSP that may bid on it), wseat the seats its deal admits.
+
+    user.id is the id the request carries (requests.user: an id row, dmp/identity.py),
+    never the person or device-user behind it. has_id False (a request without consent
+    under the identity model: a no-id row, has_id_row()) sends a user with no id and no
+    segments, only ext.consent 0."""
     slot, pub = int(requests.slot[i]), int(requests.publisher[i])
     media, media_value = book.slot_media[slot]
     floor = float(requests.floor_cpm[i])
@@ -158,8 +169,11 @@ def bid_request(book: WireBook, request_id: str, i: int, requests: RequestBatch,
         imp["pmp"] = {"private_auction": int(deals.private[d]), "deals": [{
             "id": book.deal_ids[d], "bidfloor": float(deals.floor_cpm[d]),
             "bidfloorcur": book.currency, "at": AT_FIXED if fixed else book.at, "wseat": wseat}]}
-    user = {"id": f"u{int(requests.user[i])}", "ext": {"consent": int(consent)}}
-    if segments:
+    if not has_id:
+        user = {"ext": {"consent": 0}}
+    else:
+        user = {"id": f"u{int(requests.user[i])}", "ext": {"consent": int(consent)}}
+    if segments and has_id:
         user["data"] = [{"id": "rtbsim-dmp", "name": "rtbsim-dmp", "segment": [
             {"id": seg} for s, seg in enumerate(book.segments) if segments >> s & 1]}]
     request = {
