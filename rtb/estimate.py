@@ -3,7 +3,8 @@
 Arithmetic on a validated scenario only (no arrays, no numba), so `rtb validate` can
 print it and `rtb run`, `sweep` and `compare` can refuse a run that cannot fit before
 allocating anything. The memory model follows what a run allocates (rtb/market.py,
-rtb/state.py, rtb/exchange.py); its constants were measured on 2026-11-27 (2-core VM,
+rtb/state.py, rtb/exchange.py; with dmp.identity, dmp/identity.py's id rows and
+rtb/people.py's people book, per expected id and person: expected_rows); its constants were measured on 2026-11-27 (2-core VM,
 peak RSS of `rtb run --quiet`): quickstart 201 MiB, large 987 MiB; estimated 201 and 1,019 MiB.
 """
 
@@ -28,6 +29,20 @@ BASE_BYTES = 180 * 2**20
 # run's peak. Measured with 100 million users, 1 campaign, no segments: 59 bytes a user.
 AUDIENCE_BYTES_PER_USER = 1 + 1 + 1 + 4 + 8 + 16
 SEGMENT_BYTES_PER_USER = 8 + 8
+# Without dmp.identity the identity is one index array (dmp.identity.trivial_identity).
+TRIVIAL_IDENTITY_BYTES_PER_USER = 8
+# With dmp.identity (dmp/identity.py, dmp/audience.py) the rows the run indexes by `user`
+# are ids, not device-users. Per device-user: device and geo u1, click propensity f4,
+# the id lists and alias tables (24), the true segments u8 (touched only with segments),
+# and the identity's device_person, first_id, login_id and no_id i8.
+DEVICE_BYTES_WITH_IDENTITY = 1 + 1 + 4 + 24 + 4 * 8
+DEVICE_SEGMENT_BYTES_WITH_IDENTITY = 8
+# Per id row: the identity's person, id_device i8 and id_start_s f8; the audience's geo
+# and consent u1, click propensity f4, and true and visible segments u8 (written by
+# per_id and np.where, so touched with or without segments).
+ID_BYTES = 3 * 8 + 1 + 1 + 4 + 8 + 8
+# Per person: the login flag; the people book (rtb/people.py) is per_person_bytes().
+PERSON_BYTES = 1
 # Per request of a tick: the request batch (about 100 bytes), the kernel's result (about
 # 30), the outcomes' and the log's slices; bids are counted per campaign below.
 BYTES_PER_REQUEST = 200
@@ -72,8 +87,43 @@ class Estimate:
                 f" memory, about {duration_text(self.seconds)}")
 
 
-def per_user_bytes(s: Scenario) -> int:
-    """Bytes every user costs a run: the market's arrays and the run state's rows."""
+@dataclass(frozen=True)
+class Rows:
+    """Expected rows of a run's per-user arrays (dmp/identity.py)."""
+
+    devices: int  # the DMP's users (dmp.users)
+    ids: float  # id rows with an id: every id the devices show up under over the run
+    people: float
+    no_id: int  # no-id rows, one per geo (with dmp.identity only)
+
+    @property
+    def id_rows(self) -> float:
+        """What the kernel's per-user books are sized by (market.n_users)."""
+        return self.ids + self.no_id
+
+
+def expected_rows(s: Scenario) -> Rows:
+    """Devices, ids, people and no-id rows of a run of s: without dmp.identity one id and
+    one person per device; with it, people are groups of devices (mean devices_per_person),
+    a device of a person without a login has 1 + duration / id_lifetime ids over the run
+    (exponential lifetimes: a Poisson number of changes, dmp.identity.churn_starts), a
+    person with a login (login_share of them, so that share of the devices) one id."""
+    n = s.dmp.users
+    ident = s.dmp.identity
+    if ident is None:
+        return Rows(n, float(n), float(n), 0)
+    weights = ident.device_weights()
+    mean_devices = sum(k * w for k, w in enumerate(weights, start=1)) / sum(weights)
+    people = n / mean_devices
+    churn = 0.0 if ident.id_lifetime is None else s.simulation.duration / ident.id_lifetime
+    login = ident.login_share
+    ids = n * (1.0 - login) * (1.0 + churn) + people * login
+    return Rows(n, ids, people, len(s.dmp.geos))
+
+
+def per_id_bytes(s: Scenario) -> int:
+    """Bytes every id row costs a run: the run state's rows, the DSPs' estimates and the
+    targeting words (and with dmp.identity, the id's own arrays: ID_BYTES)."""
     nc, n_adv, n_dsp = len(s.campaigns), len(s.advertisers), len(s.dsps)
     rolling = sum(c.frequency_cap.impressions for c in s.campaigns
                   if c.frequency_cap is not None and c.frequency_cap.kind == "rolling")
@@ -82,10 +132,41 @@ def per_user_bytes(s: Scenario) -> int:
             + 8 * padded_width(rolling, 8)  # rolling-cap times f8
             + padded_width(n_adv, 1)  # advertiser cap counters u1
             + 8 * padded_width(n_adv, 8))  # last touch i8
-    market = (AUDIENCE_BYTES_PER_USER + (SEGMENT_BYTES_PER_USER if s.dmp.segments else 0)
-              + 4 * n_dsp  # the DSPs' user factors f4
+    market = (4 * n_dsp  # the DSPs' user factors f4
               + 8 * math.ceil(nc / 64))  # campaigns targeting the user, u8 words
-    return rows + market
+    return rows + market + (ID_BYTES if s.dmp.identity is not None else 0)
+
+
+def per_person_bytes(s: Scenario) -> int:
+    """Bytes every person costs a run with dmp.identity: the people book (rtb/people.py:
+    u1 exposures per campaign and per advertiser, u1 counters per calendar-capped
+    campaign and capped advertiser, f8 ring times per rolling cap impression; no
+    padding) and the login flag. 0 without dmp.identity (no people book)."""
+    if s.dmp.identity is None:
+        return 0
+    nc, n_adv = len(s.campaigns), len(s.advertisers)
+    caps = [c.frequency_cap for c in s.campaigns if c.frequency_cap is not None]
+    calendar = sum(1 for cap in caps if cap.kind != "rolling")
+    ring = sum(cap.impressions for cap in caps if cap.kind == "rolling")
+    adv_capped = sum(1 for a in s.advertisers if a.frequency_cap is not None)
+    return nc + n_adv + calendar + 8 * ring + adv_capped + PERSON_BYTES
+
+
+def per_device_bytes(s: Scenario) -> int:
+    """Bytes every device-user costs by itself (the audience, the identity's lists)."""
+    segments = bool(s.dmp.segments)
+    if s.dmp.identity is None:
+        return (AUDIENCE_BYTES_PER_USER + TRIVIAL_IDENTITY_BYTES_PER_USER
+                + (SEGMENT_BYTES_PER_USER if segments else 0))
+    return DEVICE_BYTES_WITH_IDENTITY + (DEVICE_SEGMENT_BYTES_WITH_IDENTITY if segments else 0)
+
+
+def per_user_bytes(s: Scenario) -> int:
+    """Bytes every user (device-user, dmp.users) costs a run: its own arrays, its
+    expected id rows' and its share of a person's (the no-id rows are in tables)."""
+    rows = expected_rows(s)
+    return round(per_device_bytes(s) + rows.ids / rows.devices * per_id_bytes(s)
+                 + rows.people / rows.devices * per_person_bytes(s))
 
 
 def requests_per_tick(s: Scenario) -> tuple[float, float]:
@@ -113,14 +194,19 @@ def estimate(s: Scenario) -> Estimate:
     _, peak_tick = requests_per_tick(s)
     # A tick's bids twice (the formulas' and the finished ones, f8[n, nc]) and each
     # DSP's predicted CTR; with ticks large enough the next tick is prepared meanwhile.
-    per_request = BYTES_PER_REQUEST + 8 * (2 * nc + n_dsp)
+    # With dmp.identity a request's id and person are arrays of their own (i8 each;
+    # without it both are the device-user's array).
+    per_request = (BYTES_PER_REQUEST + 8 * (2 * nc + n_dsp)
+                   + (16 if s.dmp.identity is not None else 0))
     ticks_alive = 2 if peak_tick >= 5_000 else 1  # rtb.exchange.LOOK_AHEAD_MIN_REQUESTS
     n_slots = sum(len(pub.slots) for pub in s.publishers)
-    tables = n_slots * (len(s.dmp.geos) + 8 * math.ceil(nc / 64) * 2 + 64)
+    rows = expected_rows(s)
+    tables = (n_slots * (len(s.dmp.geos) + 8 * math.ceil(nc / 64) * 2 + 64)
+              + rows.no_id * per_id_bytes(s))
     run_bytes = int(s.dmp.users * per_user_bytes(s) + tables + ticks_alive * peak_tick * per_request)
     n_ticks = math.ceil(sim.duration / min(sim.tick, sim.duration))
     seconds = (START_S + requests / REQUESTS_PER_S + n_ticks * SECONDS_PER_TICK
-               + s.dmp.users * (SECONDS_PER_USER + nc * SECONDS_PER_USER_CAMPAIGN))
+               + max(s.dmp.users, rows.id_rows) * (SECONDS_PER_USER + nc * SECONDS_PER_USER_CAMPAIGN))
     return Estimate(requests=requests, memory_bytes=BASE_BYTES + run_bytes, run_bytes=run_bytes,
                     log_bytes=int(requests * LOG_BYTES_PER_IMPRESSION), seconds=seconds)
 
@@ -187,15 +273,31 @@ def check_resources(s: Scenario, file: str, max_memory: str | None = None, *, ru
         raise InputError.single(file, "", (
             f"a run needs about {size_text(need)} of memory{each}, more than {limit_name}"
             f" allows ({size_text(limit)}): {s.dmp.users:,} users at about {per_user_bytes(s)}"
-            f" bytes each with {len(s.campaigns)} campaign{'s' if len(s.campaigns) > 1 else ''}; use fewer users (dmp.users) or"
-            " fewer campaigns" + (", or fewer --workers" if at_once > 1 else "")
+            f" bytes each{_identity_text(s)} with {len(s.campaigns)} campaign{'s' if len(s.campaigns) > 1 else ''};"
+            " use fewer users (dmp.users) or fewer campaigns"
+            + (", or fewer --workers" if at_once > 1 else "")
             + (", or a shorter tick (its requests are many)" if e.run_bytes > 2 * s.dmp.users
-               * per_user_bytes(s) else "") + "; a shorter duration saves time, not memory"))
+               * per_user_bytes(s) else "") + (
+                "; a shorter duration or a longer dmp.identity.id_lifetime makes fewer ids (each"
+                " has its rows)" if _churns(s) else "; a shorter duration saves time, not memory")))
     seconds = e.seconds * math.ceil(runs / at_once)
     if seconds <= LONG_RUN_S:
         return None
     what = f"{runs} runs of {e.summary()} each" if runs > 1 else e.summary()
     return f"{file}: expected to take about {duration_text(seconds)} ({what})"
+
+
+def _identity_text(s: Scenario) -> str:
+    """' (under about N ids, N people)' with dmp.identity, else ''."""
+    if s.dmp.identity is None:
+        return ""
+    rows = expected_rows(s)
+    return f" (under about {count_text(rows.ids)} ids, {count_text(rows.people)} people)"
+
+
+def _churns(s: Scenario) -> bool:
+    """Whether ids churn (then the duration and the lifetime set how many there are)."""
+    return s.dmp.identity is not None and s.dmp.identity.id_lifetime is not None
 
 
 def count_text(n: float) -> str:

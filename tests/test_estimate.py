@@ -20,12 +20,16 @@ from rtb.errors import InputError
 from rtb.estimate import (
     LONG_RUN_S,
     available_memory,
+    Rows,
     check_resources,
     estimate,
+    expected_rows,
     padded_width,
     parse_size,
+    per_person_bytes,
     per_user_bytes,
 )
+from rtb.market import build_market
 from rtb.scenario import load_scenario, parse_scenario
 from rtb.state import user_rows
 
@@ -54,6 +58,15 @@ def minimal(users: int, duration: str = "60s", *, campaigns: int = 1, rolling: i
         "campaigns": camps,
         "dmp": {"users": users},
     }
+
+
+def with_identity(data: dict, id_lifetime: str = "30m", login_share: float = 0.2) -> dict:
+    """data with the identity model on: ids churning (mean id_lifetime), 1 to 3 devices
+    per person (mean 1.7), login ids, and two geos, one with consent 0.5 (no-id rows)."""
+    data["dmp"].update(geos={"US": 0.5, "DE": 0.5}, consent_rate={"US": 1.0, "DE": 0.5},
+                       identity={"id_lifetime": id_lifetime, "login_share": login_share,
+                                 "devices_per_person": {"1": 0.5, "2": 0.3, "3": 0.2}})
+    return data
 
 
 def toml(data: dict) -> str:
@@ -97,12 +110,52 @@ def measured_run_bytes(spec) -> int:
 @pytest.mark.parametrize("data", [
     minimal(400_000, "2h", campaigns=3, rolling=1),
     minimal(150_000, "1h", campaigns=70, rolling=10, daily_requests=2_000_000),
-], ids=["many-users", "many-campaigns-big-ticks"])
+    # 150,000 devices show up under about 620,000 ids (2 h, a 30 min lifetime), each id
+    # with its rows, and 88,000 people with their people book.
+    with_identity(minimal(150_000, "2h", campaigns=3, rolling=1)),
+], ids=["many-users", "many-campaigns-big-ticks", "identity"])
 def test_memory_estimate_within_a_factor_of_measured(data):
     spec = parse_scenario(data, "minimal.toml")
     measured = measured_run_bytes(spec)
     estimated = estimate(spec).run_bytes
     assert measured / MEMORY_FACTOR <= estimated <= measured * MEMORY_FACTOR, (estimated, measured)
+
+
+def test_expected_rows_are_those_of_the_market():
+    """Ids (churn: 1 + duration / lifetime per device without a login, one per login
+    person), people (devices over mean devices per person) and no-id rows (one per
+    geo) as the market draws them, within a few standard errors."""
+    spec = parse_scenario(with_identity(minimal(20_000, "4h", campaigns=1)), "i.toml")
+    rows = expected_rows(spec)
+    identity = build_market(spec).audience.identity
+    assert rows.devices == 20_000 and rows.no_id == 2
+    assert rows.ids == pytest.approx(20_000 * 0.8 * (1 + 8) + rows.people * 0.2)
+    assert identity.n_people == pytest.approx(rows.people, rel=0.02)
+    assert identity.no_id_row == pytest.approx(rows.ids, rel=0.02)
+    assert identity.n_rows - identity.no_id_row == rows.no_id
+    plain = parse_scenario(minimal(20_000), "p.toml")
+    assert expected_rows(plain) == Rows(20_000, 20_000.0, 20_000.0, 0)
+    assert per_person_bytes(plain) == 0
+
+
+def test_memory_grows_with_ids_people_and_churn():
+    def bytes_of(**kw) -> int:
+        return estimate(parse_scenario(with_identity(minimal(10_000, "1d"), **kw), "i.toml")).run_bytes
+
+    plain = estimate(parse_scenario(minimal(10_000, "1d"), "p.toml")).run_bytes
+    assert plain < bytes_of(id_lifetime="10d") < bytes_of(id_lifetime="1d") < bytes_of(id_lifetime="1h")
+    assert bytes_of(id_lifetime="1h", login_share=0.9) < bytes_of(id_lifetime="1h", login_share=0.0)
+
+
+def test_a_refusal_with_identity_names_ids_people_and_the_lifetime():
+    spec = parse_scenario(with_identity(minimal(50_000_000, "1d"), id_lifetime="1d"), "big.toml")
+    with pytest.raises(InputError) as exc:
+        check_resources(spec, "big.toml", "2G")
+    text = str(exc.value)
+    assert "50,000,000 users at about " in text
+    assert "(under about 85.9 million ids, 29.4 million people)" in text
+    assert "a longer dmp.identity.id_lifetime makes fewer ids" in text
+    assert "saves time, not memory" not in text
 
 
 def test_memory_grows_with_users_and_campaigns():
