@@ -19,8 +19,8 @@ from rtb import simulate
 from rtb.errors import InputError
 from rtb.estimate import (
     LONG_RUN_S,
-    available_memory,
     Rows,
+    available_memory,
     check_resources,
     estimate,
     expected_rows,
