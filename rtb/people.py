@@ -188,23 +188,84 @@ def record_people(book: PeopleBook, market, time_s: np.ndarray, person: np.ndarr
                      b.adv_leakage)
 
 
-def histogram(exposures: np.ndarray) -> list[int]:
-    """People reached 1, 2, ..., 9 and 10+ times, from one column of exposure counts.
+class ExposureCounts(NamedTuple):
+    """What the report reads from an exposure array, counted in one pass over its rows."""
 
-    One comparison per bin: each temporary is a byte per person, where a bincount
-    would make an int64 copy of the column (the report is built with the whole run
-    state alive, and its peak is the run's)."""
-    counts = [int(np.count_nonzero(exposures == k)) for k in range(1, HISTOGRAM_BINS)]
-    return counts + [int(np.count_nonzero(exposures >= HISTOGRAM_BINS))]
+    histogram: np.ndarray  # i8[width, HISTOGRAM_BINS + 1]: rows at k = 1 .. 9 exposures of
+    # each column, and at 10 or more (column 0 unused: rows never exposed are not counted)
+    group_histogram: np.ndarray  # i8[n_group, HISTOGRAM_BINS + 1]: the same over each row's sum
+    # of its group's columns (an advertiser's campaigns)
+    rows: int  # rows with any exposure
 
 
-def _advertiser_column(exposures: np.ndarray, campaigns: np.ndarray) -> np.ndarray:
-    """u2[n]: each row's impressions from these campaigns (u1 counts, at most 255
-    campaigns of 255 each, so a u2 never overflows)."""
-    column = np.zeros(exposures.shape[0], dtype=np.uint16)
-    for c in campaigns:
-        column += exposures[:, c]
-    return column
+@njit(cache=True)
+def _exposure_counts_nb(exposures, width, group, n_group, bins):
+    """One pass over the rows; per row only its nonzero cells cost more than a read,
+    and only the groups they touch are binned."""
+    hist = np.zeros((width, bins + 1), dtype=np.int64)
+    group_hist = np.zeros((n_group, bins + 1), dtype=np.int64)
+    total = np.zeros(n_group, dtype=np.int64)
+    touched = np.empty(width, dtype=np.int64)
+    rows = 0
+    for i in range(exposures.shape[0]):
+        n_touched = 0
+        for c in range(width):
+            v = exposures[i, c]
+            if v != 0:
+                hist[c, min(v, bins)] += 1
+                g = group[c]
+                if total[g] == 0:
+                    touched[n_touched] = g
+                    n_touched += 1
+                total[g] += v
+        if n_touched:
+            rows += 1
+            for k in range(n_touched):
+                g = touched[k]
+                group_hist[g, min(total[g], bins)] += 1
+                total[g] = 0
+    return hist, group_hist, rows
+
+
+def exposure_counts(exposures: np.ndarray, width: int, group: np.ndarray | None = None,
+                    n_group: int = 0) -> ExposureCounts:
+    """Count exposures[:, :width] (u1, any row stride) and, if given, its columns summed by
+    group (i8[width]: the group of each column) in one numba pass: no temporaries."""
+    if group is None:
+        # One group of every column: its histogram is unused, its rows are the rows reached.
+        group, n_group = np.zeros(width, dtype=np.int64), 1
+    hist, group_hist, rows = _exposure_counts_nb(exposures, width,
+                                                 np.asarray(group, dtype=np.int64), n_group,
+                                                 HISTOGRAM_BINS)
+    return ExposureCounts(hist, group_hist, int(rows))
+
+
+class PeopleCounts(NamedTuple):
+    """The counts behind the people figures: of the ids' exposures (the kernel's book) and
+    of the people's (the people book; the ids' again when there is none)."""
+
+    ids: ExposureCounts  # per campaign, per advertiser (its campaigns' sum), rows reached
+    people: ExposureCounts  # per campaign (and per advertiser without a people book)
+    people_advertisers: ExposureCounts | None  # the people book's advertiser columns, or None
+    no_id: np.ndarray  # i8[nc]: impressions on requests without an id, per campaign
+
+
+def people_counts(market, state) -> PeopleCounts:
+    """One numba pass over each exposure array a run keeps (ids; people and their
+    advertisers' columns with a people book)."""
+    table = market.campaigns
+    nc = len(table.ids)
+    n_adv = market.advertiser_value.size
+    advertiser = np.asarray(table.advertiser, dtype=np.int64)
+    ids = exposure_counts(state.users.exposures, nc, advertiser, n_adv)
+    # The kernel counts each impression without an id as one more id reached and writes
+    # no exposure row for it: those are the campaign's reach less the ids with a row.
+    no_id = state.book.reach - ids.histogram[:, 1:].sum(axis=1)
+    book: PeopleBook | None = state.people
+    if book is None:
+        return PeopleCounts(ids, ids, None, no_id)
+    return PeopleCounts(ids, exposure_counts(book.exposures, nc),
+                        exposure_counts(book.adv_exposures, n_adv), no_id)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -212,47 +273,47 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 6) if den else None
 
 
-def people_figures(market, state) -> tuple[list[dict], list[dict]]:
+def people_figures(market, state, counts: PeopleCounts | None = None
+                   ) -> tuple[list[dict], list[dict]]:
     """Per campaign and per advertiser (de-duplicated over its campaigns): reach and
     frequency in ids (what an ad platform shows) and in people (the truth), the
-    frequency histogram over people, and cap leakage per person."""
+    frequency histogram over people, and cap leakage per person. `counts`: people_counts
+    of the same state, if the caller has them."""
     from rtb.types import WON
 
+    counts = people_counts(market, state) if counts is None else counts
     book: PeopleBook | None = state.people
     table = market.campaigns
     nc = len(table.ids)
     n_adv = market.advertiser_value.size
     won = state.book.outcomes[:, WON]
-    id_exposures = state.users.exposures[:, :nc]
     if book is None:
         # No people book: every id is its own person, and nothing leaks past a cap.
-        people_exposures = id_exposures
         leakage = np.zeros(nc, dtype=np.int64)
         adv_leakage = np.zeros(n_adv, dtype=np.int64)
-        adv_people = None
+        adv_people = counts.ids.group_histogram
     else:
-        people_exposures = book.exposures
         leakage, adv_leakage = book.leakage, book.adv_leakage
-        adv_people = book.adv_exposures
-    no_id = no_id_impressions(state)
+        adv_people = counts.people_advertisers.histogram
+    people = counts.people.histogram
     per_campaign = []
     for c in range(nc):
-        reach_people = int(np.count_nonzero(people_exposures[:, c]))
+        histogram = people[c, 1:].tolist()
+        reach_people = sum(histogram)
         impressions = int(won[c])
         per_campaign.append({
             "reach_people": reach_people,
             "frequency_people": _ratio(impressions, reach_people),
-            "frequency_histogram": histogram(people_exposures[:, c]),
+            "frequency_histogram": histogram,
             "cap_leakage": int(leakage[c]) if table.cap_kind[c] else 0,
         })
     advertisers = []
     for a in range(n_adv):
         mine = np.flatnonzero(table.advertiser == a)
         impressions = int(won[mine].sum())
-        seen = _advertiser_column(id_exposures, mine)
-        reach_ids = int(np.count_nonzero(seen)) + int(no_id[mine].sum())
-        column = seen if adv_people is None else adv_people[:, a]
-        reach_people = int(np.count_nonzero(column))
+        reach_ids = int(counts.ids.group_histogram[a, 1:].sum()) + int(counts.no_id[mine].sum())
+        histogram = adv_people[a, 1:].tolist()
+        reach_people = sum(histogram)
         capped = market.advertiser_cap_impressions[a] > 0
         advertisers.append({
             "id": market.labels.advertisers[a],
@@ -261,26 +322,29 @@ def people_figures(market, state) -> tuple[list[dict], list[dict]]:
             "reach_people": reach_people,
             "frequency": _ratio(impressions, reach_ids),
             "frequency_people": _ratio(impressions, reach_people),
-            "frequency_histogram": histogram(column),
+            "frequency_histogram": histogram,
             "cap_leakage": int(adv_leakage[a]) if capped else None,
         })
     return per_campaign, advertisers
 
 
-def no_id_impressions(state) -> np.ndarray:
+def no_id_impressions(state, counts: PeopleCounts | None = None) -> np.ndarray:
     """i8[nc]: each campaign's impressions on requests without an id (no consent).
 
     The kernel counts each as one more id reached and writes no exposure row for them,
     so they are the campaign's reach less the ids with an exposure."""
-    exposures = state.users.exposures
-    with_row = [np.count_nonzero(exposures[:, c]) for c in range(state.book.reach.size)]
-    return state.book.reach - np.array(with_row, dtype=np.int64)
+    if counts is not None:
+        return counts.no_id
+    nc = state.book.reach.size
+    return state.book.reach - exposure_counts(state.users.exposures, nc).histogram[:, 1:].sum(axis=1)
 
 
-def people_reached(state) -> int | None:
+def people_reached(state, counts: PeopleCounts | None = None) -> int | None:
     """Distinct people reached by any campaign; None without a people book (then every
     id is its own person and the ids' count is the answer)."""
     book: PeopleBook | None = state.people
     if book is None:
         return None
-    return int(np.count_nonzero(book.adv_exposures.any(axis=1)))
+    if counts is not None:
+        return counts.people_advertisers.rows
+    return exposure_counts(book.adv_exposures, book.adv_exposures.shape[1]).rows

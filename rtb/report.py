@@ -11,13 +11,7 @@ import numpy as np
 import orjson
 
 from rtb.atomic import write_atomic
-from rtb.people import (
-    n_ids,
-    n_people,
-    no_id_impressions,
-    people_figures,
-    people_reached,
-)
+from rtb.people import n_ids, n_people, people_counts, people_figures, people_reached
 from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
 REPORT_VERSION = 1
@@ -126,7 +120,9 @@ def build_report(market, state) -> Report:
     m, table, book, tally, labels = market, market.campaigns, state.book, state.tally, market.labels
     ledger = tally.ledger
     ledger.close(_total(book.media_micros), _total(book.fee_micros), _total(book.data_cost_micros))
-    people, advertisers = people_figures(m, state)
+    # One numba pass over each exposure array serves the people figures and the totals.
+    counts = people_counts(m, state)
+    people, advertisers = people_figures(m, state, counts)
     campaigns = []
     for c, cid in enumerate(table.ids):
         a = int(table.advertiser[c])
@@ -165,8 +161,8 @@ def build_report(market, state) -> Report:
     total_spend = _money(spend_total)
     impressions = int(book.outcomes[:, WON].sum())
     # Impressions without an id count as one id each, as in the campaigns' reach.
-    reach = int(np.count_nonzero(state.users.exposures.any(axis=1))) + _total(no_id_impressions(state))
-    reach_people = people_reached(state)
+    reach = counts.ids.rows + _total(counts.no_id)
+    reach_people = people_reached(state, counts)
     reach_people = reach if reach_people is None else reach_people
     total = {
         "budget": _money(_total(table.budget_micros)),
