@@ -32,12 +32,13 @@ class TickWins(NamedTuple):
 
 
 def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
-                 last_touch: np.ndarray, wins: TickWins) -> np.ndarray:
+                 last_touch: np.ndarray, wins: TickWins, no_id_row: int | None = None) -> np.ndarray:
     """i8[k]: each conversion's last touch strictly before it (encode_touch; -1 = none).
 
     Conversions (time_s on the clock, user, advertiser) must fall in the tick whose
     impressions are `wins` and no earlier; last_touch (rtb.books.UserBook) is the
-    kernel's book after that tick.
+    kernel's book after that tick. no_id_row: wins on rows from it on (requests without
+    an id, dmp/identity.py) left no touch and are left out.
     """
     touch = last_touch[user, advertiser]
     units = (time_s * CLOCK_UNITS_PER_S).astype(np.int64)  # exact: times are on the clock
@@ -46,6 +47,10 @@ def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
     if overtaken.size:
         # An impression of this tick at or after t replaced the answer: the pair's last
         # win before t, or, if none, the touch its first win of the tick replaced.
+        if no_id_row is not None:
+            # Impressions without an id leave no touch: a conversion under a no-id row
+            # (another person's, as like as not) must not find them.
+            wins = TickWins(*(field[wins.user < no_id_row] for field in wins))
         n_adv = last_touch.shape[1]
         pair = wins.user * n_adv + wins.advertiser
         order = np.argsort(pair, kind="stable")  # by pair, each pair's wins in time order

@@ -119,6 +119,7 @@ class Exchange:
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
                       if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
         self._ahead: tuple[tuple[float, float], Future] | None = None
+        self._people_done: Future | None = None  # the last tick's record_people, if threaded
         self._tick: TickView | None = None  # this tick's, once made
         self.external = None  # the external OpenRTB bidders (rtb.external), if any
         if market.wire.bidders:
@@ -134,8 +135,16 @@ class Exchange:
         connections to external bidders."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self.sync_people()
         if self.external is not None:
             self.external.close()
+
+    def sync_people(self) -> None:
+        """Wait until the people book holds every tick run so far (it is written in the
+        look-ahead thread); an error raised there is raised here."""
+        done, self._people_done = self._people_done, None
+        if done is not None:
+            done.result()
 
     # ---- the tick ---------------------------------------------------------------
 
@@ -375,12 +384,9 @@ class Exchange:
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
         wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
         no_id_row = m.audience.identity.no_id_row
-        if no_id_row < m.n_users:
-            # Impressions without an id leave no touch: a conversion under a no-id row
-            # (another person's, as like as not) must not find them.
-            with_id = wins.user < no_id_row
-            wins = TickWins(*(field[with_id] for field in wins))
-        touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins)
+        # Impressions without an id leave no touch (last_touches leaves them out).
+        touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins,
+                             no_id_row if no_id_row < m.n_users else None)
         credited = attributed_campaign(time_s, touch, m.behaviour.attribution_window_s)
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
         return time_s, touch, credited
@@ -402,8 +408,15 @@ class Exchange:
         tally.pub_floor_hits += _count(pub[result.floor_hit], n_pub)
         if self.state.people is not None:
             # The truth beside the ids: each won impression counted against its person.
-            record_people(self.state.people, self.market, requests.time_s[won],
-                          requests.person[won], winner[won])
+            # Nothing in the run reads the people book, so with a look-ahead thread the
+            # book is written there (tick after tick, in order: one worker) while the
+            # next tick clears; sync_people() waits for it.
+            args = (self.state.people, self.market, requests.time_s[won], requests.person[won],
+                    winner[won])
+            if self._pool is not None:
+                self._people_done = self._pool.submit(record_people, *args)
+            else:
+                record_people(*args)
         if self.state.dynamic_floors is not None:
             self.state.dynamic_floors.observe(requests.slot, requests.geo, result.price_cpm,
                                               result.open_auction)
