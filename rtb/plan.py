@@ -41,6 +41,9 @@ FIGURES = ("budget", "spend", "impressions", "reach", "clicks", "conversions",
            "incremental_romi", "cpa")
 RESTS_ON = {"romi": "conversions", "cpa": "conversions",
             "incremental_romi": "incremental_conversions"}
+# Per publisher (the supply side of a what-if: a floor, a deal, selling anonymously).
+PUBLISHER_FIGURES = ("requests", "impressions", "fill_rate", "revenue", "avg_price_cpm",
+                     "anonymous")
 MARGINAL_FOLDER = "marginal"
 PER = 100.0  # marginal conversions are given per this much extra budget
 
@@ -151,14 +154,16 @@ def write_plan(scenario: Scenario, variants: list[Variant], marginal: list, step
 
 
 def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
-    """A variant's campaigns and totals over its seeds' reports: each figure's interval,
-    with `vs_current` (the paired difference) when current's reports are given."""
-    def figures(rows: list[dict], baseline: list[dict] | None) -> dict:
+    """A variant's campaigns, totals and publishers over its seeds' reports: each figure's
+    interval, with `vs_current` (the paired difference) when current's reports are given.
+    (A figure a report lacks, made before it existed, counts as undefined.)"""
+    def figures(rows: list[dict], baseline: list[dict] | None, names=FIGURES) -> dict:
         out = {}
-        for name in FIGURES:
-            figure = interval([r[name] for r in rows])
+        for name in names:
+            figure = interval([r.get(name) for r in rows])
             if baseline is not None:
-                figure["vs_current"] = paired([r[name] for r in rows], [b[name] for b in baseline])
+                figure["vs_current"] = paired([r.get(name) for r in rows],
+                                              [b.get(name) for b in baseline])
             if name in RESTS_ON:
                 events = interval([r[RESTS_ON[name]] for r in rows])["mean"]
                 if events is not None and events < MIN_EVENTS:
@@ -167,7 +172,7 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
         return out
 
     if not reports:
-        return {"campaigns": [], "totals": {}}
+        return {"campaigns": [], "totals": {}, "publishers": []}
     campaigns = []
     for k, first in enumerate(reports[0]["campaigns"]):
         rows = [r["campaigns"][k] for r in reports]
@@ -176,7 +181,12 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
                           **figures(rows, baseline)})
     totals = figures([r["totals"] for r in reports],
                      None if current is None else [r["totals"] for r in current])
-    return {"campaigns": campaigns, "totals": totals}
+    publishers = []
+    for k, first in enumerate(reports[0]["publishers"]):
+        rows = [r["publishers"][k] for r in reports]
+        baseline = None if current is None else [r["publishers"][k] for r in current]
+        publishers.append({"id": first["id"], **figures(rows, baseline, PUBLISHER_FIGURES)})
+    return {"campaigns": campaigns, "totals": totals, "publishers": publishers}
 
 
 def gross_profit(report: dict, margins: dict[str, float], incremental: bool = False) -> float:

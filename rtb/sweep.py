@@ -83,12 +83,32 @@ def scenario_digest(scenario: Scenario) -> str:
     Every strategy and pacing setting is part of the scenario; a user's class (kind
     "python") is named with its params, and its module file's content is added, so a
     folder refuses runs made before the class's file was edited."""
-    data = scenario.model_dump(mode="json")
+    data = _without_later_defaults(scenario.model_dump(mode="json"))
     sources = strategy_sources(scenario)
     if sources:  # (absent otherwise: the digests of folders made before stay valid)
         data["strategy_sources"] = sources
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def _without_later_defaults(data: dict) -> dict:
+    """The dumped scenario without the fields added after folders were first made, where
+    they hold their defaults (anonymity, domain targeting, report options): the digests
+    of the folders made before stay valid."""
+    if data.get("report") == {"advertiser_bids": False}:
+        del data["report"]
+    for pub in data.get("publishers", []):
+        if pub.get("anonymous") is False:
+            del pub["anonymous"]
+        for deal in pub.get("deals", []):
+            if deal.get("anonymous") is False:
+                del deal["anonymous"]
+    for camp in data.get("campaigns", []):
+        targeting = camp.get("targeting") or {}
+        for name in ("domains", "exclude_domains"):
+            if targeting.get(name) == []:
+                del targeting[name]
+    return data
 
 
 def strategy_sources(scenario: Scenario) -> dict[str, str | None]:
