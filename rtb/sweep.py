@@ -91,10 +91,20 @@ def scenario_digest(scenario: Scenario) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+# A DSP's fields that mean something only for an external bidder (rtb.scenario.DspSpec).
+EXTERNAL_BIDDER_FIELDS = ("endpoint", "tmax", "latency", "latency_median", "latency_spread",
+                          "notices", "connections")
+
+
 def _without_later_defaults(data: dict) -> dict:
     """The dumped scenario without the fields added after folders were first made, where
-    they hold their defaults (anonymity, domain targeting, report options): the digests
-    of the folders made before stay valid."""
+    they hold their defaults (anonymity, domain targeting, report options, a DSP's
+    external bidder settings without an endpoint): the digests of the folders made
+    before stay valid."""
+    for dsp in data.get("dsps", []):
+        if dsp.get("endpoint") is None:
+            for name in EXTERNAL_BIDDER_FIELDS:
+                dsp.pop(name, None)
     if data.get("report") == {"advertiser_bids": False}:
         del data["report"]
     for pub in data.get("publishers", []):
