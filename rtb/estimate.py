@@ -42,8 +42,9 @@ SECONDS_PER_TICK = 2.5e-4
 SECONDS_PER_USER = 2.5e-7
 SECONDS_PER_USER_CAMPAIGN = 8e-9
 START_S = 1.8
-# report.advertiser_bids counts and bins every bid received: large ran 1.9x as long.
-ADVERTISER_BIDS_SLOWDOWN = 1.9
+# report.advertiser_bids counts and bins every bid received: large ran 1.3-1.9x as long
+# (docs/performance.md, Report options).
+ADVERTISER_BIDS_SLOWDOWN = 1.5
 LONG_RUN_S = 60.0  # a run expected to take longer says so before it starts
 
 
