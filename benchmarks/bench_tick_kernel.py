@@ -32,7 +32,7 @@ from rtb import types as T
 from numba import njit
 
 from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campaign_words,
-                       encode_touch, new_result)
+                       encode_touch, new_result, new_seller_book)
 from rtb.kernel import PREFETCH_AHEAD, clear_tick_nb, prefetch_row
 from rtb.state import user_rows
 from rtb.types import RequestBatch
@@ -170,7 +170,7 @@ class TickBatch:
         floor_cpm = rng.uniform(0.0, 2.5, n)
         market_cpm = np.where(rng.random(n) < 0.7, rng.lognormal(np.log(1.5), 0.5, n), np.nan)
         self.req = RequestBatch(
-            time_s=time_s, slot=slot, publisher=np.zeros(n, np.int32),
+            time_s=time_s, slot=slot, target_row=slot, publisher=np.zeros(n, np.int32),
             format=np.zeros(n, np.uint8), deal=deal, market_cpm=market_cpm,
             floor_cpm=floor_cpm, user=user, device_user=user, person=user,
             geo=np.zeros(n, np.uint8),
@@ -179,6 +179,7 @@ class TickBatch:
             u_delay=np.zeros(n))
         self.targeting = Targeting(
             campaign_words(np.ones((N_SLOTS, nc), bool)), campaign_words(np.zeros((N_SLOTS, nc), bool)),
+            campaign_words(np.zeros((N_SLOTS, nc), bool)),
             campaign_words(np.ones((N_USERS, nc), bool)),
             np.zeros(nc), np.full(nc, 7 * T.SECONDS_PER_DAY), np.ones(nc), rng.random(nc))
         # Four deals: open and private, floor and fixed price, each open to a quarter of
@@ -208,8 +209,9 @@ class TickBatch:
             adv_counts=user_rows(N_USERS, n_adv, np.uint8, 0))
         self.users = UserBook(user_rows(N_USERS, nc, np.uint8, 0),
                               user_rows(N_USERS, n_adv, np.int64, -1))
+        self.sellers = new_seller_book(1, nc)
         # Working copies the kernel mutates, restored before every timed call.
-        self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users)]
+        self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users), _fresh(self.sellers)]
         self.result = new_result(n)
         self.best = np.empty(n)
         self.second = np.empty(n)
@@ -231,7 +233,7 @@ class TickBatch:
 
     def reset(self) -> None:
         """Copy the pristine books into the working ones (in place: no page faults later)."""
-        for pristine, work in zip((self.book, self.caps, self.users), self.work):
+        for pristine, work in zip((self.book, self.caps, self.users, self.sellers), self.work):
             for a, b in zip(pristine, work):
                 if isinstance(b, np.ndarray):
                     np.copyto(b, a)
@@ -261,9 +263,9 @@ class TickBatch:
                         candidates, won, reach, user_books, self.result.winner, self.result.price_cpm)
 
     def kernel(self) -> None:
-        book, caps, users = self.work
+        book, caps, users, sellers = self.work
         clear_tick_nb(self.req, self.bids, T.MECHANISM_SECOND, self.targeting, self.deals,
-                      book, caps, users, self.result)
+                      book, caps, users, sellers, None, self.result)
 
 
 @pytest.fixture(scope="module", params=CAMPAIGNS, ids=lambda n: f"{n}campaigns")
@@ -310,7 +312,7 @@ def test_tick_kernel(benchmark, batch):
     _record_rate(benchmark, batch)
     # What was timed must be a real clearing of this batch: everything sold that could
     # be, no budget ran out, no boundary was crossed.
-    book, caps, _ = batch.work
+    book, caps, _, _ = batch.work
     assert book.outcomes[:, T.LOSS_OUT_OF_BUDGET].sum() == 0
     assert book.outcomes[:, T.OUTCOME_BLOCKED].sum() == 0
     assert book.outcomes[:, T.WON].sum() == np.count_nonzero(batch.result.winner >= 0)

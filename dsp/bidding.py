@@ -35,16 +35,19 @@ class TickView(NamedTuple):
     tick_start_s: float
     tick_end_s: float
     labels: tuple[ViewLabels, ...]  # per campaign
+    seen_publisher: np.ndarray  # i4[n]: BidView.publisher: the publisher, or, for a request
+    # sold anonymously, its anonymous id (an index after the publishers' in the labels)
+    seen_slot: np.ndarray  # i8[n]: BidView.slot, likewise
 
 
 @njit(cache=True, nogil=True)
-def _eligible_rows_nb(c, time_s, slot, user, deal, slot_words, user_words, flight_start_s,
+def _eligible_rows_nb(c, time_s, row, user, deal, slot_words, user_words, flight_start_s,
                       flight_end_s, deal_private, deal_allowed, out):
     """Fill out[:m] with the requests campaign c may bid on; returns m.
 
-    The targeting test of rtb/kernel.py's clear_tick_nb (targeting bits, which brand
-    safety has cleared, the flight, a private deal's buyers), request by request;
-    tests/test_bidview.py checks that the two agree.
+    The targeting test of rtb/kernel.py's clear_tick_nb (targeting bits of the request's
+    target row, which brand safety has cleared, the flight, a private deal's buyers),
+    request by request; tests/test_bidview.py checks that the two agree.
     """
     w = c // 64
     bit = np.uint64(c % 64)
@@ -52,7 +55,7 @@ def _eligible_rows_nb(c, time_s, slot, user, deal, slot_words, user_words, fligh
     start, end = flight_start_s[c], flight_end_s[c]
     m = 0
     for i in range(time_s.size):
-        if ((slot_words[slot[i], w] & user_words[user[i], w]) >> bit) & one:
+        if ((slot_words[row[i], w] & user_words[user[i], w]) >> bit) & one:
             t = time_s[i]
             d = deal[i]
             if t >= start and t < end and (d < 0 or not deal_private[d] or deal_allowed[d, c]):
@@ -65,7 +68,7 @@ def eligible_rows(c: int, tick: TickView) -> np.ndarray:
     """i8[m]: the tick's requests (ascending) campaign c may bid on (BidView's rows)."""
     r, tg, deals = tick.requests, tick.targeting, tick.deals
     out = np.empty(r.time_s.size, dtype=np.int64)
-    m = _eligible_rows_nb(c, r.time_s, r.slot, r.user, r.deal, tg.slot_words, tg.user_words,
+    m = _eligible_rows_nb(c, r.time_s, r.target_row, r.user, r.deal, tg.slot_words, tg.user_words,
                           tg.flight_start_s, tg.flight_end_s, deals.private, deals.allowed, out)
     return out[:m]
 
@@ -155,11 +158,13 @@ class CampaignView:
 
     @cached_property
     def publisher(self) -> np.ndarray:
-        return self._take(self._requests().publisher)
+        self._requests()
+        return self._take(self._tick.seen_publisher)
 
     @cached_property
     def slot(self) -> np.ndarray:
-        return self._take(self._requests().slot)
+        self._requests()
+        return self._take(self._tick.seen_slot)
 
     @cached_property
     def format(self) -> np.ndarray:
@@ -167,7 +172,7 @@ class CampaignView:
 
     @cached_property
     def device(self) -> np.ndarray:
-        return self._tick.slot_device[self.slot]
+        return self._tick.slot_device[self._take(self._requests().slot)]
 
     @cached_property
     def geo(self) -> np.ndarray:
@@ -302,7 +307,7 @@ def formula_bids(table: CampaignTable, formulas: BidFormulas, user_factor: np.nd
 @njit(cache=True, nogil=True)
 def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid, win_rate, hull,
                      n_hull, cross, explore_now, uniforms, dsp, ctr_multiplier, cvr_multiplier, predicted,
-                     base_cvr, time_s, slot, user, deal, slot_words, user_words, flight_start_s,
+                     base_cvr, time_s, row, user, deal, slot_words, user_words, flight_start_s,
                      flight_end_s, deal_private, deal_allowed, u_pace, pace_offset, pace_share,
                      out, points):
     """out[:, c] for the learning built-ins' campaigns (dsp.adaptive), the same operations
@@ -351,7 +356,7 @@ def _learner_bids_nb(campaigns, code, params, max_bid_cpm, lam, shade_row, grid,
                     out[i, c] = m if b > m else b
     one = np.uint64(1)
     for i in range(n):
-        t, dl, sl, us = time_s[i], deal[i], slot[i], user[i]
+        t, dl, sl, us = time_s[i], deal[i], row[i], user[i]
         for j in range(n_shading):
             c = shading[j]
             s = shade_row[c]
@@ -421,7 +426,7 @@ def learner_bids(table: CampaignTable, formulas: BidFormulas, campaigns: np.ndar
     _learner_bids_nb(campaigns, formulas.code, formulas.params, formulas.max_bid_cpm, learners.lam,
                      shade_row, learners.grid, learners.win_rate, learners.hull, learners.n_hull,
                      learners.cross, explore_now, uniforms, table.dsp, table.ctr_multiplier, table.cvr_multiplier,
-                     predicted, base_cvr, r.time_s, r.slot, r.user, r.deal, tg.slot_words,
+                     predicted, base_cvr, r.time_s, r.target_row, r.user, r.deal, tg.slot_words,
                      tg.user_words, tg.flight_start_s, tg.flight_end_s, deals.private,
                      deals.allowed, r.u_pace, tg.pace_offset, tg.pace_share, bids, points)
     return points

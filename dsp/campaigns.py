@@ -28,8 +28,9 @@ class CampaignTable(NamedTuple):
     daily_budget_micros: np.ndarray  # i8[nc]; NO_LIMIT_MICROS when none
     flight_start_s: np.ndarray  # f8[nc], seconds since the simulation start
     flight_end_s: np.ndarray  # f8[nc]
-    slot_words: np.ndarray  # u8[n_slot, n_words]: campaigns that target the slot (format, device,
-    # category) and that brand safety lets buy it
+    slot_words: np.ndarray  # u8[n_rows, n_words]: campaigns that target the row's requests
+    # (format, device, category, domain) and that brand safety lets buy them; a row per
+    # slot, then the anonymous rows (anonymous_row)
     user_words: np.ndarray  # u8[n_users, n_words]: campaigns targeting the user (geo, segments)
     data_micros: np.ndarray  # i8[nc]: data cost of one impression
     dsp_fee_ppm: np.ndarray  # i8[nc]
@@ -43,8 +44,16 @@ class CampaignTable(NamedTuple):
     cap_window_s: np.ndarray  # f8[nc]
     pace_offset: np.ndarray  # f8[nc]: fixed per campaign id: rotates the shared pacing uniform
     strategies: tuple[Strategy, ...]
-    slot_blocked_words: np.ndarray  # u8[n_slot, n_words]: the campaign targets the slot (format,
-    # device, category) but brand safety forbids the pair (brand_safety_blocks); clear in slot_words
+    slot_blocked_words: np.ndarray  # u8[n_rows, n_words]: the campaign targets the row (format,
+    # device, category, domain) but brand safety forbids the pair (brand_safety_blocks); clear
+    # in slot_words
+    slot_hidden_words: np.ndarray  # u8[n_rows, n_words]: anonymous rows: campaigns that would
+    # target the requests if they showed their publisher's domain (targeting.domains names it)
+    anonymous_row: np.ndarray  # i8[n_slot]: the row of the slot's requests sold anonymously
+    # through a deal (the slot's own row if its publisher is anonymous or it has no such deal)
+    row_anonymous: np.ndarray  # bool[n_rows]: requests read through the row are anonymous
+    publisher_excluded: np.ndarray  # bool[n_pub, nc]: the campaign's exclude_domains names the
+    # publisher's domain (so it can buy there only anonymously)
 
 
 def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
@@ -52,7 +61,10 @@ def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
 
     A pair is blocked when the slot's publisher, or its SSP, blocks the campaign's
     advertiser's category or domain (domains compare case-insensitively), or when the
-    campaign excludes the publisher's content category. Blocks hold inside deals too.
+    campaign excludes the publisher's content category. Blocks hold inside deals too,
+    and on anonymous requests: the seller knows the buyer, and buyers see the category.
+    A campaign's exclude_domains is not here: an anonymous request hides the domain
+    (publisher_domain_matches).
     """
     ssps = {ssp.id: ssp for ssp in s.ssps}
     advertisers = {a.id: a for a in s.advertisers}
@@ -67,6 +79,45 @@ def brand_safety_blocks(s: Scenario, inventory) -> np.ndarray:
             blocked[p, c] = (camp_category[c] in categories or camp_domain[c] in domains
                              or pub.category in camp.targeting.exclude_categories)
     return blocked[inventory.slot_publisher]
+
+
+def publisher_domain_matches(s: Scenario, field: str) -> np.ndarray:
+    """bool[n_pub, nc]: the campaign's targeting.<field> (domains or exclude_domains)
+    names the publisher's domain (case-insensitively; a publisher without one matches
+    nothing)."""
+    out = np.zeros((len(s.publishers), len(s.campaigns)), dtype=np.bool_)
+    for c, camp in enumerate(s.campaigns):
+        named = {d.lower() for d in getattr(camp.targeting, field)}
+        for p, pub in enumerate(s.publishers):
+            out[p, c] = bool(pub.domain) and pub.domain.lower() in named
+    return out
+
+
+def anonymous_rows(s: Scenario, n_slot: int) -> np.ndarray:
+    """i8[n_slot]: each slot's row for its requests that carry an anonymous deal.
+
+    A slot with such a deal, on a publisher that is not anonymous, gets a second row
+    after the slots' (n_slot, n_slot + 1, ... in slot order); every other slot's
+    anonymous row is its own row (an anonymous publisher's rows are anonymous already).
+    """
+    row = np.arange(n_slot, dtype=np.int64)
+    k, extra = 0, n_slot
+    for pub in s.publishers:
+        for slot in pub.slots:
+            if not pub.anonymous and any(d.anonymous and (not d.slots or slot.id in d.slots)
+                                         for d in pub.deals):
+                row[k] = extra
+                extra += 1
+            k += 1
+    return row
+
+
+def anonymous_slots(table: CampaignTable) -> np.ndarray:
+    """i8[k]: the slots whose requests may be sold anonymously (their publisher is
+    anonymous, or they have an anonymous deal's row), ascending."""
+    n_slot = table.anonymous_row.size
+    row_slot = np.concatenate([np.arange(n_slot), np.flatnonzero(table.anonymous_row >= n_slot)])
+    return np.unique(row_slot[table.row_anonymous])
 
 
 def _pacing_params(camps) -> np.ndarray:
@@ -121,9 +172,41 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
             cap_limit[c] = camp.frequency_cap.impressions
             cap_window[c] = camp.frequency_cap.window
 
+    # Anonymity. A request shows its publisher's domain, or, sold anonymously (the
+    # publisher is anonymous, or the request carries an anonymous deal), only an
+    # anonymous id and the category: a campaign's domain targeting cannot match it and
+    # its domain block list cannot exclude it. Anonymity is decided here, by the rows
+    # of the targeting tables, never per request in the kernel: an anonymous deal's
+    # requests read their slot's anonymous row (RequestBatch.target_row, set with the
+    # deal), a copy of the slot's row as an anonymous request sees it, so the kernel's
+    # cost per request is the same with or without anonymity. A deal is per request,
+    # so it cannot change the slot's own row; the extra rows exist only for slots that
+    # carry an anonymous deal.
+    pub = inventory.slot_publisher
+    anonymous_pub = np.array([p.anonymous for p in s.publishers], dtype=np.bool_)
+    targets_domains = np.array([bool(c.targeting.domains) for c in s.campaigns], dtype=np.bool_)
+    domain_named = publisher_domain_matches(s, "domains")[pub]
+    excluded = publisher_domain_matches(s, "exclude_domains")
+    anonymous_row = anonymous_rows(s, ns)
+    extra = np.flatnonzero(anonymous_row >= ns)  # slots with an anonymous deal's row
+    seen_named = ~targets_domains | domain_named  # domain targeting, the domain shown
+    seen_anonymous = np.broadcast_to(~targets_domains, (ns, nc))  # ... the domain hidden
+    blocks = brand_safety_blocks(s, inventory)
+    # Each row: (targeted in every way, brand safety forbids the pair, domain hidden).
+    anonymous = anonymous_pub[pub][:, None]
+    row_targeted = slot_ok & np.where(anonymous, seen_anonymous, seen_named)
+    row_blocks = blocks | (excluded[pub] & ~anonymous)
+    row_hidden = slot_ok & anonymous & seen_named & ~seen_anonymous
+    row_targeted = np.concatenate([row_targeted, slot_ok[extra] & seen_anonymous[extra]])
+    row_blocks = np.concatenate([row_blocks, blocks[extra]])
+    row_hidden = np.concatenate([row_hidden, slot_ok[extra] & seen_named[extra]
+                                 & ~seen_anonymous[extra]])
+    row_anonymous = np.concatenate([anonymous_pub[pub], np.ones(extra.size, dtype=np.bool_)])
+
     # Brand safety clears the pair's bit: the kernel never visits a blocked pair.
-    slot_blocked = slot_ok & brand_safety_blocks(s, inventory)
-    slot_ok &= ~slot_blocked
+    slot_blocked = row_targeted & row_blocks
+    slot_ok = row_targeted & ~slot_blocked
+    row_hidden &= ~row_blocks
 
     # A user is targetable by a campaign if in its geos and, when it buys data, in one
     # of its segments as DSPs see them (matched and consented).
@@ -162,4 +245,8 @@ def build_campaigns(s: Scenario, inventory, audience, budget_scale: float = 1.0)
                          else from_spec(c.strategy, advertisers[c.advertiser].value_per_conversion,
                                         s.exchange.auction) for c in camps),
         slot_blocked_words=campaign_words(slot_blocked),
+        slot_hidden_words=campaign_words(row_hidden),
+        anonymous_row=anonymous_row,
+        row_anonymous=row_anonymous,
+        publisher_excluded=excluded,
     )

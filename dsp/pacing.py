@@ -51,10 +51,23 @@ class ExpectedTraffic:
     """
 
     def __init__(self, inventory: Inventory, start_epoch_s: float, duration_s: float,
-                 slot_words: np.ndarray):
+                 slot_words: np.ndarray, anonymous_row: np.ndarray | None = None,
+                 anonymous_share: np.ndarray | None = None):
+        """slot_words: the targeting rows (rtb.books.Targeting); a slot's requests read its
+        own row, or a share anonymous_share[s] of them its anonymous row anonymous_row[s]."""
         nc = slot_words.shape[1] * 64
         c = np.arange(nc)
-        targets = ((slot_words[:, c >> 6] >> (c & 63).astype(np.uint64)) & np.uint64(1)).astype(np.float64)
+        n_slot = inventory.slot_rate.size
+
+        def bits(rows: np.ndarray) -> np.ndarray:
+            return ((slot_words[rows][:, c >> 6] >> (c & 63).astype(np.uint64))
+                    & np.uint64(1)).astype(np.float64)
+
+        targets = bits(np.arange(n_slot))
+        if anonymous_row is not None and (anonymous_row != np.arange(n_slot)).any():
+            # (A slot whose own row is anonymous already has nothing to mix.)
+            share = np.where(anonymous_row != np.arange(n_slot), anonymous_share, 0.0)[:, None]
+            targets = (1.0 - share) * targets + share * bits(anonymous_row)
         self.first_hour = math.floor(start_epoch_s / SECONDS_PER_HOUR)
         last_hour = math.ceil((start_epoch_s + duration_s) / SECONDS_PER_HOUR)
         hours = range(self.first_hour, max(last_hour, self.first_hour + 1))

@@ -13,18 +13,24 @@ import numpy as np
 from numba import njit
 
 from rtb import types as T
+from rtb.types import BID_BIN_BASE, BID_BIN_SHIFT, N_BID_BINS
 
 
 class Targeting(NamedTuple):
     """Who may bid on what, as campaign bitsets: bit c of word c // 64 is campaign c.
 
-    A request's eligible campaigns are slot_words[slot] & user_words[user], a few word
-    operations per request instead of several lookups per (request, campaign).
+    A request's eligible campaigns are slot_words[row] & user_words[user] (row: the
+    request's target_row), a few word operations per request instead of several
+    lookups per (request, campaign). Rows are the slots', then anonymous rows: a slot's
+    requests sold anonymously through a deal (dsp.campaigns.build_campaigns).
     """
 
-    slot_words: np.ndarray  # u8[n_slot, n_words]: format, device, category, and brand safety allows
-    slot_blocked_words: np.ndarray  # u8[n_slot, n_words]: targeted by format, device, category,
-    # but brand safety forbids the pair (counted as `blocked`, never visited further)
+    slot_words: np.ndarray  # u8[n_rows, n_words]: format, device, category, domain, and brand
+    # safety allows
+    slot_blocked_words: np.ndarray  # u8[n_rows, n_words]: targeted by format, device, category,
+    # domain, but brand safety forbids the pair (counted as `blocked`, never visited further)
+    slot_hidden_words: np.ndarray  # u8[n_rows, n_words]: on anonymous rows, campaigns whose
+    # domain targeting the anonymity hides (counted per publisher as SellerBook.hidden_bids)
     user_words: np.ndarray  # u8[n_users, n_words]: geo and segments (matched, consented)
     flight_start_s: np.ndarray  # f8[nc]
     flight_end_s: np.ndarray  # f8[nc]
@@ -107,6 +113,49 @@ class CapBook(NamedTuple):
 
 
 NO_ID_NONE = (1 << 63) - 1  # UserBook.no_id_row of a run whose every request carries an id
+
+
+class SellerBook(NamedTuple):
+    """What each publisher sold each campaign over the run (index [publisher, campaign]);
+    the kernel adds to it."""
+
+    wins: np.ndarray  # i8[n_pub, nc]: impressions bought
+    media_micros: np.ndarray  # i8[n_pub, nc]: clearing prices paid for them
+    hidden_bids: np.ndarray  # i8[n_pub, nc]: bids on anonymous requests by campaigns whose
+    # domain targeting names the publisher (slot_hidden_words): targeted in every other
+    # way, in flight, admitted by a private deal; before pacing
+
+
+def new_seller_book(n_pub: int, nc: int) -> SellerBook:
+    return SellerBook(np.zeros((n_pub, nc), np.int64), np.zeros((n_pub, nc), np.int64),
+                      np.zeros((n_pub, nc), np.int64))
+
+
+def bid_bin_edges(k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) CPM edges of bins k >= 1 (bin 0 is [0, 2**-20))."""
+    k = np.asarray(k, dtype=np.int64)
+    lower = ((BID_BIN_BASE + k - 1) << BID_BIN_SHIFT).view(np.float64)
+    upper = ((BID_BIN_BASE + k) << BID_BIN_SHIFT).view(np.float64)
+    return lower, upper
+
+
+class BidBook(NamedTuple):
+    """The bids each publisher received, for report.advertiser_bids (the kernel adds to it).
+
+    A bid received is a bid the exchange took into the auction: the campaign targets the
+    request (a private deal admitting it), brand safety allows the pair, it is in flight
+    and pacing let it through, whether it then meets the floor or not: the bids the
+    campaign's report counts (campaigns[].bids).
+    """
+
+    bids: np.ndarray  # i8[n_pub, nc]: bids received
+    bid_sum_cpm: np.ndarray  # f8[n_pub, nc]: their sum, CPM as they compete (at most MAX_BID_CPM)
+    bins: np.ndarray  # i8[n_pub * n_adv, N_BID_BINS]: their count per bin (row p * n_adv + advertiser)
+
+
+def new_bid_book(n_pub: int, nc: int, n_adv: int) -> BidBook:
+    return BidBook(np.zeros((n_pub, nc), np.int64), np.zeros((n_pub, nc)),
+                   np.zeros((n_pub * n_adv, N_BID_BINS), np.int64))
 
 
 class UserBook(NamedTuple):

@@ -10,9 +10,11 @@ A campaign is named by its id, or by a part of it that only one id contains
 budget, if it has one, in the same proportion, as `--budget-scale` does: otherwise a
 bigger budget could not be spent. A dotted path walks tables by key and lists by their
 items' ids (`campaigns.retargeting.frequency_cap.impressions`) or by position
-(`publishers.0.floors`). `dmp.consent_rate.CA=0.4` sets one geo's consent rate; where
-the scenario gives one rate for all, it first becomes a table of that rate over every
-geo of dmp.geos. The changed scenario is validated exactly like a file: a bad
+(`publishers.0.floors`); a list's item may also be written in brackets, as error
+messages write paths (`publishers[style-mag].anonymous`, `publishers[0].floors`).
+`dmp.consent_rate.CA=0.4` sets one geo's consent rate; where the scenario gives one
+rate for all, it first becomes a table of that rate over every geo of dmp.geos. The
+changed scenario is validated exactly like a file: a bad
 path or value is an InputError that names the change and the field.
 
 A plan file (TOML) lists named variants:
@@ -204,10 +206,13 @@ def _move_pair(scenario: Scenario, pair: str, where: str) -> tuple[int, int]:
 
 # ---- any field ----------------------------------------------------------------------
 
+_ITEM = re.compile(r"\[([^\[\]]+)\]")  # LIST[ID] or LIST[N], as error messages write paths
+
+
 def _set_field(data: dict, scenario: Scenario, change: Change, where: str) -> None:
     path, text = _split_assignment(change, where)
     value = parse_value(text)
-    parts = path.split(".")
+    parts = _ITEM.sub(r".\1", path).split(".")
     node, model, walked = data, scenario, []
     while parts:
         key, used, parts = _next_key(node, model, parts, walked, where)

@@ -207,7 +207,8 @@ def _processes(market: Market, state: RunState, exchange: Exchange, progress) ->
     env = simpy.Environment()
     tick, duration = market.tick_s, market.duration_s
     table = market.campaigns
-    traffic = ExpectedTraffic(market.inventory, market.start.timestamp(), duration, table.slot_words)
+    traffic = ExpectedTraffic(market.inventory, market.start.timestamp(), duration, table.slot_words,
+                              table.anonymous_row, market.deals.slot_anonymous_share)
     pacer = Pacer(table, traffic, state.pace_share, state.bid_multiplier)
 
     def ticks():

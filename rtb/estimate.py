@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from rtb.errors import InputError
 from rtb.scenario import Scenario
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE
-from rtb.types import SECONDS_PER_DAY
+from rtb.types import N_BID_BINS, SECONDS_PER_DAY
 
 CACHE_LINE = 64  # as rtb.state.CACHE_LINE: per-user rows are padded to it
 # The process before any market: Python, numpy, numba and the compiled kernels, pydantic.
@@ -57,6 +57,9 @@ SECONDS_PER_TICK = 2.5e-4
 SECONDS_PER_USER = 2.5e-7
 SECONDS_PER_USER_CAMPAIGN = 8e-9
 START_S = 1.8
+# report.advertiser_bids counts and bins every bid received: large ran 1.3-1.9x as long
+# (docs/performance.md, Report options).
+ADVERTISER_BIDS_SLOWDOWN = 1.5
 LONG_RUN_S = 60.0  # a run expected to take longer says so before it starts
 
 
@@ -201,11 +204,17 @@ def estimate(s: Scenario) -> Estimate:
     ticks_alive = 2 if peak_tick >= 5_000 else 1  # rtb.exchange.LOOK_AHEAD_MIN_REQUESTS
     n_slots = sum(len(pub.slots) for pub in s.publishers)
     rows = expected_rows(s)
-    tables = (n_slots * (len(s.dmp.geos) + 8 * math.ceil(nc / 64) * 2 + 64)
-              + rows.no_id * per_id_bytes(s))
+    n_pub, n_adv = len(s.publishers), len(s.advertisers)
+    tables = (n_slots * (len(s.dmp.geos) + 8 * math.ceil(nc / 64) * 3 + 64)
+              + 2 * n_slots * 8 * math.ceil(nc / 64) * 3  # anonymous rows, at most one per slot
+              + n_pub * nc * 3 * 8  # the sellers' book (rtb.books.SellerBook)
+              + rows.no_id * per_id_bytes(s))  # the no-id rows (one per geo, dmp/identity.py)
+    if s.report.advertiser_bids:  # rtb.books.BidBook: counts and sums, and the bid bins
+        tables += n_pub * nc * 16 + n_pub * n_adv * N_BID_BINS * 8
     run_bytes = int(s.dmp.users * per_user_bytes(s) + tables + ticks_alive * peak_tick * per_request)
     n_ticks = math.ceil(sim.duration / min(sim.tick, sim.duration))
-    seconds = (START_S + requests / REQUESTS_PER_S + n_ticks * SECONDS_PER_TICK
+    slowdown = ADVERTISER_BIDS_SLOWDOWN if s.report.advertiser_bids else 1.0
+    seconds = (START_S + requests * slowdown / REQUESTS_PER_S + n_ticks * SECONDS_PER_TICK
                + max(s.dmp.users, rows.id_rows) * (SECONDS_PER_USER + nc * SECONDS_PER_USER_CAMPAIGN))
     return Estimate(requests=requests, memory_bytes=BASE_BYTES + run_bytes, run_bytes=run_bytes,
                     log_bytes=int(requests * LOG_BYTES_PER_IMPRESSION), seconds=seconds)

@@ -25,6 +25,7 @@ from dmp.identity import current_ids
 from dsp.adaptive import Learners
 from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids,
                          learner_bids)
+from dsp.campaigns import anonymous_slots
 from dsp.pacing import PACING_DUAL, scale_bids
 from dsp.strategies import FORMULA_BUDGET_ORTB, LEARNING_FORMULAS, Feedback, ViewLabels, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
@@ -35,7 +36,7 @@ from rtb.people import record_people
 from rtb.seeding import stream
 from rtb.state import RunState
 from rtb.types import DEVICES, FORMATS, MARKET, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
-from ssp.deals import assign_deals
+from ssp.deals import assign_deals, target_rows
 from ssp.inventory import generate_requests
 
 
@@ -106,8 +107,11 @@ class Exchange:
         self._viewers = (self._formulas.code == CUSTOM) | self._learners
         self._view_rows: dict[int, np.ndarray] = {}  # this tick's view rows per campaign
         labels, deal_ids = market.labels, market.deals.ids
+        self._anonymity = bool(table.row_anonymous.any())  # some requests are sold anonymously
+        self._seen_codes, anonymous_publishers, anonymous_slots = self._anonymous_codes()
         self._view_labels = tuple(
-            ViewLabels(cid, labels.currency, labels.publishers, labels.slots, FORMATS, DEVICES,
+            ViewLabels(cid, labels.currency, labels.publishers + anonymous_publishers,
+                       labels.slots + anonymous_slots, FORMATS, DEVICES,
                        market.audience.geo_names, labels.segments, deal_ids)
             for cid in table.ids)
         # Drawing ahead pays when ticks are large: the threads then mostly run numba
@@ -129,6 +133,38 @@ class Exchange:
                                             keep_answers=openrtb_log is not None)
             self._viewers |= np.isin(np.arange(len(table.ids)),
                                      [c for b in market.wire.bidders for c in b.campaigns])
+
+    def _anonymous_codes(self) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple, tuple]:
+        """What a strategy's view shows of an anonymous request's publisher and slot: an
+        anonymous id ("anonymous-1", numbered in the scenario's order among the
+        publishers that sell anonymously) and the slot's place at it ("anonymous-1,2"),
+        as codes after the publishers' and the slots' own. Returns ((publisher code
+        i8[n_pub], slot code i8[n_slot]) or None, the extra publisher labels, the extra
+        slot labels)."""
+        if not self._anonymity:
+            return None, (), ()
+        inv = self.market.inventory
+        n_slot, n_pub = inv.slot_publisher.size, inv.hourly.shape[0]
+        slots = anonymous_slots(self.market.campaigns)
+        publishers = np.unique(inv.slot_publisher[slots])
+        pub_code = np.arange(n_pub)
+        pub_code[publishers] = n_pub + np.arange(publishers.size)
+        slot_code = np.arange(n_slot)
+        slot_code[slots] = n_slot + np.arange(slots.size)
+        first_slot = np.searchsorted(inv.slot_publisher, np.arange(n_pub))
+        pub_labels = tuple(f"anonymous-{k + 1}" for k in range(publishers.size))
+        slot_labels = tuple(f"{pub_labels[pub_code[inv.slot_publisher[s]] - n_pub]},"
+                            f"{s - first_slot[inv.slot_publisher[s]] + 1}" for s in slots)
+        return (pub_code, slot_code), pub_labels, slot_labels
+
+    def _seen(self, requests: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Each request's publisher and slot as buyers see them (TickView.seen_*)."""
+        if self._seen_codes is None:
+            return requests.publisher, requests.slot
+        pub_code, slot_code = self._seen_codes
+        anonymous = self.market.campaigns.row_anonymous[requests.target_row]
+        return (np.where(anonymous, pub_code[requests.publisher], requests.publisher),
+                np.where(anonymous, slot_code[requests.slot], requests.slot))
 
     def close(self) -> None:
         """Stop the look-ahead thread (a pending draw is finished first) and close the
@@ -162,7 +198,8 @@ class Exchange:
                                      inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active)
         s = self.state
         result = clear_tick(requests, bids, self.market.mechanism, self._targeting(),
-                            self.market.deals.deals, s.book, s.caps, s.users)
+                            self.market.deals.deals, s.book, s.caps, s.users, s.sellers,
+                            s.bid_book)
         won = np.flatnonzero(result.winner >= 0)
         outcomes = self._outcomes(requests, result, won)
         self._settle_money(requests, result)
@@ -189,6 +226,7 @@ class Exchange:
         n = time_s.size
         deal = (assign_deals(m.deals, slot, self.rng_deals) if m.deals.ids
                 else np.full(n, -1, dtype=np.int32))
+        target_row = target_rows(m.deals, m.campaigns.anonymous_row, slot, deal)
         market_cpm = m.background.draw(n, self.rng_market)
         aud = m.audience
         device_user = draw_users(aud, inv.slot_device[slot], self.rng_users)
@@ -204,7 +242,7 @@ class Exchange:
         # Per-user lookups in arrays of millions are cache misses: done here, where
         # they can run ahead of the clearing thread.
         return RequestBatch(
-            time_s=time_s, slot=slot, publisher=inv.slot_publisher[slot],
+            time_s=time_s, slot=slot, target_row=target_row, publisher=inv.slot_publisher[slot],
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
             user=user, device_user=device_user,
             person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
@@ -293,7 +331,7 @@ class Exchange:
             m = self.market
             self._tick = TickView(requests, self._targeting(), m.deals.deals, m.inventory.slot_device,
                                   m.audience.visible_segments, self.state.book, t0, t1,
-                                  self._view_labels)
+                                  self._view_labels, *self._seen(requests))
         return self._tick
 
     def _learner_bids(self, t0: float, t1: float, campaigns: np.ndarray, tick: TickView,
@@ -342,7 +380,8 @@ class Exchange:
 
     def _targeting(self) -> Targeting:
         table = self.market.campaigns
-        return Targeting(table.slot_words, table.slot_blocked_words, table.user_words,
+        return Targeting(table.slot_words, table.slot_blocked_words, table.slot_hidden_words,
+                         table.user_words,
                          table.flight_start_s, table.flight_end_s, self.state.pace_share,
                          table.pace_offset)
 
@@ -401,6 +440,9 @@ class Exchange:
         tally.impressions_to_campaigns += won.size
         tally.impressions_to_market += int(np.count_nonzero(winner == MARKET))
         tally.pub_requests += _count(pub, n_pub)
+        if self._anonymity:
+            tally.pub_anonymous_requests += _count(
+                pub[self.market.campaigns.row_anonymous[requests.target_row]], n_pub)
         tally.pub_impressions += _count(pub[sold], n_pub)
         tally.pub_deal_impressions += _count(pub[result.deal_won], n_pub)
         tally.pub_floor_sum += _count(pub, n_pub, requests.floor_cpm)

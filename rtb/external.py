@@ -28,7 +28,7 @@ from rtb.books import TickResult
 from rtb.errors import InputError
 from rtb.openrtb_client import BidderClient, unreachable
 from rtb.openrtb_wire import (FAULT_INDEX, Bidder, SeatLimits, Sent, WireBook, bid_request,
-                              has_id_row, loss_codes, read_response, seat_ext)
+                              has_id_row, loss_codes, read_response, seat_ext, seen_as)
 from rtb.seeding import stream
 from rtb.types import RequestBatch
 
@@ -139,7 +139,8 @@ class ExternalBidders:
             request_id = f"{self.market.seed}-{self._requests_before + row}"
             message = bid_request(book, request_id, row, requests, seats, wseat,
                                   int(visible[user]), bool(consent[user]), deals, tmax_ms, (t0, t1),
-                                  has_id_row(self.market.audience, user))
+                                  has_id=has_id_row(self.market.audience, user),
+                                  anonymous=seen_as(tick, row))
             pub = int(requests.publisher[row])
             sent.append(Sent(row, request_id, {book.campaigns[c]: c for c, _ in pairs},
                              book.deal_ids[d] if d >= 0 else None, frozenset(wseat),

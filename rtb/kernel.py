@@ -2,8 +2,9 @@
 
 A budget or a frequency cap that runs out inside the tick is exact because requests
 are cleared one after another. Eligibility (targeting, brand safety, flights, deals,
-pacing, floors) is decided here and only here, and every per-bid outcome count and
-every floor hit comes from that one decision. State lives in plain arrays grouped in
+pacing, floors) is decided here and only here, and every per-bid outcome count, every
+floor hit and what each publisher saw of each campaign (SellerBook, BidBook) comes
+from that one decision. State lives in plain arrays grouped in
 NamedTuples (rtb/books.py; numba reads them as tuples of arrays); the kernel updates
 the run's books in place and never draws random numbers. clear_tick() is its typed
 wrapper.
@@ -15,18 +16,22 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from rtb import types as T
-from rtb.books import (NO_TOUCH, CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                       encode_touch, new_result)
+from rtb.books import (BID_BIN_BASE, BID_BIN_SHIFT, NO_TOUCH, BidBook, CampaignBook, CapBook,
+                       Deals, SellerBook, Targeting, TickResult, UserBook, encode_touch,
+                       new_result)
 from rtb.types import RequestBatch
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
-               deals: Deals, book: CampaignBook, caps: CapBook, users: UserBook) -> TickResult:
+               deals: Deals, book: CampaignBook, caps: CapBook, users: UserBook,
+               sellers: SellerBook, bid_book: BidBook | None = None) -> TickResult:
     """Clear one tick's requests (time-sorted) against bids f8[n, nc] (NaN = no bid).
 
-    Updates book, caps and users in place; see clear_tick_nb for the rules.
+    Updates book, caps, users, sellers and bid_book (if given) in place; see
+    clear_tick_nb for the rules.
     """
     n, nc = bids.shape
     if n != requests.time_s.size or nc != book.advertiser.size:
@@ -34,7 +39,7 @@ def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeti
                          f" x {book.advertiser.size} campaigns")
     result = new_result(n)
     clear_tick_nb(requests, np.ascontiguousarray(bids, dtype=np.float64), mechanism, targeting,
-                  deals, book, caps, users, result)
+                  deals, book, caps, users, sellers, bid_book, result)
     return result
 
 
@@ -113,7 +118,8 @@ FOUND = 4
 
 
 @njit(cache=True, nogil=True)
-def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, result):
+def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sellers, bid_book,
+                  result):
     """Clear n requests in time order against nc campaigns and the rest of the market.
 
     bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
@@ -140,14 +146,23 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     either auction, unsold though bids came, the highest below the floor (the market's
     bid, or a bid of a campaign that targets the request, whether or not pacing,
     budget or caps then let it in).
+
+    A request's targeting is row target_row of the targeting tables (its slot's, or
+    the slot's anonymous row). sellers[request's publisher, campaign] counts the wins
+    and their media cost, and the bids the request's anonymity hid from domain
+    targeting (slot_hidden_words; they count as not_targeted, like any bid outside
+    targeting). bid_book, when given (None compiles a kernel without any of its work),
+    counts the bids pacing let through per (publisher, campaign), sums them as they
+    compete and bins them per (publisher, advertiser) (BidBook).
     """
     # Unpack once: an array read out of a tuple inside the loop may cost a
     # reference-count update each time. For the same reason the loop calls no
     # function that takes arrays (but on rare boundaries): such calls kept atomic
     # reference counting in the loop, which cost more than the auction.
-    time_s, user, slot, floor_cpm, market_cpm = req.time_s, req.user, req.slot, req.floor_cpm, req.market_cpm
-    u_pace, deal = req.u_pace, req.deal
+    time_s, user, row, floor_cpm, market_cpm = req.time_s, req.user, req.target_row, req.floor_cpm, req.market_cpm
+    u_pace, deal, publisher = req.u_pace, req.deal, req.publisher
     slot_words, slot_blocked_words, user_words = targeting.slot_words, targeting.slot_blocked_words, targeting.user_words
+    slot_hidden_words = targeting.slot_hidden_words
     flight_start_s, flight_end_s = targeting.flight_start_s, targeting.flight_end_s
     pace_share, pace_offset = targeting.pace_share, targeting.pace_offset
     deal_floor, deal_fixed, deal_private, deal_allowed = deals
@@ -165,15 +180,18 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
     prior_touch = result.prior_touch
+    seller_wins, seller_media, seller_hidden = sellers.wins, sellers.media_micros, sellers.hidden_bids
 
     n, nc = bids.shape
     n_words = slot_blocked_words.shape[1]
     bid_bits = bids.view(np.int64)
     keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
     has_blocks = False  # most markets block nothing: their requests skip the block test
-    for row in range(slot_blocked_words.shape[0]):
+    has_hidden = False  # nor hide domains from domain targeting
+    for r in range(slot_blocked_words.shape[0]):
         for w in range(n_words):
-            has_blocks = has_blocks or slot_blocked_words[row, w] != 0
+            has_blocks = has_blocks or slot_blocked_words[r, w] != 0
+            has_hidden = has_hidden or slot_hidden_words[r, w] != 0
     targets = np.zeros(n_words * 64, np.int64)  # the request's targeting bits
     shifts = np.arange(64)
     # Per-campaign counts over the tick; the pre-auction outcomes are their
@@ -182,6 +200,22 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
     n_targeted = np.zeros(nc, np.int64)
     n_blocked = np.zeros(nc, np.int64)
     n_paced_in = np.zeros(nc, np.int64)
+    if bid_book is not None:
+        # Bids paced in, counted and summed per (publisher, campaign) in rows of the
+        # tick's own (row k: the tick's k-th publisher), added to the book at the end:
+        # the pass writes only arrays it allocated (writing the book there would make
+        # the compiler check it against every array the pass reads, at each request).
+        book_bids, book_bid_sum, bid_bins = bid_book.bids, bid_book.bid_sum_cpm, bid_book.bins
+        n_adv_bins = bid_bins.shape[0] // book_bids.shape[0]
+        tick_row = np.full(book_bids.shape[0], -1, np.int64)
+        n_tick_publishers = 0
+        for i in range(n):
+            if tick_row[publisher[i]] < 0:
+                tick_row[publisher[i]] = n_tick_publishers
+                n_tick_publishers += 1
+        paced_in_by = np.zeros((n_tick_publishers, nc), np.int64)
+        bid_sum_by = np.zeros((n_tick_publishers, nc))
+        paced = np.zeros(n_words * 64, np.int64)  # the request's bids paced in, for the bins
     n_below_deal = np.zeros(nc, np.int64)
     n_candidates = np.zeros(nc, np.int64)
     lost_to_market = np.zeros(nc, np.int64)
@@ -224,7 +258,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         has_deal = d >= 0
         dd = d if has_deal else 0
         private = has_deal and deal_private[dd]
-        s = slot[i]
+        s = row[i]
+        p = publisher[i]
+        if bid_book is not None:
+            k_pub = tick_row[p]
         for w in range(n_words):
             word = np.int64(slot_words[s, w] & user_words[u, w])
             for k in range(min(64, nc - w * 64)):
@@ -239,6 +276,19 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                         n_blocked[c] += ((bids[i, c] >= 0.0) & (t >= flight_start_s[c])
                                          & (t < flight_end_s[c]) & ((not private) or deal_allowed[dd, c]))
                     blocked >>= np.uint64(1)
+                    c += 1
+        if has_hidden:
+            # Domain targeting that the request's anonymity hides (rare): bids targeted
+            # in every other way, counted for the publisher.
+            for w in range(n_words):
+                hidden = slot_hidden_words[s, w] & user_words[u, w]
+                c = w * 64
+                while hidden != 0:
+                    if hidden & np.uint64(1):
+                        seller_hidden[p, c] += ((bids[i, c] >= 0.0) & (t >= flight_start_s[c])
+                                                & (t < flight_end_s[c])
+                                                & ((not private) or deal_allowed[dd, c]))
+                    hidden >>= np.uint64(1)
                     c += 1
         up = u_pace[i]
         top = np.int64(NO_KEY)  # the row's best key, found during the pass
@@ -261,7 +311,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 in_open = paced_in & (not private) & (not in_deal) & (b >= floor)
                 n_bids[c] += has_bid
                 n_targeted[c] += targeted
-                n_paced_in[c] += paced_in
+                if bid_book is not None:
+                    paced_in_by[k_pub, c] += paced_in
+                    value = b if b < T.MAX_BID_CPM else T.MAX_BID_CPM
+                    bid_sum_by[k_pub, c] += value if paced_in else 0.0
+                    paced[c] = paced_in
+                else:
+                    n_paced_in[c] += paced_in
                 n_below_deal[c] += paced_in & private & (not in_deal)
                 n_candidates[c] += in_deal | in_open
                 key = bid_bits[i, c]
@@ -283,7 +339,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 in_open = paced_in & (b >= floor)
                 n_bids[c] += has_bid
                 n_targeted[c] += targeted
-                n_paced_in[c] += paced_in
+                if bid_book is not None:
+                    paced_in_by[k_pub, c] += paced_in
+                    value = b if b < T.MAX_BID_CPM else T.MAX_BID_CPM
+                    bid_sum_by[k_pub, c] += value if paced_in else 0.0
+                    paced[c] = paced_in
+                else:
+                    n_paced_in[c] += paced_in
                 n_candidates[c] += in_open
                 key = bid_bits[i, c]
                 key = key if key > 0 else 0
@@ -291,6 +353,23 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
                 key = key + OPEN_KEY_BASE if in_open else NO_KEY
                 keys[c] = key
                 top = key if key > top else top
+
+        if bid_book is not None:
+            # The bids paced in, each in its bin (BidBook): a bit per campaign, then
+            # only the set bits visited.
+            cell = p * n_adv_bins
+            for w in range(n_words):
+                word = np.uint64(0)
+                for k in range(min(64, nc - w * 64)):
+                    word |= np.uint64(paced[w * 64 + k]) << np.uint64(k)
+                while word != 0:
+                    c = w * 64 + np.int64(trailing_zeros(word))
+                    word &= word - np.uint64(1)
+                    key = bid_bits[i, c]
+                    key = key if key > 0 else 0
+                    key = key if key < MAX_BID_KEY else MAX_BID_KEY
+                    b_bin = (key >> BID_BIN_SHIFT) - BID_BIN_BASE + 1
+                    bid_bins[cell + advertiser[c], b_bin if b_bin > 0 else 0] += 1
 
         market = market_cpm[i]
         market_in = (not private) and market >= floor  # NaN compares false: no market bid
@@ -414,6 +493,8 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         remaining_total[c] -= cost
         remaining_daily[c] -= cost
         media_micros[c] += media
+        seller_wins[p, c] += 1
+        seller_media[p, c] += media
         fee_micros[c] += fee
         data_cost_micros[c] += data_micros[c]
         a = advertiser[c]
@@ -442,6 +523,14 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, res
         prior_touch[i] = last_touch[u, a]
         last_touch[u, a] = encode_touch(t, c)
 
+    if bid_book is not None:
+        for p in range(book_bids.shape[0]):
+            k = tick_row[p]
+            if k >= 0:
+                for c in range(nc):
+                    n_paced_in[c] += paced_in_by[k, c]
+                    book_bids[p, c] += paced_in_by[k, c]
+                    book_bid_sum[p, c] += bid_sum_by[k, c]
     # Each bid's outcome: the pre-auction tests' from the nested counts; candidates
     # not checked out, not won and not lost to the market lost to a higher bid.
     decided = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]

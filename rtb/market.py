@@ -67,6 +67,7 @@ class Market:
     advertiser_cap_window_s: np.ndarray  # f8[n_adv]: its window (1.0 where none)
     labels: Labels
     wire: WireBook  # the market as OpenRTB fields (external bidders, --openrtb-log)
+    advertiser_bids: bool = False  # report.advertiser_bids: the run keeps a BidBook
 
     @property
     def n_users(self) -> int:
@@ -164,6 +165,7 @@ def build_market(s: Scenario, seed: int | None = None, budget_scale: float = 1.0
         advertiser_cap_window_s=np.array([cap.window if cap else 1.0 for cap in caps]),
         labels=_labels(s),
         wire=build_wire(s),
+        advertiser_bids=s.report.advertiser_bids,
     )
     for name in ("inventory", "audience", "behaviour", "campaigns", "deals", "floors",
                  "user_factor", "advertiser_value", "advertiser_margin",

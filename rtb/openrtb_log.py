@@ -25,7 +25,7 @@ from dsp.bidding import CampaignView, TickView, eligible_rows
 from rtb import openrtb as O
 from rtb.atomic import AtomicFile
 from rtb.books import TickResult
-from rtb.openrtb_wire import bid_request, has_id_row, loss_codes, seat_ext
+from rtb.openrtb_wire import bid_request, has_id_row, loss_codes, seat_ext, seen_as
 from rtb.seeding import stream
 from rtb.types import MARKET, RequestBatch
 
@@ -49,6 +49,7 @@ class OpenRtbLog:
         self._sampled = np.flatnonzero(self.rng.random(n) < self.sample)
         self._before, self._requests_before = self._requests_before, self._requests_before + n
         self._tick_bounds = (t0, t1)
+        self._tick = tick
         self._views = {}
         if self._sampled.size == 0:
             return
@@ -95,7 +96,8 @@ class OpenRtbLog:
                 message = bid_request(book, request_id, row, requests, seats, wseat,
                                       int(audience.visible_segments[user]), bool(audience.consent[user]),
                                       deals, tmax_ms.get(d, 100), (t0, t1),
-                                      has_id_row(audience, user))
+                                      has_id=has_id_row(audience, user),
+                                      anonymous=seen_as(self._tick, row))
                 entry = {"dsp": dsp_id, "external": d in external, "request": message}
                 if d in external:
                     status, body, fault = answers.get((d, row), (None, None, None))

@@ -134,6 +134,15 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def seen_as(tick, row: int) -> tuple[str, str] | None:
+    """(publisher id, slot id) buyers see for a request sold anonymously; None if not."""
+    pub = int(tick.seen_publisher[row])
+    if pub == int(tick.requests.publisher[row]):
+        return None
+    labels = tick.labels[0]
+    return labels.publishers[pub], labels.slots[int(tick.seen_slot[row])].split(",", 1)[1]
+
+
 def seat_ext(view, k: int) -> dict:
     """ext.rtbsim.seats[] for row k of a campaign's view (dsp.bidding.CampaignView)."""
     return {"seat": view.labels.campaign, "pctr": float(view.pctr[k]), "pcvr": float(view.pcvr[k]),
@@ -150,18 +159,25 @@ def has_id_row(audience, user: int) -> bool:
 
 def bid_request(book: WireBook, request_id: str, i: int, requests: RequestBatch, seats: list[dict],
                 wseat: list[str], segments: int, consent: bool, deals, tmax_ms: int,
-                tick: tuple[float, float], has_id: bool = True) -> dict:
+                tick: tuple[float, float], has_id: bool = True,
+                anonymous: tuple[str, str] | None = None) -> dict:
     """The BidRequest for row i of the tick: seats are its ext.rtbsim.seats (each
     campaign of the DSP that may bid on it), wseat the seats its deal admits.
 
     user.id is the id the request carries (requests.user: an id row, dmp/identity.py),
     never the person or device-user behind it. has_id False (a request without consent
     under the identity model: a no-id row, has_id_row()) sends a user with no id and no
-    segments, only ext.consent 0."""
+    segments, only ext.consent 0.
+    anonymous: (publisher id, slot id) as buyers see a request sold anonymously (its
+    anonymous ids): no domain, the category only."""
     slot, pub = int(requests.slot[i]), int(requests.publisher[i])
     media, media_value = book.slot_media[slot]
     floor = float(requests.floor_cpm[i])
-    imp = {"id": "1", "tagid": book.slot_tag[slot], media: media_value,
+    site, tag = book.site[pub], book.slot_tag[slot]
+    if anonymous is not None:
+        site = {"id": anonymous[0], "cat": site["cat"], "publisher": {"id": anonymous[0]}}
+        tag = anonymous[1]
+    imp = {"id": "1", "tagid": tag, media: media_value,
            "bidfloor": floor, "bidfloorcur": book.currency, "secure": 1}
     d = int(requests.deal[i])
     if d >= 0:
@@ -177,7 +193,7 @@ def bid_request(book: WireBook, request_id: str, i: int, requests: RequestBatch,
         user["data"] = [{"id": "rtbsim-dmp", "name": "rtbsim-dmp", "segment": [
             {"id": seg} for s, seg in enumerate(book.segments) if segments >> s & 1]}]
     request = {
-        "id": request_id, "imp": [imp], "site": book.site[pub],
+        "id": request_id, "imp": [imp], "site": site,
         "device": {"devicetype": DEVICE_TYPE[book.slot_device[slot]],
                    "geo": {"country": book.geos[int(requests.geo[i])]}},
         "user": user, "at": book.at, "tmax": tmax_ms, "cur": [book.currency],

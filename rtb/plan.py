@@ -46,6 +46,9 @@ ADVERTISER_FIGURES = ("impressions", "reach", "reach_people", "frequency", "freq
                       "cap_leakage")
 RESTS_ON = {"romi": "conversions", "cpa": "conversions",
             "incremental_romi": "incremental_conversions"}
+# Per publisher (the supply side of a what-if: a floor, a deal, selling anonymously).
+PUBLISHER_FIGURES = ("requests", "impressions", "fill_rate", "revenue", "avg_price_cpm",
+                     "anonymous")
 MARGINAL_FOLDER = "marginal"
 PER = 100.0  # marginal conversions are given per this much extra budget
 
@@ -156,8 +159,11 @@ def write_plan(scenario: Scenario, variants: list[Variant], marginal: list, step
 
 
 def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
-    """A variant's campaigns and totals over its seeds' reports: each figure's interval,
-    with `vs_current` (the paired difference) when current's reports are given."""
+    """A variant's campaigns, totals, advertisers and publishers over its seeds' reports:
+    each figure's interval, with `vs_current` (the paired difference) when current's
+    reports are given. A figure none of the reports has is left out (the totals'
+    cap_leakage); one that only some lack, made before it existed, counts as undefined
+    in those."""
     def figures(rows: list[dict], baseline: list[dict] | None, names=FIGURES) -> dict:
         out = {}
         for name in names:
@@ -175,7 +181,7 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
         return out
 
     if not reports:
-        return {"campaigns": [], "totals": {}, "advertisers": []}
+        return {"campaigns": [], "totals": {}, "advertisers": [], "publishers": []}
     campaigns = []
     for k, first in enumerate(reports[0]["campaigns"]):
         rows = [r["campaigns"][k] for r in reports]
@@ -189,7 +195,13 @@ def variant_figures(reports: list[dict], current: list[dict] | None) -> dict:
         rows = [r["advertisers"][k] for r in reports]
         baseline = None if current is None else [r["advertisers"][k] for r in current]
         advertisers.append({"id": first["id"], **figures(rows, baseline, ADVERTISER_FIGURES)})
-    return {"campaigns": campaigns, "totals": totals, "advertisers": advertisers}
+    publishers = []
+    for k, first in enumerate(reports[0]["publishers"]):
+        rows = [r["publishers"][k] for r in reports]
+        baseline = None if current is None else [r["publishers"][k] for r in current]
+        publishers.append({"id": first["id"], **figures(rows, baseline, PUBLISHER_FIGURES)})
+    return {"campaigns": campaigns, "totals": totals, "advertisers": advertisers,
+            "publishers": publishers}
 
 
 def gross_profit(report: dict, margins: dict[str, float], incremental: bool = False) -> float:

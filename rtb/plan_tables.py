@@ -1,7 +1,8 @@
-"""The terminal tables of planning: a plan's variants per campaign (plan_table), where the
-next money does the most (marginal_table) and an optimised budget split with its
-expected gain and, for a goal, whether it can be reached (optimize_table). Each figure
-is a mean over seeds with ± half its interval; laid out by rtb.table_layout."""
+"""The terminal tables of planning: a plan's variants per campaign (plan_table) and, when a
+variant changes the supply side, per publisher (publisher_table), where the next money
+does the most (marginal_table) and an optimised budget split with its expected gain and,
+for a goal, whether it can be reached (optimize_table). Each figure is a mean over seeds
+with ± half its interval; laid out by rtb.table_layout."""
 
 from __future__ import annotations
 
@@ -73,9 +74,52 @@ def plan_table(summary: dict, width: int) -> RenderableType:
 
     parts = [fitted_table(build, width, title, caption, FORMATS,
                           more="More figures: plan.json.", intro="Variants:\n" + legend)]
+    if changes_supply(summary) and any(v.get("publishers") for v in variants):
+        parts += [Text(), publisher_table(summary, width)]
     if summary.get("marginal"):
         parts += [Text(), marginal_table(summary["marginal"], width, currency)]
     return Group(*parts)
+
+
+# Changes of the supply side (rtb.changes: "set PATH=VALUE").
+SUPPLY = ("set publishers.", "set publishers[", "set ssps.", "set ssps[")
+
+
+def changes_supply(summary: dict) -> bool:
+    """Does a variant of the plan change a publisher or an SSP?"""
+    return any(str(c).startswith(SUPPLY) for v in summary["variants"] for c in v["changes"])
+
+
+def publisher_table(summary: dict, width: int) -> RenderableType:
+    """A plan's variants per publisher: revenue, impressions, fill rate, average price and
+    the share of requests sold anonymously, each the mean over the seeds with ± half its
+    interval and, for a variant, its change against current."""
+    currency = currency_of(summary)
+    variants = summary["variants"]
+    title = f"Publishers; money in {currency}"
+    caption = ("revenue: what the publisher kept (after the exchange's and its SSP's fees);"
+               " price: the average clearing price, CPM; anonymous: the share of its requests"
+               " sold anonymously; fill: impressions / requests.")
+    ids = [p["id"] for p in variants[0].get("publishers", [])] if variants else []
+
+    def build(fmt: Formats) -> Sheet:
+        groups = [[("revenue", "revenue", fmt.money)], [("impr.", "impressions", ",.0f")],
+                  [("price", "avg_price_cpm", ",.3f")], [("anonymous", "anonymous", ".0%")],
+                  [("fill", "fill_rate", ".1%")]]
+
+        def rows(pid: str) -> list[Row]:
+            out = []
+            for v in variants:
+                figures = next((p for p in v.get("publishers", []) if p["id"] == pid), None) or {}
+                out.append(Row([safe_text(v["name"])] + [
+                    figure_text(figures.get(key), spec, change=True)
+                    for g in groups for _, key, spec in g], section=True))
+            return out
+
+        return Sheet(keys=["variant"], groups=headers_of(groups),
+                     blocks=[(safe_text(pid), rows(pid)) for pid in ids], optional=frozenset({4}))
+
+    return fitted_table(build, width, title, caption, FORMATS)
 
 
 def marginal_table(marginal: dict, width: int, currency: str = DEFAULT_CURRENCY) -> RenderableType:

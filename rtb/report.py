@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from dsp.campaigns import anonymous_slots
 from rtb.atomic import write_atomic
+from rtb.books import bid_bin_edges
 from rtb.people import n_ids, n_people, people_counts, people_figures, people_reached
 from rtb.types import CAP_CALENDAR, CAP_NONE, FIRST_SUBMITTED, OUTCOME_NAMES, WON
 
@@ -115,6 +117,78 @@ def _after(metrics: dict, key: str, extra: dict) -> dict:
     return out
 
 
+def _sells_anonymously(m) -> np.ndarray:
+    """bool[n_pub]: publishers with requests sold anonymously (an anonymous publisher, or
+    a slot with an anonymous deal)."""
+    inv = m.inventory
+    out = np.zeros(inv.hourly.shape[0], dtype=np.bool_)
+    out[inv.slot_publisher[anonymous_slots(m.campaigns)]] = True
+    return out
+
+
+def _anonymity(m, sellers, p: int, anonymous_requests: int) -> dict:
+    """What selling anonymously did at publisher p, as counted in the run (the exact cost,
+    revenue with and without, is the paired run with anonymous = false: docs/planning.md)."""
+    excluded = m.campaigns.publisher_excluded[p]
+    return {
+        "requests": anonymous_requests,
+        "domain_targeting_bids_lost": int(sellers.hidden_bids[p].sum()),
+        "impressions_past_domain_blocks": int(sellers.wins[p, excluded].sum()),
+        "spend_past_domain_blocks": _money(_total(sellers.media_micros[p, excluded])),
+    }
+
+
+def _median_cpm(bins: np.ndarray) -> float | None:
+    """The median bid of a row of bid bins (rtb.books): the middle bid's bin's middle (the
+    mean of the two middle bids' for an even count), to within 0.4 %; 0 when it falls in
+    bin 0 (bids under 2**-20 CPM). Six significant digits."""
+    n = int(bins.sum())
+    if n == 0:
+        return None
+    cumulative = np.cumsum(bins)
+
+    def value(rank: int) -> float:  # the rank-th smallest bid's bin, 1-based
+        k = int(np.searchsorted(cumulative, rank))
+        if k == 0:
+            return 0.0
+        lower, upper = bid_bin_edges(k)
+        return (float(lower) + float(upper)) / 2
+
+    median = (value((n + 1) // 2) + value(n // 2 + 1)) / 2
+    return float(f"{median:.6g}")
+
+
+def _advertisers(m, sellers, bid_book, p: int) -> list[dict]:
+    """Publisher p's buyers among the scenario's advertisers, sorted by advertiser id: each
+    one that bought there, with the impressions and the media paid for them; with
+    report.advertiser_bids (bid_book), each one that bid there, with the bids received,
+    their mean and median CPM and the win rate too."""
+    labels, advertiser = m.labels, m.campaigns.advertiser
+    n_adv = len(labels.advertisers)
+    rows = []
+    for a in np.unique(advertiser):
+        mine = advertiser == a
+        wins = int(sellers.wins[p, mine].sum())
+        spend = _money(_total(sellers.media_micros[p, mine]))
+        if bid_book is None:
+            if wins:
+                rows.append({"advertiser": labels.advertisers[a], "wins": wins, "spend": spend})
+            continue
+        bids = int(bid_book.bids[p, mine].sum())
+        if bids == 0:
+            continue
+        rows.append({
+            "advertiser": labels.advertisers[a],
+            "bids": bids,
+            "mean_bid_cpm": _ratio(float(bid_book.bid_sum_cpm[p, mine].sum()), bids),
+            "median_bid_cpm": _median_cpm(bid_book.bins[p * n_adv + a]),
+            "wins": wins,
+            "spend": spend,
+            "win_rate": _ratio(wins, bids),
+        })
+    return sorted(rows, key=lambda row: row["advertiser"])
+
+
 def build_report(market, state) -> Report:
     """The report of a finished run: the market's labels and the run state's books."""
     m, table, book, tally, labels = market, market.campaigns, state.book, state.tally, market.labels
@@ -188,8 +262,10 @@ def build_report(market, state) -> Report:
 
     inv = m.inventory
     publishers = []
+    sells_anonymously = _sells_anonymously(m)
     for p, pub_id in enumerate(labels.publishers):
         requests, imps = int(tally.pub_requests[p]), int(tally.pub_impressions[p])
+        anonymous = int(tally.pub_anonymous_requests[p])
         publishers.append({
             "id": pub_id,
             "ssp": labels.ssps[int(inv.publisher_ssp[p])],
@@ -201,6 +277,10 @@ def build_report(market, state) -> Report:
             "avg_price_cpm": _ratio(tally.pub_price_sum[p], imps),
             "deal_share": _ratio(tally.pub_deal_impressions[p], imps),
             "floor_hits": int(tally.pub_floor_hits[p]),
+            "anonymous": _ratio(anonymous, requests),
+            "anonymity": (_anonymity(m, state.sellers, p, anonymous)
+                          if sells_anonymously[p] else None),
+            "advertisers": _advertisers(m, state.sellers, state.bid_book, p),
         })
 
     sold = tally.impressions_to_campaigns + tally.impressions_to_market

@@ -23,7 +23,7 @@ from rtb.spec_base import (MAX_CPM, MAX_DURATION_S, MAX_GEOS, MAX_MONEY, MAX_NAM
                            UtcDatetime, Weight)
 from rtb.pacing_spec import EvenPacingSpec, PacingSpec
 from rtb.strategy_spec import KINDS, PythonStrategySpec, StrategySpec, missing_in_scenario
-from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, PublisherSpec, SspSpec, supply_rule_problems
+from rtb.supply_spec import DEFAULT_HOURLY_SHAPE, Domain, PublisherSpec, SspSpec, supply_rule_problems
 from rtb.types import DEVICES, FORMATS
 
 # ---- simulation clock -------------------------------------------------------------
@@ -141,7 +141,11 @@ class AdvertiserSpec(Spec):
 
 
 class TargetingSpec(Spec):
-    """Empty lists mean "any". Segments: the user must be in at least one."""
+    """Empty lists mean "any". Segments: the user must be in at least one.
+
+    Domains are publishers' domains, compared case-insensitively. An anonymous request
+    shows no domain: `domains` never matches it and `exclude_domains` cannot exclude it.
+    """
 
     segments: list[Id] = []
     devices: list[Device] = []
@@ -149,6 +153,10 @@ class TargetingSpec(Spec):
     categories: list[Text] = Field([], description="publisher content categories")
     exclude_categories: list[Text] = Field(
         [], description="publisher content categories never bought (brand safety)")
+    domains: list[Domain] = Field(
+        [], description="publisher domains bought; never matches an anonymous request")
+    exclude_domains: list[Domain] = Field(
+        [], description="publisher domains never bought (brand safety); blind to anonymous requests")
     geos: list[Text] = []
 
 
@@ -288,6 +296,14 @@ class BehaviourSpec(Spec):
     attribution_window: Seconds = 7 * 86400.0
 
 
+class ReportSpec(Spec):
+    """Figures a run may add to its report, at a cost in run time."""
+
+    advertiser_bids: bool = Field(
+        False, description="publishers[].advertisers[] also gets the bids received, their"
+        " mean and median CPM and the win rate (slower: each bid is counted and binned)")
+
+
 MAX_ITEMS = 10_000  # SSPs, publishers, DSPs, advertisers; and slots over all publishers
 MAX_CAMPAIGNS = 1_000
 
@@ -306,6 +322,7 @@ class Scenario(Spec):
     campaigns: list[CampaignSpec] = Field(min_length=1, max_length=MAX_CAMPAIGNS)
     dmp: DmpSpec
     behaviour: BehaviourSpec = BehaviourSpec()
+    report: ReportSpec = ReportSpec()
 
 
 def reference_problems(s: Scenario) -> list[tuple[str, str]]:
@@ -329,6 +346,7 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
     unique(s.campaigns, "campaigns")
     segments = unique(s.dmp.segments, "dmp.segments")
     categories = {p.category for p in s.publishers}
+    domains = {p.domain.lower() for p in s.publishers if p.domain}
     geos = set(s.dmp.geos)
 
     for i, pub in enumerate(s.publishers):
@@ -431,6 +449,16 @@ def reference_problems(s: Scenario) -> list[tuple[str, str]]:
             elif cat in c.targeting.categories:
                 problems.append((f"{at}.targeting.exclude_categories[{j}]",
                                  f"category {cat!r} is both targeted and excluded"))
+        for name, wanted in (("domains", c.targeting.domains),
+                             ("exclude_domains", c.targeting.exclude_domains)):
+            for j, domain in enumerate(wanted):
+                if domain.lower() not in domains:
+                    problems.append((f"{at}.targeting.{name}[{j}]", f"no publisher has domain {domain!r}"))
+        targeted = {d.lower() for d in c.targeting.domains}
+        for j, domain in enumerate(c.targeting.exclude_domains):
+            if domain.lower() in targeted:
+                problems.append((f"{at}.targeting.exclude_domains[{j}]",
+                                 f"domain {domain!r} is both targeted and excluded"))
         for j, geo in enumerate(c.targeting.geos):
             if geo not in geos:
                 problems.append((f"{at}.targeting.geos[{j}]", f"geo {geo!r} is not in dmp.geos"))

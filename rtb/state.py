@@ -2,8 +2,9 @@
 
 The market (rtb/market.py) is read-only; a run's budgets, caps, per-user books,
 pacing shares, moving floors, tallies and pending conversions are here, so "who
-changes what" is a type: the kernel writes book, caps and users; the pacer
-pace_share; dynamic floors their table; the tick's last stages tally and pending.
+changes what" is a type: the kernel writes book, caps, users, sellers and bid_book;
+the pacer pace_share; dynamic floors their table; the tick's last stages tally and
+pending.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import numpy as np
 
 from dsp.adaptive import Learners
 from dsp.campaigns import CampaignTable
-from rtb.books import NO_ID_NONE, NO_TOUCH, CampaignBook, CapBook, UserBook
+from rtb.books import (
+    NO_ID_NONE,
+    NO_TOUCH,
+    BidBook,
+    CampaignBook,
+    CapBook,
+    SellerBook,
+    UserBook,
+    new_bid_book,
+    new_seller_book,
+)
 from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.openrtb_wire import BidderTally
@@ -59,6 +70,7 @@ class Tally:
     ad_conversions: np.ndarray = None  # i8[nc]: caused by the campaign's clicks (incremental)
     attributed_conversions: np.ndarray = None  # i8[nc]: last touch within the window
     pub_requests: np.ndarray = None  # i8[np]
+    pub_anonymous_requests: np.ndarray = None  # i8[np]: sold anonymously
     pub_impressions: np.ndarray = None  # i8[np]
     pub_deal_impressions: np.ndarray = None  # i8[np]: sold through a deal
     pub_revenue_micros: np.ndarray = None  # i8[np]
@@ -74,7 +86,7 @@ class Tally:
     def __post_init__(self) -> None:
         for name in ("clicks", "ad_conversions", "attributed_conversions"):
             setattr(self, name, np.zeros(self.n_campaigns, dtype=np.int64))
-        for name in ("pub_requests", "pub_impressions", "pub_deal_impressions", "pub_revenue_micros",
+        for name in ("pub_requests", "pub_anonymous_requests", "pub_impressions", "pub_deal_impressions", "pub_revenue_micros",
                      "pub_floor_hits"):
             setattr(self, name, np.zeros(self.n_publishers, dtype=np.int64))
         self.pub_floor_sum = np.zeros(self.n_publishers)
@@ -110,6 +122,8 @@ class RunState:
     book: CampaignBook  # budgets left, spend, outcome counts, reach (the kernel)
     caps: CapBook  # frequency-cap counters (the kernel)
     users: UserBook  # exposures and last touches (the kernel)
+    sellers: SellerBook  # per (publisher, campaign): wins, media, bids anonymity hid (the kernel)
+    bid_book: BidBook | None  # the bids each publisher received, if the report asks (the kernel)
     pace_share: np.ndarray  # f8[nc]: share of eligible requests each campaign bids on (the pacer)
     bid_multiplier: np.ndarray  # f8[nc]: what each campaign's bids are multiplied by (the pacer)
     floor_table: np.ndarray  # f8[n_slot, n_geo]: floors in force (the market's, or moving ones)
@@ -192,6 +206,9 @@ def new_run_state(m: Market) -> RunState:
         book=book,
         caps=_cap_book(m, table),
         users=users,
+        sellers=new_seller_book(m.inventory.hourly.shape[0], nc),
+        bid_book=(new_bid_book(m.inventory.hourly.shape[0], nc, n_adv) if m.advertiser_bids
+                  else None),
         pace_share=np.ones(nc),
         bid_multiplier=np.ones(nc),
         floor_table=m.floors.table if dynamic is None else dynamic.table,

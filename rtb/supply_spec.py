@@ -96,6 +96,8 @@ class DealSpec(Spec):
     slots: list[Id] = Field([], description="the publisher's slots it covers; empty: all")
     dsps: list[Id] = Field([], description="allowed buyers: campaigns of these DSPs ...")
     advertisers: list[Id] = Field([], description="... or of these advertisers")
+    anonymous: bool = Field(False, description="sold anonymously: buyers see the category,"
+                            " not the publisher's domain (a blind deal)")
 
     @model_validator(mode="after")
     def _has_buyers(self) -> "DealSpec":
@@ -119,6 +121,8 @@ class PublisherSpec(Spec):
     floors: FloorsSpec | None = Field(None, description="replaces the SSP's floors table, if any")
     blocked_categories: list[Text] = Field([], description="advertiser categories it never sells to")
     blocked_domains: list[Domain] = Field([], description="advertiser domains it never sells to")
+    anonymous: bool = Field(False, description="sells every request anonymously: buyers see"
+                            " an anonymous id and the category, not the domain")
 
     @model_validator(mode="after")
     def _shapes_not_all_zero(self) -> "PublisherSpec":

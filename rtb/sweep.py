@@ -83,12 +83,49 @@ def scenario_digest(scenario: Scenario) -> str:
     Every strategy and pacing setting is part of the scenario; a user's class (kind
     "python") is named with its params, and its module file's content is added, so a
     folder refuses runs made before the class's file was edited."""
-    data = scenario.model_dump(mode="json")
+    data = _without_later_defaults(scenario.model_dump(mode="json"))
     sources = strategy_sources(scenario)
     if sources:  # (absent otherwise: the digests of folders made before stay valid)
         data["strategy_sources"] = sources
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+# A DSP's fields that mean something only for an external bidder (rtb.scenario.DspSpec).
+EXTERNAL_BIDDER_FIELDS = ("endpoint", "tmax", "latency", "latency_median", "latency_spread",
+                          "notices", "connections")
+
+
+def _without_later_defaults(data: dict) -> dict:
+    """The dumped scenario without the fields added after folders were first made, where
+    they hold their defaults (anonymity, domain targeting, report options, a DSP's
+    external bidder settings without an endpoint, the identity model when absent), and a
+    consent rate given as a table with one rate for every geo as that one number (the
+    run is the same): the digests of the folders made before stay valid."""
+    dmp = data.get("dmp") or {}
+    if "identity" in dmp and dmp["identity"] is None:
+        del dmp["identity"]
+    rate = dmp.get("consent_rate")
+    if isinstance(rate, dict) and len(set(rate.values())) == 1 and set(rate) == set(dmp.get("geos", {})):
+        dmp["consent_rate"] = next(iter(rate.values()))
+    for dsp in data.get("dsps", []):
+        if dsp.get("endpoint") is None:
+            for name in EXTERNAL_BIDDER_FIELDS:
+                dsp.pop(name, None)
+    if data.get("report") == {"advertiser_bids": False}:
+        del data["report"]
+    for pub in data.get("publishers", []):
+        if pub.get("anonymous") is False:
+            del pub["anonymous"]
+        for deal in pub.get("deals", []):
+            if deal.get("anonymous") is False:
+                del deal["anonymous"]
+    for camp in data.get("campaigns", []):
+        targeting = camp.get("targeting") or {}
+        for name in ("domains", "exclude_domains"):
+            if targeting.get(name) == []:
+                del targeting[name]
+    return data
 
 
 def strategy_sources(scenario: Scenario) -> dict[str, str | None]:

@@ -14,6 +14,14 @@ PPM = 1_000_000  # fee rates are stored as parts per million, applied with floor
 # Bids above this CPM are treated as this CPM, so that a runaway strategy's bid (even
 # inf) stays within int64 micros once fees and data are added.
 MAX_BID_CPM = 1e9
+# Bid bins (rtb.books.BidBook): 128 per power of two, log-spaced from the bid's float64
+# bits (exponent and top 7 mantissa bits), so a bin's upper edge is at most 1 + 1/128
+# times its lower one and its middle is within 1/256 (0.4 %) of any bid in it. Bin 0
+# holds the bids below 2**-20 CPM (about 0.000001), zero included; the last bin ends
+# above MAX_BID_CPM.
+BID_BIN_SHIFT = 45  # 52 mantissa bits - 7
+BID_BIN_BASE = (1023 - 20) << 7  # the bits >> BID_BIN_SHIFT of 2**-20
+N_BID_BINS = ((1023 + 30) << 7) - BID_BIN_BASE + 1  # up to 2**30 > MAX_BID_CPM
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
@@ -109,6 +117,8 @@ class RequestBatch(NamedTuple):
 
     time_s: np.ndarray  # f8: seconds since the simulation start
     slot: np.ndarray  # i8: ad slot index
+    target_row: np.ndarray  # i8: the row of the targeting tables (Targeting.slot_words) the
+    # request reads: its slot's, or, sold anonymously through a deal, the slot's anonymous row
     publisher: np.ndarray  # i4: the slot's publisher
     format: np.ndarray  # u1: the slot's format (index into FORMATS)
     deal: np.ndarray  # i4: private-marketplace deal on offer, -1 = none

@@ -90,7 +90,7 @@ def _eligible_py(market, c, batch):
     table, deals = market.campaigns, market.deals.deals
     rows = []
     for i in range(batch.time_s.size):
-        word = int(table.slot_words[batch.slot[i], c // 64]) & int(table.user_words[batch.user[i], c // 64])
+        word = int(table.slot_words[batch.target_row[i], c // 64]) & int(table.user_words[batch.user[i], c // 64])
         d = int(batch.deal[i])
         if ((word >> (c % 64)) & 1 and table.flight_start_s[c] <= batch.time_s[i] < table.flight_end_s[c]
                 and (d < 0 or not deals.private[d] or deals.allowed[d, c])):

@@ -618,3 +618,16 @@ def test_an_interrupted_run_leaves_no_openrtb_log(bidder, tmp_path):
                  openrtb_sample=1.0, progress=stop)
     assert list(tmp_path.iterdir()) == [] and b.requests
 
+
+
+def test_an_anonymous_request_shows_its_category_not_its_domain(bidder, tmp_path):
+    """A publisher that sells anonymously: the bidder sees an anonymous id, no domain."""
+    b = bidder("ok")
+    data = market(b.endpoint)
+    data["publishers"][0]["anonymous"] = True  # news
+    run(spec(data), tmp_path)
+    sites = [r["site"] for r in b.requests]
+    anonymous = [s for s in sites if s["cat"] == ["news"]]
+    assert anonymous and all("domain" not in s and s["id"] != "news" for s in anonymous)
+    assert all(s["publisher"]["id"] == s["id"] for s in anonymous)
+    assert all(s["id"] == "blog" for s in sites if s["cat"] == ["food"])

@@ -35,6 +35,16 @@ Python scalars, not from the kernel's code:
   winner pays media + fee + data from both budgets, counts against its caps, its user's
   exposure (saturating at 255) and reach; its advertiser's touch of the user becomes
   (the request's time, the campaign), and the result keeps the touch it replaced;
+- a request's targeting is its target_row of the targeting tables; at its publisher,
+  each campaign with a bid (>= 0) whose bit is in slot_hidden_words[row] &
+  user_words[user] (its domain targeting hidden by anonymity), in flight and admitted
+  by a private deal, counts a hidden bid; each win counts, with its media micros;
+- with a bid book: at the request's publisher, every bid that pacing let through (its
+  outcome past `paced`) counts and adds its bid (capped at MAX_BID_CPM) to the
+  (publisher, campaign) sum, in request order from 0 within the tick, the tick's sum
+  then added to the book's; and counts in its bin at (publisher, the campaign's
+  advertiser): the bid's float64 bits (0 below 0, capped at MAX_BID_CPM) >> 45, minus
+  the bits of 2**-20 >> 45, plus 1, at least 0;
 - a request whose user is a no-id row (user >= users.no_id_row: no consent) is never
   capped, and its win touches no per-user row: reach + 1, prior exposures 0, prior
   touch none (-1);
@@ -66,8 +76,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtb import types as T
-from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                       campaign_words, no_deals)
+from rtb.books import (BidBook, CampaignBook, CapBook, Deals, SellerBook, Targeting, TickResult,
+                       UserBook, campaign_words, new_bid_book, new_seller_book, no_deals)
 from rtb.kernel import clear_tick_nb
 from rtb.types import RequestBatch
 from touch_book import pack_touch, touch_campaigns, touch_times
@@ -121,6 +131,14 @@ def _bit(words, row, c) -> bool:
     return bool((int(words[row, word]) >> bit) & 1)
 
 
+def _bid_bin(b: float) -> int:
+    """The bid's bin (rtb.books.BidBook.bins), from its float64 bits."""
+    bits = int(np.array(b, np.float64).view(np.int64)) if b > 0.0 else 0
+    bits = min(bits, int(np.array(T.MAX_BID_CPM).view(np.int64)))
+    base = int(np.array(2.0**-20).view(np.int64)) >> 45
+    return max((bits >> 45) - base + 1, 0)
+
+
 def _targets(targeting, c, s, u) -> bool:
     return _bit(targeting.slot_words, s, c) and _bit(targeting.user_words, u, c)
 
@@ -147,7 +165,7 @@ def _capped(caps, book, c, u, t) -> bool:
 
 def _pre_auction_failure(c, b, i, req, targeting, deal):
     """The outcome of a bid that fails targeting, pacing or its floor; None for a candidate."""
-    t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
+    t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.target_row[i])
     d, private, deal_floor, allowed = deal
     # Everything but the slot's part of targeting: the user, the flight, a private deal.
     reachable = (_bit(targeting.user_words, u, c) and _in_flight(targeting, c, t)
@@ -268,11 +286,14 @@ def _floor_hit(mechanism, winner, price, floor, offered) -> bool:
     return bool(offered) and max(offered) < floor  # bids came, all below the floor
 
 
-def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, result):
+def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, sellers, bid_book,
+                  result):
     """The kernel's rules, written out plainly; updates the same arrays in place."""
     n, nc = bids.shape
+    tick_sums = {}  # (publisher, campaign): this tick's sum of the bids paced in
     for i in range(n):
-        t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
+        t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.target_row[i])
+        p = int(req.publisher[i])
         _cross_boundaries_py(t, book, caps)
         d = int(req.deal[i])
         if d >= 0:
@@ -289,8 +310,17 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
                 continue
             if _targets(targeting, c, s, u) and _in_flight(targeting, c, t):
                 offered.append(b)
+            if (_bit(targeting.slot_hidden_words, s, c) and _bit(targeting.user_words, u, c)
+                    and _in_flight(targeting, c, t) and (allowed[c] or not private)):
+                sellers.hidden_bids[p, c] += 1
             b = min(b, T.MAX_BID_CPM)
             outcome = _pre_auction_failure(c, b, i, req, targeting, deal)
+            paced_in = outcome not in (T.OUTCOME_NOT_TARGETED, T.OUTCOME_BLOCKED, T.OUTCOME_PACED)
+            if bid_book is not None and paced_in:
+                bid_book.bids[p, c] += 1
+                tick_sums[p, c] = tick_sums.get((p, c), 0.0) + b
+                n_adv = bid_book.bins.shape[0] // bid_book.bids.shape[0]
+                bid_book.bins[p * n_adv + int(book.advertiser[c]), _bid_bin(b)] += 1
             if outcome is not None:
                 book.outcomes[c, outcome] += 1
             elif allowed[c] and b >= deal_floor:
@@ -323,6 +353,10 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             book.outcomes[c, reasons.get(c, T.WON if c == winner else loss)] += 1
         if winner >= 0:
             _settle(winner, price, i, t, u, book, caps, users, result)
+            sellers.wins[p, winner] += 1
+            sellers.media_micros[p, winner] += _micros(price)
+    for (p, c), total in tick_sums.items():
+        bid_book.bid_sum_cpm[p, c] += total
 
 
 # ---- building inputs --------------------------------------------------------------
@@ -335,9 +369,12 @@ class Market(NamedTuple):
     book: CampaignBook
     caps: CapBook
     users: UserBook
+    sellers: SellerBook
+    bid_book: BidBook | None
 
     def copy(self) -> "Market":
-        return Market(*(type(part)(*(a.copy() if isinstance(a, np.ndarray) else a for a in part))
+        return Market(*(None if part is None
+                        else type(part)(*(a.copy() if isinstance(a, np.ndarray) else a for a in part))
                         for part in self))
 
 
@@ -345,16 +382,20 @@ def _col(value, nc, dtype):
     return np.broadcast_to(np.asarray(value, dtype=dtype), (nc,)).copy()
 
 
-def make_targeting(nc, *, slot_ok=None, slot_blocked=None, user_ok=None, n_slots=1, n_users=1,
-                   flight_start_s=0.0, flight_end_s=INF, pace_share=1.0,
+def make_targeting(nc, *, slot_ok=None, slot_blocked=None, slot_hidden=None, user_ok=None,
+                   n_slots=1, n_users=1, flight_start_s=0.0, flight_end_s=INF, pace_share=1.0,
                    pace_offset=0.0) -> Targeting:
-    """slot_blocked: (slot, campaign) pairs the campaign targets but brand safety forbids;
-    as in the simulation, they are not in slot_ok."""
+    """slot_blocked: (row, campaign) pairs the campaign targets but brand safety forbids;
+    as in the simulation, they are not in slot_ok. slot_hidden: pairs whose domain
+    targeting the row's anonymity hides (not in slot_ok either)."""
     slot_ok = np.ones((n_slots, nc), bool) if slot_ok is None else np.asarray(slot_ok, bool)
     blocked = np.zeros_like(slot_ok) if slot_blocked is None else np.asarray(slot_blocked, bool)
+    hidden = np.zeros_like(slot_ok) if slot_hidden is None else np.asarray(slot_hidden, bool)
     assert not (slot_ok & blocked).any(), "a blocked pair is not targeted"
+    assert not (slot_ok & hidden).any(), "a hidden pair is not targeted"
     user_ok = np.ones((n_users, nc), bool) if user_ok is None else np.asarray(user_ok, bool)
-    return Targeting(campaign_words(slot_ok), campaign_words(blocked), campaign_words(user_ok),
+    return Targeting(campaign_words(slot_ok), campaign_words(blocked), campaign_words(hidden),
+                     campaign_words(user_ok),
                      _col(flight_start_s, nc, np.float64), _col(flight_end_s, nc, np.float64),
                      _col(pace_share, nc, np.float64), _col(pace_offset, nc, np.float64))
 
@@ -412,12 +453,15 @@ def make_users(nc, n_users, n_adv=1) -> UserBook:
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
-                  deal=-1) -> RequestBatch:
-    """A RequestBatch; the fields the kernel does not read are typed placeholders."""
+                  deal=-1, target_row=None, publisher=0) -> RequestBatch:
+    """A RequestBatch; the fields the kernel does not read are typed placeholders.
+    target_row: the slot's, unless given."""
     time_s = T.on_clock(time_s)  # a run's times are on the clock
     n = time_s.size
     return RequestBatch(
-        time_s=time_s.copy(), slot=_col(slot, n, np.int64), publisher=np.zeros(n, np.int32),
+        time_s=time_s.copy(), slot=_col(slot, n, np.int64),
+        target_row=_col(slot if target_row is None else target_row, n, np.int64),
+        publisher=_col(publisher, n, np.int32),
         format=np.zeros(n, np.uint8), deal=_col(deal, n, np.int32),
         market_cpm=_col(market_cpm, n, np.float64), floor_cpm=_col(floor_cpm, n, np.float64),
         user=_col(user, n, np.int64), device_user=_col(user, n, np.int64),
@@ -427,10 +471,11 @@ def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pa
 
 
 def make_market(nc, n_users=1, n_adv=1, *, deals=None, targeting=None, book=None,
-                caps=None) -> Market:
+                caps=None, n_pub=1, bid_book=False) -> Market:
     return Market(targeting or make_targeting(nc, n_users=n_users), deals or no_deals(nc),
                   book or make_book(nc), caps or make_caps(nc, n_users, n_adv=n_adv),
-                  make_users(nc, n_users, n_adv))
+                  make_users(nc, n_users, n_adv), new_seller_book(n_pub, nc),
+                  new_bid_book(n_pub, nc, n_adv) if bid_book else None)
 
 
 def empty_result(n) -> TickResult:
@@ -445,14 +490,14 @@ def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
     """bids f8[n, nc], one row per request, as the kernel takes them."""
     result = empty_result(req.time_s.size)
     clear_tick_nb(req, np.ascontiguousarray(bids, np.float64), mechanism, m.targeting, m.deals,
-                  m.book, m.caps, m.users, result)
+                  m.book, m.caps, m.users, m.sellers, m.bid_book, result)
     return result
 
 
 def run_twin(req, bids, m: Market, mechanism=SECOND) -> TickResult:
     result = empty_result(req.time_s.size)
     clear_tick_py(req, np.asarray(bids, np.float64), mechanism, m.targeting, m.deals, m.book,
-                  m.caps, m.users, result)
+                  m.caps, m.users, m.sellers, m.bid_book, result)
     return result
 
 
@@ -480,6 +525,8 @@ def random_case(rng: np.random.Generator) -> Case:
     nc = int(rng.integers(65, 141) if big else rng.integers(1, 9))
     n_users = int(rng.integers(1, 7))  # few users: repeats, so caps bind inside a batch
     n_slots = int(rng.integers(1, 4))
+    n_rows = n_slots + int(rng.integers(0, 3))  # the slots' rows, then anonymous rows
+    n_pub = int(rng.integers(1, 4))
     n_adv = int(rng.integers(1, min(nc, 3) + 1))
     n_per_tick = [int(rng.integers(1, 16 if big else 41)) for _ in range(int(rng.integers(1, 3)))]
     n_steps = max(n_per_tick)
@@ -489,17 +536,20 @@ def random_case(rng: np.random.Generator) -> Case:
 
     # Targeting, flights and pacing.
     density = rng.choice([0.5, 0.9, 1.0])
-    slot_targeted = rng.random((n_slots, nc)) < density
+    slot_targeted = rng.random((n_rows, nc)) < density
     # Brand safety forbids some targeted (slot, campaign) pairs: those bids are `blocked`.
-    unsafe = rng.random((n_slots, nc)) < rng.choice([0.0, 0.15, 0.5])
+    unsafe = rng.random((n_rows, nc)) < rng.choice([0.0, 0.15, 0.5])
     slot_ok, slot_blocked = slot_targeted & ~unsafe, slot_targeted & unsafe
+    # Anonymity hides some campaigns' domain targeting on some rows.
+    slot_hidden = ~slot_ok & (rng.random((n_rows, nc)) < rng.choice([0.0, 0.3]))
     user_ok = rng.random((n_users, nc)) < density
     flight_start = np.where(rng.random(nc) < 0.3, step * rng.integers(0, n_steps + 1, nc), 0.0)
     flight_end = np.where(rng.random(nc) < 0.3, step * rng.integers(1, 2 * n_steps + 1, nc), INF)
     grid_pacing = rng.random() < 0.5  # quarters: x lands exactly on 1.0 and on pace_share
     pace_share = np.where(rng.random(nc) < 0.4, rng.choice([0.0, 0.25, 0.5, 0.75], nc), 1.0)
     pace_offset = rng.integers(0, 4, nc) / 4 if grid_pacing else rng.random(nc)
-    targeting = make_targeting(nc, slot_ok=slot_ok, slot_blocked=slot_blocked, user_ok=user_ok,
+    targeting = make_targeting(nc, slot_ok=slot_ok, slot_blocked=slot_blocked,
+                               slot_hidden=slot_hidden, user_ok=user_ok,
                                flight_start_s=flight_start,
                                flight_end_s=flight_end, pace_share=pace_share,
                                pace_offset=pace_offset)
@@ -558,7 +608,8 @@ def random_case(rng: np.random.Generator) -> Case:
     users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_users, nc))
     touched = rng.random((n_users, n_adv)) < 0.4  # touches at the start, before the batch
     users.last_touch[touched] = [pack_touch(0.0, c) for c in rng.integers(0, nc, int(touched.sum()))]
-    market = Market(targeting, deals, book, caps, users)
+    market = Market(targeting, deals, book, caps, users, new_seller_book(n_pub, nc),
+                    new_bid_book(n_pub, nc, n_adv) if rng.random() < 0.5 else None)
 
     # Requests and bids: integer grids make ties (bid/bid, bid/market, bid/floor) common.
     nan_share = rng.choice([0.0, 0.2, 0.5])
@@ -587,9 +638,12 @@ def random_case(rng: np.random.Generator) -> Case:
         market_cpm = np.where(rng.random(n) < market_share, prices(n), NAN)
         deal = np.where(rng.random(n) < deal_share, rng.integers(0, max(nd, 1), n), -1)
         u_pace = rng.integers(0, 4, n) / 4 if grid_pacing else rng.random(n)
-        req = make_requests(time_s, user=rng.integers(0, n_users, n), slot=rng.integers(0, n_slots, n),
+        slot = rng.integers(0, n_slots, n)
+        req = make_requests(time_s, user=rng.integers(0, n_users, n), slot=slot,
                             floor_cpm=prices(n) * rng.choice([0.5, 1.0]), market_cpm=market_cpm,
-                            u_pace=u_pace, deal=deal)
+                            u_pace=u_pace, deal=deal,
+                            target_row=np.where(rng.random(n) < 0.3, rng.integers(0, n_rows, n), slot),
+                            publisher=rng.integers(0, n_pub, n))
         ticks.append((req, bids))
     if n_users > 1 and rng.random() < 0.3:
         # The last user row is a no-id row (no consent): its junk counts, exposures and
@@ -600,6 +654,9 @@ def random_case(rng: np.random.Generator) -> Case:
 
 def assert_same(kernel_out, twin_out, label):
     for part_k, part_p in zip(kernel_out, twin_out):
+        assert (part_k is None) == (part_p is None), label
+        if part_k is None:
+            continue
         for name in part_k._fields:
             np.testing.assert_array_equal(getattr(part_k, name), getattr(part_p, name),
                                           err_msg=f"{label}: {type(part_k).__name__}.{name}")
@@ -627,7 +684,7 @@ def compare(case: Case, label: str) -> list[tuple]:
         rp = run_twin(req, bids, mp, case.mechanism)
         where = f"{label} tick {k}"
         assert_same_result(rk, rp, where)
-        assert_same(mk[2:], mp[2:], where)  # book, caps, users
+        assert_same(mk[2:], mp[2:], where)  # book, caps, users, sellers, bid book
         out.append(rk)
     return out
 
@@ -682,9 +739,11 @@ def test_kernel_matches_twin_on_markets_hypothesis_draws(data):
 def test_random_markets_reach_every_rule():
     """The comparison is worth something only if the markets reach the rules: every
     outcome, floor hits of both kinds, requests outside the open auction, wins that
-    replace an earlier touch (block 0's markets, on the kernel alone)."""
+    replace an earlier touch, anonymous rows and hidden bids, bids binned in several
+    bins (block 0's markets, on the kernel alone)."""
     outcomes = np.zeros(T.N_OUTCOMES, np.int64)
-    seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0, "no_id_won": 0}
+    seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0, "no_id_won": 0,
+            "hidden": 0, "anonymous_row": 0, "bids_binned": 0, "bins_used": 0}
     for k in range(CASES_PER_BLOCK):
         case = random_case(np.random.default_rng((20_261_201, 0, k)))
         m = case.market.copy()
@@ -697,7 +756,13 @@ def test_random_markets_reach_every_rule():
             seen["closed"] += int((~r.open_auction).sum())
             seen["replaced_touch"] += int((r.prior_touch[r.winner >= 0] >= 0).sum())
             seen["no_id_won"] += int(((r.winner >= 0) & (req.user >= m.users.no_id_row)).sum())
+            seen["anonymous_row"] += int((req.target_row != req.slot).sum())
         outcomes += (m.book.outcomes - start).sum(axis=0)
+        seen["hidden"] += int(m.sellers.hidden_bids.sum())
+        if m.bid_book is not None:
+            seen["bids_binned"] += int(m.bid_book.bins.sum())
+            seen["bins_used"] = max(seen["bins_used"], int((m.bid_book.bins.sum(axis=0) > 0).sum()))
+            assert m.bid_book.bins.sum() == m.bid_book.bids.sum()
     assert (outcomes > 0).all(), dict(zip(T.OUTCOME_NAMES, outcomes.tolist()))
     assert all(v > 0 for v in seen.values()), seen
 

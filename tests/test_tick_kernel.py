@@ -55,7 +55,7 @@ import pytest
 
 from rtb import types as T
 from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, UserBook,
-                       campaign_words, no_deals)
+                       campaign_words, new_seller_book, no_deals)
 from rtb.kernel import clear_tick, clear_tick_nb
 from rtb.types import RequestBatch
 from touch_book import pack_touch, touch_campaigns, touch_times
@@ -80,7 +80,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
     winner, price_cpm, deal_won = result.winner, result.price_cpm, result.deal_won
     nc = bids.shape[1]
     for i in range(len(req.time_s)):
-        t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.slot[i])
+        t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.target_row[i])
         has_id = u < users.no_id_row  # else a request without an id: no caps, no rows
         floor, market = float(req.floor_cpm[i]), float(req.market_cpm[i])
         d = int(req.deal[i])
@@ -324,7 +324,7 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
     assert not (slot_ok & slot_blocked).any()
     user_ok = np.ones((n_users, nc), bool) if user_ok is None else np.asarray(user_ok, bool)
     targeting = Targeting(campaign_words(slot_ok), campaign_words(slot_blocked),
-                          campaign_words(user_ok),
+                          campaign_words(np.zeros_like(slot_ok)), campaign_words(user_ok),
                           _column(flight_start_s, nc, np.float64),
                           _column(flight_end_s, nc, np.float64),
                           _column(pace_share, nc, np.float64), _column(pace_offset, nc, np.float64))
@@ -380,7 +380,8 @@ def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
     n = len(time_s)
     return RequestBatch(
         time_s=T.on_clock(time_s),  # a run's times are on the clock
-        slot=np.zeros(n, dtype=np.int64) if slot is None else np.asarray(slot, np.int64),
+        slot=(slot := np.zeros(n, dtype=np.int64) if slot is None else np.asarray(slot, np.int64)),
+        target_row=slot,
         publisher=np.zeros(n, dtype=np.int32), format=np.zeros(n, dtype=np.uint8),
         deal=np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32),
         market_cpm=np.asarray(market_cpm, dtype=np.float64),
@@ -411,7 +412,8 @@ def sentinel_result(n) -> TickResult:
 def run_nb(req, bids, mechanism, state: State) -> TickResult:
     result = sentinel_result(req.time_s.size)
     clear_tick_nb(req, as_bids(bids), mechanism, state.targeting, state.deals,
-                  state.book, state.caps, state.users, result)
+                  state.book, state.caps, state.users, new_seller_book(1, state.book.advertiser.size),
+                  None, result)
     return result
 
 
@@ -851,14 +853,14 @@ def test_clear_tick_wrapper_clears_like_the_kernel():
     twin = state.copy()
     req = make_requests([0.0, 1.0, 2.0], [0, 1, 2], [1.0] * 3, [NAN, 5.0, NAN])
     bids = as_bids([[2.0, 1.5], [2.0, NAN], [0.5, NAN]])
-    got = clear_tick(req, bids, SECOND, *state)
+    got = clear_tick(req, bids, SECOND, *state, new_seller_book(1, 2))
     assert_same_result(got, run_nb(req, bids, SECOND, twin))
     assert_same_state(state, twin)
     assert got.winner.tolist() == [0, T.MARKET, T.UNSOLD]
     assert got.prior_touch.tolist() == [-1] * 3
     assert got.floor_hit.tolist() == [False, False, True]
     with pytest.raises(ValueError, match="does not match"):
-        clear_tick(req, bids.T, SECOND, *state)
+        clear_tick(req, bids.T, SECOND, *state, new_seller_book(1, 2))
 
 
 @pytest.mark.parametrize("mechanism", [FIRST, SECOND])
