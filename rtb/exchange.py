@@ -194,7 +194,7 @@ class Exchange:
         requests = self._floors_in_force(inputs.requests)
         active, bids = self._bids(t0, t1, requests, inputs)
         if self.openrtb_log is not None:
-            self.openrtb_log.prepare(t0, t1, requests, bids, self._tick_view(t0, t1, requests),
+            self.openrtb_log.prepare(requests, self._tick_view(t0, t1, requests),
                                      inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active)
         s = self.state
         result = clear_tick(requests, bids, self.market.mechanism, self._targeting(),
@@ -314,7 +314,7 @@ class Exchange:
         if learning.size:
             self._learner_bids(t0, t1, learning, tick, inputs, bids)
         if self.external is not None:
-            self.external.bid(t0, t1, requests, tick, inputs.predicted_ctr, inputs.base_cvr,
+            self.external.bid(requests, tick, inputs.predicted_ctr, inputs.base_cvr,
                               self.rng_bids, active, bids)
         for c in np.flatnonzero(active & self._learners):
             if c not in self._view_rows:  # a learner that bids by formula: rows for its feedback

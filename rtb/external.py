@@ -27,8 +27,8 @@ from rtb import openrtb as O
 from rtb.books import TickResult
 from rtb.errors import InputError
 from rtb.openrtb_client import BidderClient, unreachable
-from rtb.openrtb_wire import (FAULT_INDEX, Bidder, SeatLimits, Sent, WireBook, bid_request,
-                              has_id_row, loss_codes, read_response, seat_ext, seen_as)
+from rtb.openrtb_wire import (FAULT_INDEX, Bidder, SeatLimits, Sent, WireBook, dsp_request,
+                              loss_codes, read_response, seat_ext)
 from rtb.seeding import stream
 from rtb.types import RequestBatch
 
@@ -82,7 +82,7 @@ class ExternalBidders:
         for client in self.clients:
             client.close()
 
-    def bid(self, t0: float, t1: float, requests: RequestBatch, tick: TickView,
+    def bid(self, requests: RequestBatch, tick: TickView,
             predicted: np.ndarray, base_cvr: np.ndarray, rngs, active: np.ndarray,
             bids: np.ndarray) -> None:
         """Fill the external DSPs' campaigns' columns of bids (NaN where none)."""
@@ -103,7 +103,7 @@ class ExternalBidders:
                                      table.cvr_multiplier[c], requests.floor_cpm, rngs[c],
                                      eligible_rows(c, tick), tick, c) for c in campaigns}
             sent: list[Sent] = []
-            bodies = self._requests(bidder, t0, t1, requests, tick, views, sent)
+            bodies = self._requests(bidder, requests, tick, views, sent)
             timeout = WAIT_LIMIT_S if bidder.latency == "model" else bidder.tmax_s
             answers = self.clients[k].post_all(bodies, timeout)
             if not sent:
@@ -115,32 +115,25 @@ class ExternalBidders:
             self._read(k, sent, answers, late, bids, views, placed)
         self._requests_before += n
 
-    def _requests(self, bidder: Bidder, t0, t1, requests: RequestBatch, tick: TickView,
+    def _requests(self, bidder: Bidder, requests: RequestBatch, tick: TickView,
                   views: dict[int, CampaignView], sent: list[Sent]) -> Iterator[bytes]:
         """The bodies of the bid requests, built one by one as the client asks for them
         (each one's Sent appended to `sent` first)."""
-        book, deals = self.book, self.market.deals.deals
+        book = self.book
         # The rows any of the bidder's campaigns may bid on, each with its seats.
         seats_of: dict[int, list[tuple[int, int]]] = {}
         for c, view in views.items():
             for j, row in enumerate(view.rows.tolist()):
                 seats_of.setdefault(row, []).append((c, j))
-        consent = self.market.audience.consent
-        visible = self.market.audience.visible_segments
         tmax_ms = max(1, round(bidder.tmax_s * 1000))
         for row in sorted(seats_of):
             pairs = seats_of[row]
             seats = [dict(seat_ext(views[c], j), value_per_conversion=book.campaign_value[c])
                      for c, j in pairs]
             d = int(requests.deal[row])
-            wseat = ([book.campaigns[c] for c in bidder.campaigns if deals.allowed[d, c]]
-                     if d >= 0 else [])
-            user = int(requests.user[row])
             request_id = f"{self.market.seed}-{self._requests_before + row}"
-            message = bid_request(book, request_id, row, requests, seats, wseat,
-                                  int(visible[user]), bool(consent[user]), deals, tmax_ms, (t0, t1),
-                                  has_id=has_id_row(self.market.audience, user),
-                                  anonymous=seen_as(tick, row))
+            message, wseat = dsp_request(book, self.market.audience, tick, request_id, row, seats,
+                                         bidder.campaigns, tmax_ms)
             pub = int(requests.publisher[row])
             sent.append(Sent(row, request_id, {book.campaigns[c]: c for c, _ in pairs},
                              book.deal_ids[d] if d >= 0 else None, frozenset(wseat),

@@ -25,7 +25,7 @@ from dsp.bidding import CampaignView, TickView, eligible_rows
 from rtb import openrtb as O
 from rtb.atomic import AtomicFile
 from rtb.books import TickResult
-from rtb.openrtb_wire import bid_request, has_id_row, loss_codes, seat_ext, seen_as
+from rtb.openrtb_wire import dsp_request, loss_codes, seat_ext
 from rtb.seeding import stream
 from rtb.types import MARKET, RequestBatch
 
@@ -40,15 +40,13 @@ class OpenRtbLog:
         self._requests_before = 0
         self._sampled = np.empty(0, dtype=np.int64)
 
-    def prepare(self, t0: float, t1: float, requests: RequestBatch, bids: np.ndarray,
-                tick: TickView, predicted: np.ndarray, base_cvr: np.ndarray, rngs,
-                active: np.ndarray) -> None:
+    def prepare(self, requests: RequestBatch, tick: TickView, predicted: np.ndarray,
+                base_cvr: np.ndarray, rngs, active: np.ndarray) -> None:
         """Before the auction: draw the tick's sample and read the views of its requests
         (the campaigns' money as the bidders were told it)."""
         n = requests.time_s.size
         self._sampled = np.flatnonzero(self.rng.random(n) < self.sample)
         self._before, self._requests_before = self._requests_before, self._requests_before + n
-        self._tick_bounds = (t0, t1)
         self._tick = tick
         self._views = {}
         if self._sampled.size == 0:
@@ -72,7 +70,6 @@ class OpenRtbLog:
         m, book = self.market, self.market.wire
         table, deals = m.campaigns, m.deals.deals
         views, before, sampled = self._views, self._before, self._sampled
-        (t0, t1) = self._tick_bounds
         codes = {c: dict(zip(v.rows.tolist(), loss_codes(v.rows, c, bids, requests, result,
                                                          v.paced_in, deals).tolist()))
                  for c, v in views.items()}
@@ -89,15 +86,9 @@ class OpenRtbLog:
                     continue
                 seats = [dict(self._seats[c][int(np.searchsorted(views[c].rows, row))],
                               value_per_conversion=book.campaign_value[c]) for c in mine]
-                dl = int(requests.deal[row])
-                wseat = ([book.campaigns[c] for c in np.flatnonzero(table.dsp == d)
-                          if deals.allowed[dl, c]] if dl >= 0 else [])
-                user = int(requests.user[row])
-                message = bid_request(book, request_id, row, requests, seats, wseat,
-                                      int(audience.visible_segments[user]), bool(audience.consent[user]),
-                                      deals, tmax_ms.get(d, 100), (t0, t1),
-                                      has_id=has_id_row(audience, user),
-                                      anonymous=seen_as(self._tick, row))
+                message, _ = dsp_request(book, audience, self._tick, request_id, row, seats,
+                                         np.flatnonzero(table.dsp == d).tolist(),
+                                         tmax_ms.get(d, 100))
                 entry = {"dsp": dsp_id, "external": d in external, "request": message}
                 if d in external:
                     status, body, fault = answers.get((d, row), (None, None, None))

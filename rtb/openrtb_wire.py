@@ -134,6 +134,22 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def dsp_request(book: WireBook, audience, tick, request_id: str, row: int, seats: list[dict],
+                dsp_campaigns, tmax_ms: int) -> tuple[dict, list[str]]:
+    """(BidRequest, wseat) for one DSP on row `row` of the tick: what the exchange sends
+    an external bidder, and what --openrtb-log shows for any DSP. dsp_campaigns: all of
+    the DSP's campaigns (the deal's wseat names those it admits)."""
+    r, deals = tick.requests, tick.deals
+    d = int(r.deal[row])
+    wseat = [book.campaigns[c] for c in dsp_campaigns if deals.allowed[d, c]] if d >= 0 else []
+    user = int(r.user[row])
+    message = bid_request(book, request_id, row, r, seats, wseat,
+                          int(audience.visible_segments[user]), bool(audience.consent[user]),
+                          deals, tmax_ms, (tick.tick_start_s, tick.tick_end_s),
+                          has_id=has_id_row(audience, user), anonymous=seen_as(tick, row))
+    return message, wseat
+
+
 def seen_as(tick, row: int) -> tuple[str, str] | None:
     """(publisher id, slot id) buyers see for a request sold anonymously; None if not."""
     pub = int(tick.seen_publisher[row])
