@@ -87,7 +87,8 @@ def test_identity_cost_on_large(benchmark):
     benchmark.pedantic(rounds, rounds=1, iterations=1)
     requests = figures["plain"][0]
     best = {name: min(t) for name, t in times.items()}
-    cost = best["identity"] / best["plain"] - 1.0
+    # The issue's measure: the share of end-to-end throughput (requests/s) identity costs.
+    cost = 1.0 - best["plain"] / best["identity"]
     print(f"\nlarge: {requests:,} requests; best of {ROUNDS} alternating rounds each")
     for name in variants:
         n_req, people, rows = figures[name]
@@ -97,6 +98,7 @@ def test_identity_cost_on_large(benchmark):
               f" {people:,} people, {rows:,} id rows; {b['total'] / 2**20:,.0f} MiB in per-user"
               f" arrays = {b['total'] / people:,.0f} bytes per person"
               f" ({', '.join(f'{k} {v / people:,.0f}' for k, v in b.items() if k != 'total')})")
-    print(f"  identity costs {cost:+.1%} of the end-to-end time (the issue allows 15 %);"
+    print(f"  identity costs {cost:.1%} of the end-to-end throughput (target at most 15 %;"
+          f" {best['identity'] / best['plain'] - 1:+.1%} of the time);"
           f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     benchmark.extra_info.update({"best_s": best, "cost": cost, "bytes": sizes})

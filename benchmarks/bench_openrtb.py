@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import statistics
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -36,12 +37,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def bidder_url():
+@contextmanager
+def bidder_process(strategy: str = STRATEGY):
+    """`rtb bidder --strategy STRATEGY` in its own process on a free port: its URL."""
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "rtb", "bidder", "--strategy", STRATEGY,
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/openrtb"
+    process = subprocess.Popen([sys.executable, "-m", "rtb", "bidder", "--strategy", strategy,
+                                "--port", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
     try:
         for _ in range(200):
             try:
@@ -49,10 +51,16 @@ def bidder_url():
                 break
             except OSError:
                 time.sleep(0.05)
-        yield url
+        yield f"http://127.0.0.1:{port}/openrtb"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def bidder_url():
+    with bidder_process() as url:
+        yield url
 
 
 def _scenario(url: str, duration_s: float):
