@@ -3,8 +3,8 @@
 libcurl's multi interface (through pycurl) drives up to `connections` transfers at
 once from the tick's own thread, in C and with the GIL released while it waits. It
 was chosen over aiohttp for the exchange's side after measuring both against the
-same local bidder: aiohttp's client spent 170-200 us of CPU per request, pycurl
-40-50 us, and the exchange's throughput is bound by that cost (docs/openrtb.md).
+same local bidder (benchmarks/bench_http_clients.py): aiohttp's client spent about
+270 us of CPU per request, pycurl about 100 us, and the exchange's throughput is bound by that cost (docs/openrtb.md).
 """
 
 from __future__ import annotations
