@@ -48,14 +48,20 @@ def _nbytes(value) -> int:
     return 0
 
 
+def _buffer(view: np.ndarray) -> np.ndarray:
+    while isinstance(view.base, np.ndarray):
+        view = view.base
+    return view
+
+
 def _identity_bytes(run: Run) -> dict:
     """Bytes of what grows with the audience: the market's per-user and per-id arrays, and
     the run state's per-id and per-person books."""
     m, s = run.market, run.state
     out = {"audience": _nbytes(tuple(m.audience)), "user_factor": m.user_factor.nbytes,
            "user_words": m.campaigns.user_words.nbytes,
-           "caps": s.caps.counts.nbytes + s.caps.times.nbytes + s.caps.adv_counts.nbytes,
-           "users": s.users.exposures.nbytes + s.users.last_touch.nbytes,
+           # The caps and users books: one row per id (rtb/layout.py), views of one buffer.
+           "rows": _buffer(s.users.exposures).nbytes,
            "people_book": _nbytes(tuple(s.people)) if s.people is not None else 0}
     out["total"] = sum(out.values())
     return out

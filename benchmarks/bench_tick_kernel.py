@@ -7,8 +7,9 @@ boundary inside), 100,000 users, floors, the rest of the market, a deal on 10 % 
 requests, calendar caps per campaign and per advertiser, budgets that never run out,
 second price. Every campaign targets every request, so the kernel visits every bid the
 bare loop scans (no brand-safety blocks: slot_blocked_words is all zeros). Per-user
-books are laid out as the simulation lays them out (rtb.state.user_rows: rows aligned
-to cache lines). The kernel updates its books in
+books are laid out as the simulation lays them out (rtb.state.new_user_rows: one row per
+user, rtb/layout.py, as a long run lays it out: a counter per cap, i8 touches). The
+kernel updates its books in
 place: each timed round starts from a fresh copy, made outside the timing. Every
 function is compiled (called once) first.
 
@@ -34,7 +35,8 @@ from numba import njit
 from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campaign_words,
                        encode_touch, new_result, new_seller_book)
 from rtb.kernel import PREFETCH_AHEAD, clear_tick_nb, prefetch_row
-from rtb.state import user_rows
+from rtb.layout import row_layout
+from rtb.state import new_user_rows, user_rows
 from rtb.types import RequestBatch
 
 from bench_auction import bare_top2_nb  # the same bare loop as the clear() benchmark
@@ -134,19 +136,18 @@ def least_capped_nb(bids, floor_cpm, time_s, user, books, last_touch, n_adv,
             last_touch[u, a] = encode_touch(time_s[i], leader)
 
 
-def _copy(a: np.ndarray) -> np.ndarray:
-    """A copy; per-user arrays in the simulation's layout (rows aligned to cache lines)."""
+def _copy(a: np.ndarray, rows, work_rows) -> np.ndarray:
+    """A copy; a per-user column a view of the working rows (the simulation's layout)."""
     if not isinstance(a, np.ndarray):
         return a  # a scalar field (UserBook.no_id_row)
-    if a.ndim == 2 and a.shape[0] == N_USERS:
-        out = user_rows(N_USERS, a.shape[1], a.dtype, 0)
-        np.copyto(out, a)
-        return out
+    for name, column in rows._asdict().items():
+        if column is a:
+            return getattr(work_rows, name)
     return np.array(a, copy=True)
 
 
-def _fresh(nt):
-    return type(nt)(*(_copy(a) for a in nt))
+def _fresh(nt, rows, work_rows):
+    return type(nt)(*(_copy(a, rows, work_rows) for a in nt))
 
 
 class TickBatch:
@@ -198,20 +199,25 @@ class TickBatch:
             media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
             data_cost_micros=np.zeros(nc, np.int64),
             outcomes=np.zeros((nc, T.N_OUTCOMES), np.int64), reach=np.zeros(nc, np.int64))
+        # The row of a long run (compact=False: a counter per cap, i8 touches), the widest.
+        layout = row_layout(nc, n_adv, 0.0, day, ["calendar"] * nc, [2] * nc, [day] * nc, n_adv,
+                            -(-nc // n_adv), compact=False)
+        self.rows = rows = new_user_rows(N_USERS, layout)
         self.caps = CapBook(
             kind=np.full(nc, T.CAP_CALENDAR, np.int8), limit=np.full(nc, 2, np.int32),
             window_s=np.full(nc, day), calendar_limit=np.full(nc, 2, np.int32),
             window_end_s=np.full(nc, day), ring_start=np.zeros(nc, np.int32),
-            counts=user_rows(N_USERS, nc, np.uint8, 0),
-            times=np.zeros((N_USERS, 0)),
+            counts=rows.counts, times=rows.times,
             adv_kind=np.full(n_adv, T.CAP_CALENDAR, np.int8), adv_limit=np.full(n_adv, 4, np.int32),
             adv_window_s=np.full(n_adv, day), adv_window_end_s=np.full(n_adv, day),
-            adv_counts=user_rows(N_USERS, n_adv, np.uint8, 0))
-        self.users = UserBook(user_rows(N_USERS, nc, np.uint8, 0),
-                              user_rows(N_USERS, n_adv, np.int64, -1))
+            adv_counts=rows.adv_counts, cal_col=np.arange(nc, dtype=np.int32),
+            adv_col=np.arange(n_adv, dtype=np.int32))
+        self.users = UserBook(rows.exposures, rows.last_touch)
         self.sellers = new_seller_book(1, nc)
         # Working copies the kernel mutates, restored before every timed call.
-        self.work = [_fresh(self.book), _fresh(self.caps), _fresh(self.users), _fresh(self.sellers)]
+        self.work_rows = work_rows = new_user_rows(N_USERS, layout)
+        self.work = [_fresh(part, rows, work_rows)
+                     for part in (self.book, self.caps, self.users, self.sellers)]
         self.result = new_result(n)
         self.best = np.empty(n)
         self.second = np.empty(n)
@@ -233,9 +239,10 @@ class TickBatch:
 
     def reset(self) -> None:
         """Copy the pristine books into the working ones (in place: no page faults later)."""
+        np.copyto(self.work_rows.buffer, self.rows.buffer)
         for pristine, work in zip((self.book, self.caps, self.users, self.sellers), self.work):
             for a, b in zip(pristine, work):
-                if isinstance(b, np.ndarray):
+                if isinstance(b, np.ndarray) and b.base is None:
                     np.copyto(b, a)
 
     def reset_least(self) -> None:

@@ -29,15 +29,16 @@ class Audience(NamedTuple):
     geo: np.ndarray  # u1[n_rows]: each id's geo, index into geo_names (a no-id row: its geo)
     geo_names: tuple[str, ...]
     consent: np.ndarray  # bool[n_rows]: the id's person may be targeted with data
-    segments: np.ndarray  # u8[n_rows]: true memberships of the id's device-user, bit s = segment s
-    visible_segments: np.ndarray  # u8[n_rows]: what DSPs can target (matched, consented; a
+    segments: np.ndarray  # u4/u8[n_rows]: true memberships of the id's device-user, bit s =
+    # segment s (u4 when the DMP has at most 32 segments: segment_dtype())
+    visible_segments: np.ndarray  # u4/u8[n_rows]: what DSPs can target (matched, consented; a
     # churned id has none: a new cookie has no third-party profile)
     ctr_propensity: np.ndarray  # f4[n_rows]: the id's device-user's true click propensity, mean 1
-    by_device: tuple[np.ndarray, ...]  # per device code: the device-users with that device
+    by_device: tuple[np.ndarray, ...]  # i4 per device code: the device-users with that device
     samplers: tuple[AliasTable | None, ...]  # per device: draws a device-user by activity
     identity: Identity  # people and ids (trivial: id row = device-user)
     user_geo: np.ndarray  # u1[n_dev]: the truth per device-user (its person's geo)
-    user_segments: np.ndarray  # u8[n_dev]
+    user_segments: np.ndarray  # u4/u8[n_dev]
     user_ctr: np.ndarray  # f4[n_dev]
 
     @property
@@ -47,6 +48,12 @@ class Audience(NamedTuple):
     @property
     def n_device_users(self) -> int:
         return self.device.size
+
+
+def segment_dtype(n_segments: int) -> type:
+    """The segment words' type: u4 for at most 32 segments (4 bytes a user and row less,
+    the same bits), else u8."""
+    return np.uint32 if n_segments <= 32 else np.uint64
 
 
 def _normalised_mix(mix: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
@@ -86,15 +93,16 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int,
         u_consent = u_consent[first_device[device_person]]
     consent = u_consent < np.asarray(spec.consent_by_geo())[geo]
 
-    segments = np.zeros(n, dtype=np.uint64)
-    visible = np.zeros(n, dtype=np.uint64)
+    word = segment_dtype(len(spec.segments))
+    segments = np.zeros(n, dtype=word)
+    visible = np.zeros(n, dtype=word)
     for bit, seg in enumerate(spec.segments):
         rng = stream(root_seed, f"dmp/segment/{seg.id}")
         member = rng.random(n) < seg.share
         matched = rng.random(n) < seg.match_rate
         # Shifted 0/1 words rather than masked assignment: one pass, no index lists.
-        segments |= member.astype(np.uint64) << np.uint64(bit)
-        visible |= (member & matched & consent).astype(np.uint64) << np.uint64(bit)
+        segments |= member.astype(word) << word(bit)
+        visible |= (member & matched & consent).astype(word) << word(bit)
 
     # Lognormal with mean 1, so the base CTR of a format stays the population average.
     sigma = user_ctr_sigma
@@ -102,7 +110,8 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int,
 
     skew = spec.activity_skew
     activity = stream(root_seed, "dmp/activity").lognormal(0.0, skew, n)
-    by_device = tuple(np.flatnonzero(device == d) for d in range(len(DEVICES)))
+    # i4: device-users number below 2**31 (validation), half the bytes of flatnonzero's i8.
+    by_device = tuple(np.flatnonzero(device == d).astype(np.int32) for d in range(len(DEVICES)))
     samplers = tuple(alias_table(activity[ids]) if ids.size else None for ids in by_device)
     if ident is None:
         identity = trivial_identity(n)
@@ -113,9 +122,9 @@ def build_audience(spec: DmpSpec, user_ctr_sigma: float, root_seed: int,
     id_geo = per_id(identity, geo, 0)
     id_geo[identity.no_id_row:] = np.arange(len(geo_names))
     # A churned id starts with no visible segments; a login id keeps its device's.
-    id_visible = np.where(first_ids(identity), per_id(identity, visible, 0), np.uint64(0))
+    id_visible = np.where(first_ids(identity), per_id(identity, visible, 0), word(0))
     return Audience(device, id_geo, geo_names, per_id(identity, consent, False),
-                    per_id(identity, segments, 0), id_visible.astype(np.uint64),
+                    per_id(identity, segments, 0), id_visible.astype(word),
                     per_id(identity, ctr, 1.0), by_device, samplers, identity, geo, segments, ctr)
 
 

@@ -56,11 +56,12 @@ class Identity(NamedTuple):
 def trivial_identity(n_dev: int) -> Identity:
     """One stable id per device-user, one person per device-user, no no-id rows.
 
-    One shared index array (first_id is a view of it); the constant arrays are
-    broadcast views that take no memory: a run without the identity model costs what
-    it cost before (8 bytes per user, where the full arrays took 41).
+    One shared index array (first_id is a view of it; i4, as device-users number below
+    2**31); the constant arrays are broadcast views that take no memory: a run without
+    the identity model costs 4 bytes per user (the full arrays took 41). Nothing indexes
+    these arrays in a trivial run (its id row is the device-user).
     """
-    rows = np.arange(n_dev + 1, dtype=np.int64)
+    rows = np.arange(n_dev + 1, dtype=np.int32)
 
     def constant(value, dtype):
         return np.broadcast_to(np.asarray(value, dtype=dtype), (n_dev,))

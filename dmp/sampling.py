@@ -10,7 +10,8 @@ from numba import njit
 
 class AliasTable(NamedTuple):
     threshold: np.ndarray  # f8[k]: keep index j when the second uniform is below this
-    alias: np.ndarray  # i8[k]: otherwise take this index
+    alias: np.ndarray  # i4[k]: otherwise take this index (k < 2**31: a table per device-user
+    # of the audience, where i8 cost 4 bytes a user more)
 
 
 def alias_table(weights: np.ndarray) -> AliasTable:
@@ -25,9 +26,11 @@ def _alias_build_nb(scaled):
     """Vose's pairing: each short column is topped up from one long column."""
     k = scaled.size
     threshold = np.ones(k)
-    alias = np.arange(k)
-    small = np.empty(k, np.int64)
-    large = np.empty(k, np.int64)
+    alias = np.empty(k, np.int32)
+    small = np.empty(k, np.int32)
+    large = np.empty(k, np.int32)
+    for j in range(k):
+        alias[j] = j
     n_small = 0
     n_large = 0
     for j in range(k):

@@ -30,7 +30,7 @@ class TickView(NamedTuple):
     targeting: Targeting
     deals: Deals
     slot_device: np.ndarray  # u1[n_slot]
-    visible_segments: np.ndarray  # u8[n_users]: the segment bits DSPs see (matched, consented)
+    visible_segments: np.ndarray  # u4/u8[n_users]: the segment bits DSPs see (matched, consented)
     book: CampaignBook  # the campaigns' money at the tick's start
     tick_start_s: float
     tick_end_s: float
@@ -180,7 +180,8 @@ class CampaignView:
 
     @cached_property
     def segments(self) -> np.ndarray:
-        return self._tick.visible_segments[self._take(self._requests().user)]
+        # u8 whatever the audience keeps (dmp.audience.segment_dtype): the documented type.
+        return self._tick.visible_segments[self._take(self._requests().user)].astype(np.uint64)
 
     @cached_property
     def deal(self) -> np.ndarray:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from rtb.books import TOUCH_CAMPAIGN_BITS, encode_touch, touch_campaign, touch_time_s
+from rtb.books import (TOUCH_CAMPAIGN_BITS, UserBook, book_touches, encode_touch, touch_campaign,
+                       touch_time_s)
 from rtb.types import CLOCK_UNITS_PER_S
 
 
@@ -32,15 +33,21 @@ class TickWins(NamedTuple):
 
 
 def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
-                 last_touch: np.ndarray, wins: TickWins, no_id_row: int | None = None) -> np.ndarray:
+                 last_touch: UserBook | np.ndarray, wins: TickWins,
+                 no_id_row: int | None = None) -> np.ndarray:
     """i8[k]: each conversion's last touch strictly before it (encode_touch; -1 = none).
 
     Conversions (time_s on the clock, user, advertiser) must fall in the tick whose
     impressions are `wins` and no earlier; last_touch (rtb.books.UserBook) is the
-    kernel's book after that tick. no_id_row: wins on rows from it on (requests without
-    an id, dmp/identity.py) left no touch and are left out.
+    kernel's book after that tick (or its touches as encode_touch's, i8[n_users, n_adv]).
+    no_id_row: wins on rows from it on (requests without an id, dmp/identity.py) left no
+    touch and are left out.
     """
-    touch = last_touch[user, advertiser]
+    if isinstance(last_touch, UserBook):
+        touch = book_touches(last_touch, user, advertiser)
+        last_touch = last_touch.last_touch
+    else:
+        touch = last_touch[user, advertiser]
     units = (time_s * CLOCK_UNITS_PER_S).astype(np.int64)  # exact: times are on the clock
     # Most conversions: the book's touch, the latest of all, came before them.
     overtaken = np.flatnonzero(touch >> TOUCH_CAMPAIGN_BITS >= units)

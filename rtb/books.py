@@ -90,11 +90,12 @@ class CampaignBook(NamedTuple):
 class CapBook(NamedTuple):
     """Frequency caps per (user, campaign) and per (user, advertiser).
 
-    Calendar caps count impressions per window in u1 counters, one row per user (one
-    byte per pair: 10 million users x 100 campaigns is 1 GB), so a request's checks
-    touch one row. Windows are aligned to UTC epoch time: caps with the same window
-    length share boundaries and are cleared together in one pass. Rolling caps keep
-    each pair's last `limit` impression times.
+    Calendar caps count impressions per window in u1 counters, one byte per (user,
+    capped campaign) in the user's row (rtb/layout.py), so a request's checks touch one
+    row; a campaign's counter is column cal_col[c] (an uncapped campaign's limit, 256,
+    is never reached whatever counter it reads). Windows are aligned to UTC epoch time:
+    caps with the same window length share boundaries and are cleared together in one
+    pass. Rolling caps keep each pair's last `limit` impression times.
     """
 
     kind: np.ndarray  # i1[nc]: CAP_NONE / CAP_CALENDAR / CAP_ROLLING
@@ -103,13 +104,16 @@ class CapBook(NamedTuple):
     calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
     window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
     ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
-    counts: np.ndarray  # u1[n_users, nc]: impressions in the current calendar window
+    counts: np.ndarray  # u1[n_users, >= 1]: impressions in the current calendar window, column
+    # cal_col[c] for calendar-capped campaign c
     times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
     adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
     adv_limit: np.ndarray  # i4[n_adv]: 256 where none
     adv_window_s: np.ndarray  # f8[n_adv]
     adv_window_end_s: np.ndarray  # f8[n_adv]; inf if none
-    adv_counts: np.ndarray  # u1[n_users, n_adv]
+    adv_counts: np.ndarray  # u1[n_users, >= 1]: column adv_col[a] for capped advertiser a
+    cal_col: np.ndarray  # i4[nc]: each campaign's column in counts (0 if not calendar-capped)
+    adv_col: np.ndarray  # i4[n_adv]: each advertiser's column in adv_counts (0 if not capped)
 
 
 NO_ID_NONE = (1 << 63) - 1  # UserBook.no_id_row of a run whose every request carries an id
@@ -158,19 +162,29 @@ def new_bid_book(n_pub: int, nc: int, n_adv: int) -> BidBook:
                    np.zeros((n_pub * n_adv, N_BID_BINS), np.int64))
 
 
+_NO_RANKS = np.zeros(1, np.int32)
+_NO_RANK_TABLE = np.zeros((1, 1), np.int32)
+
+
 class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
     A touch is packed in one int64 (encode_touch): its exact time, in clock units
     (every event time is on the simulation clock, types.on_clock), and its campaign,
-    so a win writes one number and attribution compares times exactly.
+    so a win writes one number and attribution compares times exactly. The book holds
+    it so (i8, -1 = none), or, when the run's touches fit (rtb/layout.py), narrow: u4
+    ((units + 1) << touch_bits) | the campaign's rank among its advertiser's
+    campaigns, 0 = none. wide_touch() reads either as encode_touch's.
     """
 
     exposures: np.ndarray  # u1[n_users, nc], saturating at 255
-    last_touch: np.ndarray  # i8[n_users, n_adv]: each advertiser's last impression; -1 = none
+    last_touch: np.ndarray  # i8 or u4 [n_users, n_adv]: each advertiser's last impression
     # Rows from here on are no-id rows (a request without consent, dmp/identity.py): the
     # kernel skips their caps and never writes their rows (here or in the CapBook).
     no_id_row: int = NO_ID_NONE
+    touch_bits: int = 0  # narrow book: bits of the campaign's rank
+    touch_rank: np.ndarray = _NO_RANKS  # i4[nc]: narrow book: each campaign's rank
+    touch_campaign: np.ndarray = _NO_RANK_TABLE  # i4[n_adv, 2**touch_bits]: the campaign of a rank
 
 
 TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536; times < 2**47 clock units (68 years)
@@ -181,6 +195,42 @@ NO_TOUCH = -1
 def encode_touch(time_s, campaign):
     """(time on the clock, campaign) as one int64, ordered by time; exact."""
     return (np.int64(time_s * T.CLOCK_UNITS_PER_S) << TOUCH_CAMPAIGN_BITS) | campaign
+
+
+@njit(cache=True, inline="always")
+def book_touch(narrow, time_s, campaign, bits, rank):
+    """The value a touch book stores for (time on the clock, campaign)."""
+    if narrow:
+        return ((np.int64(time_s * T.CLOCK_UNITS_PER_S) + 1) << bits) | rank[campaign]
+    return encode_touch(time_s, campaign)
+
+
+@njit(cache=True, inline="always")
+def wide_touch(narrow, value, advertiser, bits, campaign_of):
+    """A touch book's value as encode_touch's (NO_TOUCH = none)."""
+    v = np.int64(value)
+    if not narrow:
+        return v
+    if v == 0:
+        return np.int64(NO_TOUCH)
+    return (((v >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign_of[advertiser, v & ((1 << bits) - 1)]
+
+
+def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
+    """i8: the book's touches of (user, advertiser) pairs, as encode_touch's (-1 = none)."""
+    value = users.last_touch[user, advertiser].astype(np.int64)
+    if users.last_touch.dtype.itemsize == 8:
+        return value
+    bits = users.touch_bits
+    campaign = users.touch_campaign[advertiser, value & ((1 << bits) - 1)]
+    return np.where(value == 0, NO_TOUCH, (((value >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign)
+
+
+def all_touches(users: UserBook) -> np.ndarray:
+    """i8[n_users, n_adv]: the whole book as encode_touch's touches (-1 = none)."""
+    n, n_adv = users.last_touch.shape
+    rows = np.repeat(np.arange(n), n_adv).reshape(n, n_adv)
+    return book_touches(users, rows, np.broadcast_to(np.arange(n_adv), (n, n_adv)))
 
 
 def touch_time_s(touch: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from dsp.pacing import ExpectedTraffic, Pacer
 from rtb.exchange import Exchange
 from rtb.impression_log import open_impression_log
 from rtb.openrtb_log import OpenRtbLog
-from rtb.memory import keep_freed_memory
+from rtb.memory import keep_freed_memory, release_freed_memory
 from rtb.market import Market, build_market
 from rtb.report import Report, build_report
 from rtb.scenario import Scenario
@@ -88,6 +88,7 @@ class Run:
             market = _with_strategies(market, strategies)
         self.market = market
         self.state = state = new_run_state(market)
+        release_freed_memory()  # the build's temporaries: not part of the run's peak
         self._log = log = open_impression_log(log_path, market.labels) if log_path is not None else None
         self.exchange = None
         self._openrtb_log = None

@@ -3,9 +3,9 @@
 Arithmetic on a validated scenario only (no arrays, no numba), so `rtb validate` can
 print it and `rtb run`, `sweep` and `compare` can refuse a run that cannot fit before
 allocating anything. The memory model follows what a run allocates (rtb/market.py,
-rtb/state.py, rtb/exchange.py; with dmp.identity, dmp/identity.py's id rows and
+rtb/state.py and its user row, rtb/layout.py, rtb/exchange.py; with dmp.identity, dmp/identity.py's id rows and
 rtb/people.py's people book, per expected id and person: expected_rows); its constants were measured on 2026-11-27 (2-core VM,
-peak RSS of `rtb run --quiet`): quickstart 201 MiB, large 987 MiB; estimated 201 and 1,019 MiB.
+peak RSS of `rtb run --quiet`): quickstart 204 MiB, large 847 MiB; estimated 197 and 841 MiB.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from rtb.errors import InputError
+from rtb.layout import RowLayout, row_layout
 from rtb.scenario import Scenario
 from rtb.supply_spec import DEFAULT_HOURLY_SHAPE
 from rtb.types import N_BID_BINS, SECONDS_PER_DAY
@@ -22,25 +23,23 @@ from rtb.types import N_BID_BINS, SECONDS_PER_DAY
 CACHE_LINE = 64  # as rtb.state.CACHE_LINE: per-user rows are padded to it
 # The process before any market: Python, numpy, numba and the compiled kernels, pydantic.
 BASE_BYTES = 180 * 2**20
-# Per user, besides the rows user_rows() lays out: the audience (device, geo, consent u1;
-# click propensity f4; the per-device id lists i8 and their alias tables f8 + i8). The
-# segment words (true and visible, u8 each) are zeros from calloc, never touched when the
-# DMP has no segments. Build temporaries (activity, random draws) are freed before the
-# run's peak. Measured with 100 million users, 1 campaign, no segments: 59 bytes a user.
-AUDIENCE_BYTES_PER_USER = 1 + 1 + 1 + 4 + 8 + 16
-SEGMENT_BYTES_PER_USER = 8 + 8
-# Without dmp.identity the identity is one index array (dmp.identity.trivial_identity).
-TRIVIAL_IDENTITY_BYTES_PER_USER = 8
+# Per user, besides the run's user row (rtb/layout.py): the audience (device, geo,
+# consent u1; click propensity f4; the per-device id lists i4 and their alias tables
+# f8 + i4). The segment words (true and visible, u4 each for at most 32 segments, else
+# u8: dmp.audience.segment_dtype) are zeros from calloc, never touched when the DMP has
+# no segments. Build temporaries (activity, random draws) are freed before the run's peak.
+AUDIENCE_BYTES_PER_USER = 1 + 1 + 1 + 4 + 4 + 12
+# Without dmp.identity the identity is one i4 index array (dmp.identity.trivial_identity).
+TRIVIAL_IDENTITY_BYTES_PER_USER = 4
 # With dmp.identity (dmp/identity.py, dmp/audience.py) the rows the run indexes by `user`
 # are ids, not device-users. Per device-user: device and geo u1, click propensity f4,
-# the id lists and alias tables (24), the true segments u8 (touched only with segments),
+# the id lists and alias tables (16), the true segments (touched only with segments),
 # and the identity's device_person, first_id, login_id and no_id i8.
-DEVICE_BYTES_WITH_IDENTITY = 1 + 1 + 4 + 24 + 4 * 8
-DEVICE_SEGMENT_BYTES_WITH_IDENTITY = 8
+DEVICE_BYTES_WITH_IDENTITY = 1 + 1 + 4 + 16 + 4 * 8
 # Per id row: the identity's person, id_device i8 and id_start_s f8; the audience's geo
-# and consent u1, click propensity f4, and true and visible segments u8 (written by
-# per_id and np.where, so touched with or without segments).
-ID_BYTES = 3 * 8 + 1 + 1 + 4 + 8 + 8
+# and consent u1, click propensity f4, and true and visible segments (written by per_id
+# and np.where, so touched with or without segments: segment_bytes() more).
+ID_BYTES = 3 * 8 + 1 + 1 + 4
 # Per person: the login flag; the people book (rtb/people.py) is per_person_bytes().
 PERSON_BYTES = 1
 # Per request of a tick: the request batch (about 100 bytes), the kernel's result (about
@@ -124,20 +123,35 @@ def expected_rows(s: Scenario) -> Rows:
     return Rows(n, ids, people, len(s.dmp.geos))
 
 
+def user_row_layout(s: Scenario) -> RowLayout:
+    """The run's per-user row (rtb/layout.py; rtb.state.user_layout from the market)."""
+    caps = [c.frequency_cap for c in s.campaigns]
+    per_advertiser: dict[str, int] = {}
+    for c in s.campaigns:
+        per_advertiser[c.advertiser] = per_advertiser.get(c.advertiser, 0) + 1
+    return row_layout(len(s.campaigns), len(s.advertisers), s.simulation.start.timestamp(),
+                      s.simulation.duration,
+                      [None if cap is None else cap.kind for cap in caps],
+                      [0 if cap is None else cap.impressions for cap in caps],
+                      [1.0 if cap is None else cap.window for cap in caps],
+                      sum(1 for a in s.advertisers if a.frequency_cap is not None),
+                      max(per_advertiser.values(), default=1))
+
+
+def segment_bytes(s: Scenario) -> int:
+    """Bytes of one segment word (dmp.audience.segment_dtype: u4 up to 32 segments)."""
+    return 4 if len(s.dmp.segments) <= 32 else 8
+
+
 def per_id_bytes(s: Scenario) -> int:
-    """Bytes every id row costs a run: the run state's rows, the DSPs' estimates and the
-    targeting words (and with dmp.identity, the id's own arrays: ID_BYTES)."""
-    nc, n_adv, n_dsp = len(s.campaigns), len(s.advertisers), len(s.dsps)
-    rolling = sum(c.frequency_cap.impressions for c in s.campaigns
-                  if c.frequency_cap is not None and c.frequency_cap.kind == "rolling")
-    rows = (padded_width(nc, 1)  # exposures u1
-            + padded_width(nc, 1)  # calendar cap counters u1
-            + 8 * padded_width(rolling, 8)  # rolling-cap times f8
-            + padded_width(n_adv, 1)  # advertiser cap counters u1
-            + 8 * padded_width(n_adv, 8))  # last touch i8
+    """Bytes every id row costs a run: the run state's row (rtb/layout.py: exposures,
+    cap counters, rolling-cap times, last touches), the DSPs' estimates and the targeting
+    words (and with dmp.identity, the id's own arrays: ID_BYTES)."""
+    nc, n_dsp = len(s.campaigns), len(s.dsps)
     market = (4 * n_dsp  # the DSPs' user factors f4
               + 8 * math.ceil(nc / 64))  # campaigns targeting the user, u8 words
-    return rows + market + (ID_BYTES if s.dmp.identity is not None else 0)
+    own = ID_BYTES + 2 * segment_bytes(s) if s.dmp.identity is not None else 0
+    return user_row_layout(s).row_bytes + market + own
 
 
 def per_person_bytes(s: Scenario) -> int:
@@ -158,10 +172,10 @@ def per_person_bytes(s: Scenario) -> int:
 def per_device_bytes(s: Scenario) -> int:
     """Bytes every device-user costs by itself (the audience, the identity's lists)."""
     segments = bool(s.dmp.segments)
-    if s.dmp.identity is None:
+    if s.dmp.identity is None:  # the true and the visible words
         return (AUDIENCE_BYTES_PER_USER + TRIVIAL_IDENTITY_BYTES_PER_USER
-                + (SEGMENT_BYTES_PER_USER if segments else 0))
-    return DEVICE_BYTES_WITH_IDENTITY + (DEVICE_SEGMENT_BYTES_WITH_IDENTITY if segments else 0)
+                + (2 * segment_bytes(s) if segments else 0))
+    return DEVICE_BYTES_WITH_IDENTITY + (segment_bytes(s) if segments else 0)
 
 
 def per_user_bytes(s: Scenario) -> int:

@@ -424,7 +424,7 @@ class Exchange:
         wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
         no_id_row = m.audience.identity.no_id_row
         # Impressions without an id leave no touch (last_touches leaves them out).
-        touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins,
+        touch = last_touches(time_s, user, advertiser, s.users, wins,
                              no_id_row if no_id_row < m.n_users else None)
         credited = attributed_campaign(time_s, touch, m.behaviour.attribution_window_s)
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)

@@ -21,8 +21,8 @@ from numba.extending import intrinsic
 
 from rtb import types as T
 from rtb.books import (BID_BIN_BASE, BID_BIN_SHIFT, NO_TOUCH, BidBook, CampaignBook, CapBook,
-                       Deals, SellerBook, Targeting, TickResult, UserBook, encode_touch,
-                       new_result)
+                       Deals, SellerBook, Targeting, TickResult, UserBook, book_touch,
+                       new_result, wide_touch)
 from rtb.types import RequestBatch
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
@@ -44,7 +44,7 @@ def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeti
 
 
 @njit(cache=True)
-def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
+def _next_calendar_window_nb(kind, window_s, window_end_s, counts, column, c, t):
     """Start the window containing t for every calendar cap with c's window length."""
     end = window_end_s[c]
     while t >= end:
@@ -55,7 +55,7 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
     members = np.flatnonzero((kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
     for u in range(counts.shape[0]):
         for col in members:
-            counts[u, col] = 0
+            counts[u, column[col]] = 0
     for col in members:
         window_end_s[col] = end
 
@@ -74,25 +74,32 @@ PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
 
 @intrinsic
 def prefetch_row(typingctx, array, row):
-    """Hint the CPU to fetch row `row` of a C-contiguous 2-D array into cache.
+    """Hint the CPU to fetch row `row` of a 2-D array (its columns contiguous) into cache.
 
     The kernel's per-user rows (caps, exposures, touches) are random reads in arrays
     of up to gigabytes; fetched a few requests ahead they overlap instead of stalling
-    the loop one after another. Each cache line of the row is requested.
+    the loop one after another. Each cache line of the row's columns is requested (a
+    column view of the run's user rows, rtb/layout.py: its own part of the row).
     """
-    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout in "CA"):
         return None
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
-        row_bytes = cgutils.unpack_tuple(builder, ary.strides)[0]
-        start = builder.mul(args[1], row_bytes)
+        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        width = cgutils.unpack_tuple(builder, ary.shape)[1]
+        item = ir.Constant(stride.type, context.get_abi_sizeof(
+            context.get_data_type(signature.args[0].dtype)))
+        row_bytes = builder.mul(width, item)
+        start = builder.mul(args[1], stride)
         base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
         prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
         line = ir.Constant(row_bytes.type, 64)
-        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, 63)), line)
+        # A column view may start inside a line: one line more covers its end.
+        spill = 63 if signature.args[0].layout == "C" else 127
+        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, spill)), line)
         with cgutils.for_range(builder, n_lines) as loop:
             at = builder.add(start, builder.mul(loop.index, line))
             # (address, write, locality 3 = keep in all levels, data cache)
@@ -173,10 +180,12 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
     calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
-    counts, times = caps.counts, caps.times
+    counts, times, cal_col = caps.counts, caps.times, caps.cal_col
     adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
-    adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
+    adv_window_end_s, adv_counts, adv_col = caps.adv_window_end_s, caps.adv_counts, caps.adv_col
     exposures, last_touch, no_id_row = users.exposures, users.last_touch, users.no_id_row
+    narrow = last_touch.itemsize == 4  # the touch book's encoding (UserBook)
+    touch_bits, touch_rank, touch_campaign = users.touch_bits, users.touch_rank, users.touch_campaign
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
     prior_touch = result.prior_touch
@@ -236,10 +245,11 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
                     while t >= day_end_s[c]:
                         day_end_s[c] += T.SECONDS_PER_DAY
                 if t >= window_end_s[c]:
-                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
+                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, cal_col, c, t)
             for a in range(n_adv):
                 if t >= adv_window_end_s[a]:
-                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts, a, t)
+                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts,
+                                             adv_col, a, t)
             next_boundary_s = min(day_end_s.min(), window_end_s.min())
             if n_adv:
                 next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
@@ -248,11 +258,11 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             # The user rows a later request will read: by then they are in cache.
             v = user[i + PREFETCH_AHEAD]
             prefetch_row(user_words, v)
-            prefetch_row(counts, v)
+            # The user's row (rtb/layout.py): times, touches, then counts, whose view
+            # runs on over the advertiser counters and the exposures to the row's end.
             prefetch_row(times, v)
-            prefetch_row(adv_counts, v)
-            prefetch_row(exposures, v)
             prefetch_row(last_touch, v)
+            prefetch_row(counts, v)
         floor = floor_cpm[i]
         d = deal[i]
         has_deal = d >= 0
@@ -426,8 +436,8 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
             if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
-            elif has_id and (counts[u, j] >= calendar_limit[j]
-                             or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]):
+            elif has_id and (counts[u, cal_col[j]] >= calendar_limit[j]
+                             or adv_counts[u, adv_col[advertiser[j]]] >= adv_limit[advertiser[j]]):
                 reason = T.LOSS_FREQUENCY_CAPPED
             elif has_id and cap_kind[j] == T.CAP_ROLLING:
                 # Capped when even the oldest of the last `limit` impressions is in the window.
@@ -505,7 +515,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             prior_touch[i] = NO_TOUCH
             continue
         if cap_kind[c] == T.CAP_CALENDAR:
-            counts[u, c] += 1
+            counts[u, cal_col[c]] += 1
         elif cap_kind[c] == T.CAP_ROLLING:
             # Overwrite the oldest of the pair's last `limit` impression times.
             first = ring_start[c]
@@ -515,13 +525,13 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
                     oldest = r
             times[u, oldest] = t
         if adv_kind[a] == T.CAP_CALENDAR:
-            adv_counts[u, a] += 1
+            adv_counts[u, adv_col[a]] += 1
         seen = exposures[u, c]
         prior_exposures[i] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        prior_touch[i] = last_touch[u, a]
-        last_touch[u, a] = encode_touch(t, c)
+        prior_touch[i] = wide_touch(narrow, last_touch[u, a], a, touch_bits, touch_campaign)
+        last_touch[u, a] = book_touch(narrow, t, c, touch_bits, touch_rank)
 
     if bid_book is not None:
         for p in range(book_bids.shape[0]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,11 +28,14 @@ from rtb.books import (
     new_bid_book,
     new_seller_book,
 )
+from rtb.layout import (BY_EXPOSURES, COUNTER, RING, RowLayout, cap_columns, row_layout,
+                        touch_rank_bits)
 from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.openrtb_wire import BidderTally
 from rtb.people import PeopleBook, new_people_book
-from rtb.types import CAP_CALENDAR, CAP_NONE, CAP_ROLLING, N_OUTCOMES, SECONDS_PER_DAY
+from rtb.types import (CAP_CALENDAR, CAP_NONE, CAP_ROLLING, CLOCK_UNITS_PER_S, N_OUTCOMES,
+                       SECONDS_PER_DAY)
 from ssp.floors import DynamicFloors
 
 CACHE_LINE = 64
@@ -148,31 +152,119 @@ def _window_ends(start: datetime, window_s: np.ndarray, used: np.ndarray) -> np.
                      for w, on in zip(window_s, used)])
 
 
-def _cap_book(m: Market, table: CampaignTable) -> CapBook:
-    calendar = table.cap_kind == CAP_CALENDAR
-    rolling = np.flatnonzero(table.cap_kind == CAP_ROLLING)
-    ring_start = np.zeros(table.cap_kind.size, dtype=np.int32)
+_KIND_NAMES = {CAP_CALENDAR: "calendar", CAP_ROLLING: "rolling"}
+COMPACT_ROWS = True  # False: the wide layout (rtb.layout.row_layout), for tests of exactness
+
+
+def _cap_columns(m: Market) -> list[str]:
+    table = m.campaigns
+    return cap_columns([_KIND_NAMES.get(int(k)) for k in table.cap_kind], table.cap_window_s.tolist(),
+                       m.start.timestamp(), m.duration_s, COMPACT_ROWS)
+
+
+def user_layout(m: Market) -> RowLayout:
+    """The run's per-user row (rtb/layout.py): what its caps, advertisers and duration need."""
+    table = m.campaigns
+    per_advertiser = np.bincount(table.advertiser, minlength=m.advertiser_value.size)
+    return row_layout(len(table.ids), m.advertiser_value.size, m.start.timestamp(), m.duration_s,
+                      [_KIND_NAMES.get(int(k)) for k in table.cap_kind], table.cap_limit.tolist(),
+                      table.cap_window_s.tolist(), int((m.advertiser_cap_impressions > 0).sum()),
+                      int(per_advertiser.max(initial=1)), COMPACT_ROWS)
+
+
+class UserRows(NamedTuple):
+    """The run's user rows (rtb/layout.py) as typed column views of one buffer."""
+
+    buffer: np.ndarray  # u1[n_users, row_bytes]: every row, aligned to a cache line
+    times: np.ndarray  # f8[n_users, ring]
+    last_touch: np.ndarray  # u4 or i8 [n_users, n_adv]
+    counts: np.ndarray  # u1[n_users, n_counts + n_adv_counts + nc]: the row from the counters
+    # on (a cap counted by exposures reads its exposures column through CapBook.cal_col)
+    adv_counts: np.ndarray  # u1[n_users, n_adv_counts + nc]: the row from the advertisers' on
+    exposures: np.ndarray  # u1[n_users, nc]
+
+
+def new_user_rows(n_users: int, layout: RowLayout) -> UserRows:
+    """Zeroed rows (calloc: a page is faulted in when first written); ring times -inf and
+    wide touches NO_TOUCH."""
+    assert CLOCK_UNITS_PER_S == 65536  # rtb.layout's arithmetic
+    width = layout.row_bytes  # padded by the layout itself: no whole-line padding here
+    flat = np.zeros(n_users * width + CACHE_LINE, dtype=np.uint8)
+    skip = -flat.ctypes.data % CACHE_LINE
+    buffer = flat[skip:skip + n_users * width].reshape(n_users, width)
+
+    def column(at: int, end: int, dtype) -> np.ndarray:
+        return buffer[:, at:end].view(dtype)
+
+    times = column(0, layout.touch_at, np.float64)
+    if layout.ring:
+        times[:] = -np.inf  # "never shown", older than any window
+    touch = column(layout.touch_at, layout.counts_at,
+                   np.uint32 if layout.touch_bytes == 4 else np.int64)
+    if layout.touch_bytes == 8:
+        touch[:] = NO_TOUCH
+    end = layout.used_bytes
+    return UserRows(buffer, times, touch, column(layout.counts_at, end, np.uint8),
+                    column(layout.adv_counts_at, end, np.uint8),
+                    column(layout.exposures_at, end, np.uint8))
+
+
+def _cap_book(m: Market, table: CampaignTable, rows: UserRows, layout: RowLayout) -> CapBook:
+    columns = np.array(_cap_columns(m))
+    # A cap counted by exposures (its window never ends in the run, rtb/layout.py) is
+    # checked against its exposures column and never counted or cleared by itself.
+    by_exposures = columns == BY_EXPOSURES
+    kind = np.where(by_exposures, CAP_NONE, table.cap_kind).astype(np.int8)
+    calendar = columns == COUNTER
+    rolling = np.flatnonzero(columns == RING)
+    ring_start = np.zeros(kind.size, dtype=np.int32)
     ring_bounds = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
     ring_start[rolling] = ring_bounds[:-1]
+    assert ring_bounds[-1] == rows.times.shape[1]
+    cal_col = np.zeros(kind.size, dtype=np.int32)
+    cal_col[calendar] = np.arange(int(calendar.sum()))
+    cal_col[by_exposures] = layout.exposures_at - layout.counts_at + np.flatnonzero(by_exposures)
     adv_capped = m.advertiser_cap_impressions > 0
-    n_users, n_adv = m.n_users, adv_capped.size
+    adv_col = np.zeros(adv_capped.size, dtype=np.int32)
+    adv_col[adv_capped] = np.arange(int(adv_capped.sum()))
     return CapBook(
-        kind=table.cap_kind,
+        kind=kind,
         limit=table.cap_limit,
         window_s=table.cap_window_s,
-        # A u1 count never reaches 256: campaigns without a calendar cap are never capped by it.
-        calendar_limit=np.where(calendar, table.cap_limit, 256).astype(np.int32),
+        # A u1 count never reaches 256: campaigns without a cap are never capped by it.
+        calendar_limit=np.where(calendar | by_exposures, table.cap_limit, 256).astype(np.int32),
         window_end_s=_window_ends(m.start, table.cap_window_s, calendar),
         ring_start=ring_start,
-        counts=user_rows(n_users, table.cap_kind.size, np.uint8, 0),
-        # -inf: "never shown", older than any window.
-        times=user_rows(n_users, int(ring_bounds[-1]), np.float64, -np.inf),
+        counts=rows.counts,
+        times=rows.times,
         adv_kind=np.where(adv_capped, CAP_CALENDAR, CAP_NONE).astype(np.int8),
         adv_limit=np.where(adv_capped, m.advertiser_cap_impressions, 256).astype(np.int32),
         adv_window_s=m.advertiser_cap_window_s.copy(),
         adv_window_end_s=_window_ends(m.start, m.advertiser_cap_window_s, adv_capped),
-        adv_counts=user_rows(n_users, n_adv, np.uint8, 0),
+        adv_counts=rows.adv_counts,
+        cal_col=cal_col,
+        adv_col=adv_col,
     )
+
+
+def _user_book(m: Market, rows: UserRows) -> UserBook:
+    table, n_adv = m.campaigns, m.advertiser_value.size
+    # Each campaign's rank among its advertiser's campaigns (the narrow touch's campaign).
+    rank = np.zeros(table.advertiser.size, dtype=np.int32)
+    seen = np.zeros(n_adv, dtype=np.int64)
+    for c, a in enumerate(table.advertiser.tolist()):
+        rank[c] = seen[a]
+        seen[a] += 1
+    bits = touch_rank_bits(int(seen.max(initial=1)))
+    campaign = np.zeros((n_adv, 1 << bits), dtype=np.int32)
+    campaign[table.advertiser, rank] = np.arange(rank.size)
+    return UserBook(
+        exposures=rows.exposures,
+        last_touch=rows.last_touch,
+        # No-id rows (dmp/identity.py) are never written; without any, no row is one.
+        no_id_row=(m.audience.identity.no_id_row if m.audience.identity.no_id_row < m.n_users
+                   else NO_ID_NONE),
+        touch_bits=bits, touch_rank=rank, touch_campaign=campaign)
 
 
 def new_run_state(m: Market) -> RunState:
@@ -194,18 +286,13 @@ def new_run_state(m: Market) -> RunState:
         outcomes=np.zeros((nc, N_OUTCOMES), dtype=np.int64),
         reach=np.zeros(nc, dtype=np.int64),
     )
-    users = UserBook(
-        exposures=user_rows(m.n_users, nc, np.uint8, 0),
-        last_touch=user_rows(m.n_users, n_adv, np.int64, NO_TOUCH),
-        # No-id rows (dmp/identity.py) are never written; without any, no row is one.
-        no_id_row=(m.audience.identity.no_id_row if m.audience.identity.no_id_row < m.n_users
-                   else NO_ID_NONE),
-    )
+    layout = user_layout(m)
+    rows = new_user_rows(m.n_users, layout)
     dynamic = m.floors.start_dynamic()
     return RunState(
         book=book,
-        caps=_cap_book(m, table),
-        users=users,
+        caps=_cap_book(m, table, rows, layout),
+        users=_user_book(m, rows),
         sellers=new_seller_book(m.inventory.hourly.shape[0], nc),
         bid_book=(new_bid_book(m.inventory.hourly.shape[0], nc, n_adv) if m.advertiser_bids
                   else None),

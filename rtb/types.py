@@ -130,7 +130,7 @@ class RequestBatch(NamedTuple):
     person: np.ndarray  # i8: the truth: that device-user's person
     geo: np.ndarray  # u1: the user's country (index into the audience's geo names)
     user_ctr: np.ndarray  # f4: the device-user's true click propensity (mean 1)
-    user_segments: np.ndarray  # u8: the device-user's true segment bits
+    user_segments: np.ndarray  # u4/u8 (dmp.audience.segment_dtype): the device-user's true segment bits
     u_pace: np.ndarray  # f8: uniform in [0, 1) for pacing throttles
     u_click: np.ndarray  # f8: uniform for the click, if an impression is won
     u_convert: np.ndarray  # f8: uniform for the conversion, if clicked

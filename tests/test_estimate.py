@@ -163,7 +163,8 @@ def test_memory_grows_with_users_and_campaigns():
     more_users = parse_scenario(minimal(2000), "u.toml")
     more_campaigns = parse_scenario(minimal(1000, campaigns=100, rolling=5), "c.toml")
     assert estimate(more_users).run_bytes > estimate(small).run_bytes
-    assert per_user_bytes(more_campaigns) > per_user_bytes(small) + 2 * 100
+    # At least an exposure byte per campaign (a minute's run counts its 1 h caps by them).
+    assert per_user_bytes(more_campaigns) > per_user_bytes(small) + 100
 
 
 def test_time_estimate_of_the_quickstart_is_seconds():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dmp.identity import build_identity, churn_starts, current_ids, group_people
+from rtb.books import all_touches
 from rtb.engine import Run
 from rtb.errors import InputError
 from rtb.scenario import Scenario, load_scenario, reference_problems
@@ -260,4 +261,4 @@ def test_a_request_without_consent_is_never_capped_nor_attributed():
     assert c["cap_leakage"] == c["impressions"] - 100  # the person-level truth sees it
     assert c["incremental_conversions"] > 20 and r.report["audience"]["organic_conversions"] > 20
     assert c["conversions"] == 0  # attributed: none, no id ever carried a touch
-    assert not r.state.users.exposures.any() and (r.state.users.last_touch == -1).all()
+    assert not r.state.users.exposures.any() and (all_touches(r.state.users) == -1).all()

@@ -79,8 +79,10 @@ from rtb import types as T
 from rtb.books import (BidBook, CampaignBook, CapBook, Deals, SellerBook, Targeting, TickResult,
                        UserBook, campaign_words, new_bid_book, new_seller_book, no_deals)
 from rtb.kernel import clear_tick_nb
+from rtb.layout import narrow_touch_fits
 from rtb.types import RequestBatch
-from touch_book import pack_touch, touch_campaigns, touch_times
+from touch_book import (book_value, narrow_tables, pack_touch, touch_campaigns, touch_times,
+                        wide_value)
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -101,7 +103,7 @@ def _cost(cpm: float, fee_ppm: int, data_micros: int) -> tuple[int, int, int]:
     return media, media * fee_ppm // T.PPM, data_micros
 
 
-def _expire_windows_py(t, kind, window_s, window_end_s, counts):
+def _expire_windows_py(t, kind, window_s, window_end_s, counts, column):
     """Calendar windows the time has reached: clear them, with their whole window length."""
     for c in range(kind.size):
         if kind[c] != T.CAP_CALENDAR or t < window_end_s[c]:
@@ -110,7 +112,7 @@ def _expire_windows_py(t, kind, window_s, window_end_s, counts):
         while t >= end:
             end += float(window_s[c])
         same = (kind == T.CAP_CALENDAR) & (window_s == window_s[c])
-        counts[:, same] = 0
+        counts[:, column[same]] = 0
         window_end_s[same] = end
 
 
@@ -120,9 +122,9 @@ def _cross_boundaries_py(t, book, caps):
             book.remaining_daily[c] = book.daily_budget[c]
             while t >= book.day_end_s[c]:
                 book.day_end_s[c] += DAY
-    _expire_windows_py(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts)
+    _expire_windows_py(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col)
     _expire_windows_py(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s,
-                       caps.adv_counts)
+                       caps.adv_counts, caps.adv_col)
 
 
 def _bit(words, row, c) -> bool:
@@ -153,14 +155,17 @@ def _ring(caps, c) -> list[int]:
 
 
 def _capped(caps, book, c, u, t) -> bool:
-    if caps.kind[c] == T.CAP_CALENDAR and caps.counts[u, c] >= caps.limit[c]:
+    # A calendar cap's counter, or (a cap whose window never ends in the run, rtb/layout.py)
+    # the exposures column cal_col points at: limit calendar_limit (256 where none).
+    if caps.counts[u, caps.cal_col[c]] >= caps.calendar_limit[c]:
         return True
     if caps.kind[c] == T.CAP_ROLLING:
         # Capped when the last `limit` impressions all fall inside (t - window, t].
         if min(caps.times[u, k] for k in _ring(caps, c)) > t - caps.window_s[c]:
             return True
     a = book.advertiser[c]
-    return bool(caps.adv_kind[a] == T.CAP_CALENDAR and caps.adv_counts[u, a] >= caps.adv_limit[a])
+    return bool(caps.adv_kind[a] == T.CAP_CALENDAR
+                and caps.adv_counts[u, caps.adv_col[a]] >= caps.adv_limit[a])
 
 
 def _pre_auction_failure(c, b, i, req, targeting, deal):
@@ -261,21 +266,21 @@ def _settle(c, price, i, t, u, book, caps, users, result):
         result.prior_touch[i] = -1
         return
     if caps.kind[c] == T.CAP_CALENDAR:
-        caps.counts[u, c] += 1
+        caps.counts[u, caps.cal_col[c]] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
         ring = _ring(caps, c)
         oldest = min(ring, key=lambda k: (caps.times[u, k], k))  # the first of equal times
         caps.times[u, oldest] = t
     a = int(book.advertiser[c])
     if caps.adv_kind[a] == T.CAP_CALENDAR:
-        caps.adv_counts[u, a] += 1
+        caps.adv_counts[u, caps.adv_col[a]] += 1
     seen = int(users.exposures[u, c])
     result.prior_exposures[i] = seen
     book.reach[c] += seen == 0
     users.exposures[u, c] = min(seen + 1, 255)
     # The advertiser's last touch of the user: this impression, at its exact time.
-    result.prior_touch[i] = users.last_touch[u, a]
-    users.last_touch[u, a] = pack_touch(t, c)
+    result.prior_touch[i] = wide_value(users, users.last_touch[u, a], a)
+    users.last_touch[u, a] = book_value(users, t, c)
 
 
 def _floor_hit(mechanism, winner, price, floor, offered) -> bool:
@@ -422,8 +427,10 @@ def make_book(nc, *, advertiser=0, fee_ppm=0, data_micros=0, total=10**12, daily
 
 def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end_s=None,
               n_adv=1, adv_kind=T.CAP_NONE, adv_limit=1, adv_window_s=DAY,
-              adv_window_end_s=None) -> CapBook:
-    """Caps laid out as rtb/state.py builds them; window ends default to the first window."""
+              adv_window_end_s=None, compact=False) -> CapBook:
+    """Caps laid out as rtb/state.py builds them; window ends default to the first window.
+    compact: counters only for calendar caps and capped advertisers (rtb/layout.py; at
+    least one column), else one per campaign and advertiser (cal_col, adv_col the identity)."""
     kind = _col(kind, nc, np.int8)
     limit = _col(limit, nc, np.int32)
     window_s = _col(window_s, nc, np.float64)
@@ -437,19 +444,31 @@ def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end
     adv_on = adv_kind == T.CAP_CALENDAR
     adv_window_s = _col(adv_window_s, n_adv, np.float64)
     adv_ends = adv_window_s if adv_window_end_s is None else _col(adv_window_end_s, n_adv, np.float64)
+    cal_col, adv_col = np.arange(nc, dtype=np.int32), np.arange(n_adv, dtype=np.int32)
+    if compact:
+        cal_col, adv_col = np.zeros(nc, np.int32), np.zeros(n_adv, np.int32)
+        cal_col[calendar] = np.arange(int(calendar.sum()))
+        adv_col[adv_on] = np.arange(int(adv_on.sum()))
     return CapBook(
         kind=kind, limit=limit, window_s=window_s,
         calendar_limit=np.where(calendar, limit, 256).astype(np.int32),
         window_end_s=np.where(calendar, ends, INF), ring_start=ring_start,
-        counts=np.zeros((n_users, nc), np.uint8), times=np.full((n_users, int(bounds[-1])), -INF),
+        counts=np.zeros((n_users, max(1, int(calendar.sum())) if compact else nc), np.uint8),
+        times=np.full((n_users, int(bounds[-1])), -INF),
         adv_kind=adv_kind, adv_limit=np.where(adv_on, _col(adv_limit, n_adv, np.int32), 256).astype(np.int32),
         adv_window_s=adv_window_s, adv_window_end_s=np.where(adv_on, adv_ends, INF),
-        adv_counts=np.zeros((n_users, n_adv), np.uint8))
+        adv_counts=np.zeros((n_users, max(1, int(adv_on.sum())) if compact else n_adv), np.uint8),
+        cal_col=cal_col, adv_col=adv_col)
 
 
-def make_users(nc, n_users, n_adv=1) -> UserBook:
-    """No exposures, no touches yet (-1)."""
-    return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
+def make_users(nc, n_users, n_adv=1, narrow_advertiser=None) -> UserBook:
+    """No exposures, no touches yet (-1). narrow_advertiser: each campaign's advertiser,
+    for a narrow (u4) touch book (rtb/layout.py; 0 = none)."""
+    if narrow_advertiser is None:
+        return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
+    bits, rank, campaign = narrow_tables(list(narrow_advertiser), n_adv)
+    return UserBook(np.zeros((n_users, nc), np.uint8), np.zeros((n_users, n_adv), np.uint32),
+                    touch_bits=bits, touch_rank=rank, touch_campaign=campaign)
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
@@ -595,12 +614,14 @@ def random_case(rng: np.random.Generator) -> Case:
     caps = make_caps(nc, n_users, kind=kind, limit=limit, window_s=window, window_end_s=ends,
                      n_adv=n_adv, adv_kind=adv_kind, adv_limit=rng.integers(1, 5, n_adv),
                      adv_window_s=adv_window,
-                     adv_window_end_s=[_first_window_end(midnight, w) for w in adv_window])
+                     adv_window_end_s=[_first_window_end(midnight, w) for w in adv_window],
+                     compact=rng.random() < 0.5)
     calendar = kind == T.CAP_CALENDAR
-    caps.counts[:, calendar] = rng.integers(0, limit[calendar] + 1, (n_users, int(calendar.sum())))
+    caps.counts[:, caps.cal_col[calendar]] = rng.integers(0, limit[calendar] + 1,
+                                                          (n_users, int(calendar.sum())))
     adv_on = caps.adv_kind == T.CAP_CALENDAR
-    caps.adv_counts[:, adv_on] = rng.integers(0, caps.adv_limit[adv_on] + 1,
-                                              (n_users, int(adv_on.sum())))
+    caps.adv_counts[:, caps.adv_col[adv_on]] = rng.integers(0, caps.adv_limit[adv_on] + 1,
+                                                            (n_users, int(adv_on.sum())))
     recent = rng.random(caps.times.shape) < 0.3  # impressions shortly before the batch
     caps.times[recent] = -step * rng.integers(0, 6, int(recent.sum()))
 
@@ -649,6 +670,17 @@ def random_case(rng: np.random.Generator) -> Case:
         # The last user row is a no-id row (no consent): its junk counts, exposures and
         # touches must be neither read nor written.
         market = market._replace(users=market.users._replace(no_id_row=n_users - 1))
+    if rng.random() < 0.5 and narrow_touch_fits(t0 + 1.0, narrow_tables(book.advertiser, n_adv)[0]):
+        # A narrow (u4) touch book, as a short run has (rtb/layout.py): it holds touches
+        # of the advertiser's own campaigns only.
+        wide = market.users
+        narrow = make_users(nc, n_users, n_adv, book.advertiser)._replace(
+            exposures=wide.exposures, no_id_row=wide.no_id_row)
+        for u, a in zip(*np.nonzero(wide.last_touch >= 0)):
+            c = int(wide.last_touch[u, a]) & 0xFFFF
+            if book.advertiser[c] == a:
+                narrow.last_touch[u, a] = book_value(narrow, touch_times(wide.last_touch[u, a])[0], c)
+        market = market._replace(users=narrow)
     return Case(int(rng.choice([FIRST, SECOND])), market, ticks)
 
 
@@ -821,7 +853,8 @@ def _check_invariants(case, m, req, bids, seed):
         last[int(req.user[i]), int(a)] = i
     for (u, a), i in last.items():
         if u < m.users.no_id_row:
-            assert m.users.last_touch[u, a] == pack_touch(req.time_s[i], r.winner[i]), msg
+            assert (wide_value(m.users, m.users.last_touch[u, a], a)
+                    == pack_touch(req.time_s[i], r.winner[i])), msg
     # No id (no consent): no touch, no exposure, and its rows never written.
     no_id = camp[req.user[camp] >= m.users.no_id_row]
     assert np.all(r.prior_touch[no_id] == -1) and np.all(r.prior_exposures[no_id] == 0), msg
@@ -850,9 +883,9 @@ def _check_invariants(case, m, req, bids, seed):
     assert delta[:, T.LOSS_LOST_TO_MARKET].sum() <= nc * np.count_nonzero(r.winner == T.MARKET), msg
     # Caps: no counter past its limit.
     calendar = m.caps.kind == T.CAP_CALENDAR
-    assert np.all(m.caps.counts[:, calendar] <= m.caps.limit[calendar]), msg
+    assert np.all(m.caps.counts[:, m.caps.cal_col[calendar]] <= m.caps.limit[calendar]), msg
     adv_on = m.caps.adv_kind == T.CAP_CALENDAR
-    assert np.all(m.caps.adv_counts[:, adv_on] <= m.caps.adv_limit[adv_on]), msg
+    assert np.all(m.caps.adv_counts[:, m.caps.adv_col[adv_on]] <= m.caps.adv_limit[adv_on]), msg
 
 
 # ---- hand-worked cases --------------------------------------------------------------

@@ -58,7 +58,7 @@ from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, User
                        campaign_words, new_seller_book, no_deals)
 from rtb.kernel import clear_tick, clear_tick_nb
 from rtb.types import RequestBatch
-from touch_book import pack_touch, touch_campaigns, touch_times
+from touch_book import book_value, pack_touch, touch_campaigns, touch_times, wide_value
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -163,7 +163,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             _charge_and_record(leader, price, t, u, i, book, caps, users, result)
 
 
-def _roll_windows(t, kind, window_s, window_end_s, counts):
+def _roll_windows(t, kind, window_s, window_end_s, counts, column):
     """Clear the counts of every calendar cap whose window ended, with all caps of its length."""
     for c in range(kind.size):
         if kind[c] == T.CAP_CALENDAR and t >= window_end_s[c]:
@@ -172,7 +172,7 @@ def _roll_windows(t, kind, window_s, window_end_s, counts):
                 end += float(window_s[c])
             for g in range(kind.size):
                 if kind[g] == T.CAP_CALENDAR and window_s[g] == window_s[c]:
-                    counts[:, g] = 0
+                    counts[:, column[g]] = 0
                     window_end_s[g] = end
 
 
@@ -182,8 +182,9 @@ def _pass_boundaries(t, book, caps):
             book.remaining_daily[c] = book.daily_budget[c]
             while t >= book.day_end_s[c]:
                 book.day_end_s[c] += DAY
-    _roll_windows(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts)
-    _roll_windows(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s, caps.adv_counts)
+    _roll_windows(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col)
+    _roll_windows(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s, caps.adv_counts,
+                  caps.adv_col)
 
 
 def _has_bit(words, row, c):
@@ -230,7 +231,7 @@ def _cannot_win(c, b, t, u, has_id, book, caps):
     a = int(book.advertiser[c])
     if not has_id:
         return None
-    if _capped(caps, c, u, t) or int(caps.adv_counts[u, a]) >= int(caps.adv_limit[a]):
+    if _capped(caps, c, u, t) or int(caps.adv_counts[u, caps.adv_col[a]]) >= int(caps.adv_limit[a]):
         return T.LOSS_FREQUENCY_CAPPED
     return None
 
@@ -241,8 +242,10 @@ def _ring(caps, c):
 
 
 def _capped(caps, c, u, t):
-    if caps.kind[c] == T.CAP_CALENDAR:
-        return int(caps.counts[u, c]) >= int(caps.limit[c])
+    # A calendar cap's counter, or (a cap whose window never ends in the run, rtb/layout.py)
+    # the exposures column cal_col points at: limit calendar_limit (256 where none).
+    if int(caps.counts[u, caps.cal_col[c]]) >= int(caps.calendar_limit[c]):
+        return True
     if caps.kind[c] == T.CAP_ROLLING:
         # The last `limit` impressions all inside (t - window, t]: capped.
         oldest = min(float(caps.times[u, k]) for k in _ring(caps, c))
@@ -267,21 +270,21 @@ def _charge_and_record(c, price, t, u, i, book, caps, users, result):
         result.prior_touch[i] = -1
         return
     if caps.kind[c] == T.CAP_CALENDAR:
-        caps.counts[u, c] += 1
+        caps.counts[u, caps.cal_col[c]] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
         ring = list(_ring(caps, c))
         oldest = min(ring, key=lambda k: (caps.times[u, k], k))  # the first of equal times
         caps.times[u, oldest] = t
     a = int(book.advertiser[c])
     if caps.adv_kind[a] == T.CAP_CALENDAR:
-        caps.adv_counts[u, a] += 1
+        caps.adv_counts[u, caps.adv_col[a]] += 1
     seen = int(users.exposures[u, c])
     result.prior_exposures[i] = seen
     if seen == 0:
         book.reach[c] += 1
     users.exposures[u, c] = min(seen + 1, 255)
-    result.prior_touch[i] = users.last_touch[u, a]  # the touch this one replaces
-    users.last_touch[u, a] = pack_touch(t, c)
+    result.prior_touch[i] = wide_value(users, users.last_touch[u, a], a)  # the touch it replaces
+    users.last_touch[u, a] = book_value(users, t, c)
 
 
 # ---- building state ---------------------------------------------------------------
@@ -363,7 +366,8 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                                       _column(adv_cap_limit, n_adv, np.int32), 256).astype(np.int32),
                    adv_window_s=adv_window_s,
                    adv_window_end_s=_calendar_ends(adv_kind, adv_window_s, adv_window_end_s),
-                   adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8))
+                   adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8),
+                   cal_col=np.arange(nc, dtype=np.int32), adv_col=np.arange(n_adv, dtype=np.int32))
     users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8),
                      last_touch=np.full((n_users, n_adv), -1, dtype=np.int64))
     return State(targeting, no_deals(nc) if deals is None else deals, book, caps, users)
