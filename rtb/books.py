@@ -207,6 +207,10 @@ class TickResult(NamedTuple):
     floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
     prior_touch: np.ndarray  # i8: for campaign wins, the advertiser's touch the win replaced
     # (encode_touch; NO_TOUCH = none)
+    replaced_slot: np.ndarray  # i4: for campaign wins under a rolling cap, the column of
+    # CapBook.times the win wrote, and replaced_time (f8) the time it held: with
+    # prior_exposures and prior_touch, what undoes the win's per-user writes (rtb/shards.py)
+    replaced_time: np.ndarray
 
 
 def new_result(n: int) -> TickResult:
@@ -214,4 +218,5 @@ def new_result(n: int) -> TickResult:
     that needs it: prior_* only on campaign wins)."""
     return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                       np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
-                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64))
+                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64),
+                      np.zeros(n, dtype=np.int32), np.zeros(n))

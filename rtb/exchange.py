@@ -30,7 +30,7 @@ from dsp.pacing import PACING_DUAL, scale_bids
 from dsp.strategies import FORMULA_BUDGET_ORTB, LEARNING_FORMULAS, Feedback, ViewLabels, learns
 from rtb.attribution import TickWins, attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
-from rtb.kernel import clear_tick
+from rtb.shards import Clearing
 from rtb.market import Market
 from rtb.people import record_people
 from rtb.seeding import stream
@@ -73,9 +73,10 @@ LOOK_AHEAD_MIN_REQUESTS = 5_000  # expected requests per tick from which the nex
 class Exchange:
     """Runs ticks of a market against a run state."""
 
-    def __init__(self, market: Market, state: RunState, log=None, *,
+    def __init__(self, market: Market, state: RunState, log=None, *, threads: int = 1,
                  allow_unreachable: bool = False, openrtb_log=None):
         self.market, self.state, self.log = market, state, log
+        self.clearing = Clearing(threads)  # the tick kernel on `threads` threads (rtb.shards)
         self.openrtb_log = openrtb_log  # rtb.openrtb_log.OpenRtbLog, if the messages are logged
         seed, table = market.seed, market.campaigns
         self.rng_traffic = stream(seed, "ssp/traffic")
@@ -172,6 +173,7 @@ class Exchange:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self.sync_people()
+        self.clearing.close()
         if self.external is not None:
             self.external.close()
 
@@ -197,9 +199,9 @@ class Exchange:
             self.openrtb_log.prepare(requests, self._tick_view(t0, t1, requests),
                                      inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active)
         s = self.state
-        result = clear_tick(requests, bids, self.market.mechanism, self._targeting(),
-                            self.market.deals.deals, s.book, s.caps, s.users, s.sellers,
-                            s.bid_book)
+        result = self.clearing.clear(requests, bids, self.market.mechanism, self._targeting(),
+                                     self.market.deals.deals, s.book, s.caps, s.users, s.sellers,
+                                     s.bid_book)
         won = np.flatnonzero(result.winner >= 0)
         outcomes = self._outcomes(requests, result, won)
         self._settle_money(requests, result)

@@ -69,6 +69,7 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
 NO_KEY = -(1 << 63)
 OPEN_KEY_BASE = NO_KEY + 1
 MAX_BID_KEY = int(np.array(T.MAX_BID_CPM).view(np.int64))
+NO_CHECK_FAILED = (1 << 63) - 1  # budget_checks[1] where no budget check failed
 PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
 
 
@@ -120,7 +121,52 @@ FOUND = 4
 @njit(cache=True, nogil=True)
 def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sellers, bid_book,
                   result):
-    """Clear n requests in time order against nc campaigns and the rest of the market.
+    """Clear a tick's n requests in time order (see clear_requests_nb)."""
+    clear_requests_nb(np.arange(bids.shape[0]), req, bids, mechanism, targeting, deals, book, caps,
+                      users, sellers, bid_book, result, new_budget_checks(bids.shape[1]))
+
+
+@njit(cache=True)
+def new_budget_checks(nc):
+    """clear_requests_nb's budget_checks before any check: i8[2, nc]."""
+    checks = np.zeros((2, nc), np.int64)
+    checks[1, :] = NO_CHECK_FAILED
+    return checks
+
+
+@njit(cache=True)
+def cross_boundaries_nb(t, book, caps):
+    """Restore daily budgets at each UTC midnight and clear calendar caps at each window
+    boundary up to time t; returns the next boundary after t."""
+    day_end_s, window_end_s, adv_window_end_s = book.day_end_s, caps.window_end_s, caps.adv_window_end_s
+    for c in range(day_end_s.size):
+        if t >= day_end_s[c]:
+            book.remaining_daily[c] = book.daily_budget[c]
+            while t >= day_end_s[c]:
+                day_end_s[c] += T.SECONDS_PER_DAY
+        if t >= window_end_s[c]:
+            _next_calendar_window_nb(caps.kind, caps.window_s, window_end_s, caps.counts, c, t)
+    for a in range(adv_window_end_s.size):
+        if t >= adv_window_end_s[a]:
+            _next_calendar_window_nb(caps.adv_kind, caps.adv_window_s, adv_window_end_s,
+                                     caps.adv_counts, a, t)
+    next_boundary_s = min(day_end_s.min(), window_end_s.min())
+    if adv_window_end_s.size:
+        next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+    return next_boundary_s
+
+
+@njit(cache=True, nogil=True)
+def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps, users, sellers,
+                      bid_book, result, budget_checks):
+    """Clear requests order[0], order[1], ... (time-sorted) against nc campaigns and the
+    rest of the market.
+
+    order: the requests to clear, in time order (all of a tick's, or a shard's: see
+    rtb/shards.py); bids and result are indexed by request. budget_checks i8[2, nc]
+    (new_budget_checks): row 0 adds, per campaign, the worst cost of each bid whose
+    budget check passed, row 1 keeps the least worst cost of those that failed; from
+    them rtb/shards.py tells whether the order of the checks could have mattered.
 
     bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
     per request. A bid is a candidate if the campaign targets the request, brand safety
@@ -167,22 +213,20 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
     pace_share, pace_offset = targeting.pace_share, targeting.pace_offset
     deal_floor, deal_fixed, deal_private, deal_allowed = deals
     remaining_total, remaining_daily = book.remaining_total, book.remaining_daily
-    daily_budget, day_end_s = book.daily_budget, book.day_end_s
     fee_ppm, data_micros, outcomes = book.dsp_fee_ppm, book.data_micros, book.outcomes
     media_micros, fee_micros, data_cost_micros = book.media_micros, book.fee_micros, book.data_cost_micros
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
-    calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
+    calendar_limit, ring_start = caps.calendar_limit, caps.ring_start
     counts, times = caps.counts, caps.times
-    adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
-    adv_window_end_s, adv_counts = caps.adv_window_end_s, caps.adv_counts
+    adv_kind, adv_limit, adv_counts = caps.adv_kind, caps.adv_limit, caps.adv_counts
     exposures, last_touch, no_id_row = users.exposures, users.last_touch, users.no_id_row
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
-    prior_touch = result.prior_touch
+    prior_touch, replaced_slot, replaced_time = result.prior_touch, result.replaced_slot, result.replaced_time
     seller_wins, seller_media, seller_hidden = sellers.wins, sellers.media_micros, sellers.hidden_bids
 
-    n, nc = bids.shape
+    nc = bids.shape[1]
     n_words = slot_blocked_words.shape[1]
     bid_bits = bids.view(np.int64)
     keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
@@ -209,7 +253,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
         n_adv_bins = bid_bins.shape[0] // book_bids.shape[0]
         tick_row = np.full(book_bids.shape[0], -1, np.int64)
         n_tick_publishers = 0
-        for i in range(n):
+        for i in order:
             if tick_row[publisher[i]] < 0:
                 tick_row[publisher[i]] = n_tick_publishers
                 n_tick_publishers += 1
@@ -221,32 +265,21 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
     lost_to_market = np.zeros(nc, np.int64)
     decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
                       + outcomes[:, T.WON])
-    n_adv = adv_limit.size
+    n_order = order.size
     next_boundary_s = -np.inf
-    for i in range(n):
+    for ii in range(n_order):
+        i = order[ii]
         u = user[i]
         has_id = u < no_id_row  # a request without an id (no consent) has no caps, no rows
         t = time_s[i]
         if t >= next_boundary_s:
             # A new UTC day restores daily budgets; a new calendar window clears its
             # caps: exactly at the boundary, even inside a tick.
-            for c in range(nc):
-                if t >= day_end_s[c]:
-                    remaining_daily[c] = daily_budget[c]
-                    while t >= day_end_s[c]:
-                        day_end_s[c] += T.SECONDS_PER_DAY
-                if t >= window_end_s[c]:
-                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, c, t)
-            for a in range(n_adv):
-                if t >= adv_window_end_s[a]:
-                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts, a, t)
-            next_boundary_s = min(day_end_s.min(), window_end_s.min())
-            if n_adv:
-                next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+            next_boundary_s = cross_boundaries_nb(t, book, caps)
 
-        if i + PREFETCH_AHEAD < n:
+        if ii + PREFETCH_AHEAD < n_order:
             # The user rows a later request will read: by then they are in cache.
-            v = user[i + PREFETCH_AHEAD]
+            v = user[order[ii + PREFETCH_AHEAD]]
             prefetch_row(user_words, v)
             prefetch_row(counts, v)
             prefetch_row(times, v)
@@ -426,17 +459,20 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
             if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
-            elif has_id and (counts[u, j] >= calendar_limit[j]
-                             or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]):
-                reason = T.LOSS_FREQUENCY_CAPPED
-            elif has_id and cap_kind[j] == T.CAP_ROLLING:
-                # Capped when even the oldest of the last `limit` impressions is in the window.
-                first = ring_start[j]
-                oldest = times[u, first]
-                for r in range(first + 1, first + cap_limit[j]):
-                    oldest = min(oldest, times[u, r])
-                if oldest > t - cap_window_s[j]:
+                budget_checks[1, j] = min(budget_checks[1, j], worst)
+            else:
+                budget_checks[0, j] += worst
+                if has_id and (counts[u, j] >= calendar_limit[j]
+                               or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]):
                     reason = T.LOSS_FREQUENCY_CAPPED
+                elif has_id and cap_kind[j] == T.CAP_ROLLING:
+                    # Capped when even the oldest of the last `limit` impressions is in the window.
+                    first = ring_start[j]
+                    oldest = times[u, first]
+                    for r in range(first + 1, first + cap_limit[j]):
+                        oldest = min(oldest, times[u, r])
+                    if oldest > t - cap_window_s[j]:
+                        reason = T.LOSS_FREQUENCY_CAPPED
             keys[j] = NO_KEY
             if reason >= 0:
                 if seek == SEEK_WINNER:
@@ -513,6 +549,8 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             for r in range(first + 1, first + cap_limit[c]):
                 if times[u, r] < times[u, oldest]:
                     oldest = r
+            replaced_slot[i] = oldest
+            replaced_time[i] = times[u, oldest]
             times[u, oldest] = t
         if adv_kind[a] == T.CAP_CALENDAR:
             adv_counts[u, a] += 1

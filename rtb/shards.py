@@ -1,0 +1,200 @@
+"""The tick kernel on several threads: a tick's requests sharded by user, exactly.
+
+Caps, exposures and touches are per user, so the requests of different users may
+clear in any order and on any thread; what couples them is money. Each shard clears
+its users' requests (in user order, each user's in time order: neighbouring rows of
+the per-user books) on its own copies of the campaigns' budgets and counters. Then,
+for each campaign, with B its budget left at the tick's start (the least of total and
+daily):
+
+- a budget check that passed in a shard passes on one thread too if the worst costs
+  of all the checks that passed, in every shard, add up to at most B: whatever the
+  campaign spent before a check is among the others;
+- one that failed fails on one thread too if its worst cost alone exceeds B.
+
+When every campaign's checks meet these, every answer, and so every decision, is the
+one-thread run's; the shards' integer sums go to the books, bit for bit. Otherwise
+the shards' per-user writes are undone (each win left in the tick's result what it
+replaced) and the tick clears again on one thread. A tick in which a UTC midnight or
+a calendar-cap boundary falls after its first request clears on one thread from the
+start.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numba import njit
+
+from rtb import types as T
+from rtb.books import (
+    BidBook,
+    CampaignBook,
+    CapBook,
+    Deals,
+    SellerBook,
+    Targeting,
+    TickResult,
+    UserBook,
+    new_result,
+)
+from rtb.kernel import (
+    clear_requests_nb,
+    clear_tick,
+    cross_boundaries_nb,
+    new_budget_checks,
+)
+from rtb.types import RequestBatch
+
+# Below this many requests a tick clears on one thread: handing work to another
+# thread and adding up the shards costs tens of microseconds.
+MIN_SHARDED_REQUESTS = 4_096
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@njit(cache=True)
+def undo_wins_nb(order, user, result, book, caps, users):
+    """Undo the per-user writes of the campaign wins among requests order[...], newest
+    first (each user's requests are in time order in `order`)."""
+    advertiser, cap_kind, adv_kind = book.advertiser, caps.kind, caps.adv_kind
+    for k in range(order.size - 1, -1, -1):
+        i = order[k]
+        c, u = result.winner[i], user[i]
+        if c < 0 or u >= users.no_id_row:
+            continue
+        a = advertiser[c]
+        users.exposures[u, c] = result.prior_exposures[i]
+        users.last_touch[u, a] = result.prior_touch[i]
+        if cap_kind[c] == T.CAP_CALENDAR:
+            caps.counts[u, c] -= 1
+        elif cap_kind[c] == T.CAP_ROLLING:
+            caps.times[u, result.replaced_slot[i]] = result.replaced_time[i]
+        if adv_kind[a] == T.CAP_CALENDAR:
+            caps.adv_counts[u, a] -= 1
+
+
+@njit(cache=True, nogil=True)
+def shard_orders_nb(user, no_id_row, n_shards):
+    """Requests grouped by shard (a user's shard: user % n_shards; a request without an
+    id has no per-user row and goes by its index), each shard's in user order and each
+    user's in time order. Returns (order i8[n], bounds i8[n_shards + 1])."""
+    n = user.size
+    shard = np.empty(n, np.int64)
+    for i in range(n):
+        u = user[i]
+        shard[i] = (u if u < no_id_row else i) % n_shards
+    order = np.argsort(user, kind="mergesort")  # stable: each user's requests keep time order
+    bounds = np.zeros(n_shards + 1, np.int64)
+    for i in range(n):
+        bounds[shard[i] + 1] += 1
+    for k in range(n_shards):
+        bounds[k + 1] += bounds[k]
+    sharded = np.empty(n, np.int64)
+    at = bounds[:-1].copy()
+    for i in order:
+        k = shard[i]
+        sharded[at[k]] = i
+        at[k] += 1
+    return sharded, bounds
+
+
+def _private_book(book: CampaignBook) -> CampaignBook:
+    """A shard's campaign book: the parameters shared, its own budgets left (copies of
+    the tick's start) and zeroed counters."""
+    nc = book.advertiser.size
+    return book._replace(remaining_total=book.remaining_total.copy(),
+                         remaining_daily=book.remaining_daily.copy(),
+                         media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
+                         data_cost_micros=np.zeros(nc, np.int64),
+                         outcomes=np.zeros_like(book.outcomes), reach=np.zeros(nc, np.int64))
+
+
+@njit(cache=True)
+def add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers):
+    """A shard's spend and counts added to the books (integer sums: any order is exact)."""
+    for c in range(start_total.size):
+        book.remaining_total[c] -= start_total[c] - shard.remaining_total[c]
+        book.remaining_daily[c] -= start_daily[c] - shard.remaining_daily[c]
+        book.media_micros[c] += shard.media_micros[c]
+        book.fee_micros[c] += shard.fee_micros[c]
+        book.data_cost_micros[c] += shard.data_cost_micros[c]
+        book.reach[c] += shard.reach[c]
+        for k in range(book.outcomes.shape[1]):
+            book.outcomes[c, k] += shard.outcomes[c, k]
+    for mine, theirs in ((sellers.wins, shard_sellers.wins),
+                         (sellers.media_micros, shard_sellers.media_micros),
+                         (sellers.hidden_bids, shard_sellers.hidden_bids)):
+        mine += theirs
+
+
+class Clearing:
+    """Clears ticks with the tick kernel on `threads` threads (this one and a pool);
+    the results are the same whatever the number."""
+
+    def __init__(self, threads: int = 1):
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+        self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
+                      if threads > 1 else None)
+        # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
+        self.ticks = self.sharded_ticks = self.undone_ticks = 0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def clear(self, requests: RequestBatch, bids: np.ndarray, mechanism: int,
+              targeting: Targeting, deals: Deals, book: CampaignBook, caps: CapBook,
+              users: UserBook, sellers: SellerBook, bid_book: BidBook | None = None) -> TickResult:
+        """clear_tick's result and book updates, on several threads where exact."""
+        n = requests.time_s.size
+        self.ticks += 1
+        # The bids each publisher received sum float bids, whose sum depends on the
+        # order: with that book a tick clears on one thread.
+        if self._pool is None or bid_book is not None or n < MIN_SHARDED_REQUESTS:
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        bids = np.ascontiguousarray(bids, dtype=np.float64)
+        # The boundaries up to the first request first, as the kernel would cross them.
+        if cross_boundaries_nb(requests.time_s[0], book, caps) <= requests.time_s[-1]:
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        order, bounds = shard_orders_nb(requests.user, users.no_id_row, self.threads)
+        result = new_result(n)
+        books = [_private_book(book) for _ in range(self.threads)]
+        seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(self.threads)]
+        checks = [new_budget_checks(book.advertiser.size) for _ in range(self.threads)]
+
+        def run(k: int) -> None:
+            clear_requests_nb(order[bounds[k]:bounds[k + 1]], requests, bids, mechanism, targeting,
+                              deals, books[k], caps, users, seller_books[k], None, result,
+                              checks[k])
+
+        others = [self._pool.submit(run, k) for k in range(1, self.threads)]
+        run(0)
+        for future in others:
+            future.result()
+        budget_left = np.minimum(book.remaining_total, book.remaining_daily)
+        passed = sum(c[0] for c in checks)
+        least_failed = np.min([c[1] for c in checks], axis=0)
+        if (passed > budget_left).any() or (least_failed <= budget_left).any():
+            # The order of some budget checks could have mattered: one thread decides.
+            self.undone_ticks += 1
+            undo_wins_nb(order, requests.user, result, book, caps, users)
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        self.sharded_ticks += 1
+        start_total, start_daily = book.remaining_total.copy(), book.remaining_daily.copy()
+        for shard, shard_sellers in zip(books, seller_books):
+            add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
+        return result
