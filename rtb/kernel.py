@@ -69,7 +69,6 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, c, t):
 NO_KEY = -(1 << 63)
 OPEN_KEY_BASE = NO_KEY + 1
 MAX_BID_KEY = int(np.array(T.MAX_BID_CPM).view(np.int64))
-NO_CHECK_FAILED = (1 << 63) - 1  # budget_checks[1] where no budget check failed
 PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
 
 
@@ -123,15 +122,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
                   result):
     """Clear a tick's n requests in time order (see clear_requests_nb)."""
     clear_requests_nb(np.arange(bids.shape[0]), req, bids, mechanism, targeting, deals, book, caps,
-                      users, sellers, bid_book, result, new_budget_checks(bids.shape[1]))
-
-
-@njit(cache=True)
-def new_budget_checks(nc):
-    """clear_requests_nb's budget_checks before any check: i8[2, nc]."""
-    checks = np.zeros((2, nc), np.int64)
-    checks[1, :] = NO_CHECK_FAILED
-    return checks
+                      users, sellers, bid_book, result, np.zeros(bids.shape[1], np.int64))
 
 
 @njit(cache=True)
@@ -158,15 +149,15 @@ def cross_boundaries_nb(t, book, caps):
 
 @njit(cache=True, nogil=True)
 def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps, users, sellers,
-                      bid_book, result, budget_checks):
+                      bid_book, result, passed_worst):
     """Clear requests order[0], order[1], ... (time-sorted) against nc campaigns and the
     rest of the market.
 
     order: the requests to clear, in time order (all of a tick's, or a shard's: see
-    rtb/shards.py); bids and result are indexed by request. budget_checks i8[2, nc]
-    (new_budget_checks): row 0 adds, per campaign, the worst cost of each bid whose
-    budget check passed, row 1 keeps the least worst cost of those that failed; from
-    them rtb/shards.py tells whether the order of the checks could have mattered.
+    rtb/shards.py); bids are indexed by request, result by position in order (result[k]
+    is request order[k]'s). passed_worst i8[nc] adds, per campaign, the worst cost of
+    each bid whose budget check passed: from it rtb/shards.py tells whether the order
+    of the checks could have mattered.
 
     bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
     per request. A bid is a candidate if the campaign targets the request, brand safety
@@ -409,7 +400,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
         reserve = max(market, floor) if market_in else floor
         leader = T.UNSOLD
         price = 0.0
-        deal_won[i] = False
+        deal_won[ii] = False
         # Walk down the candidates, best first, checking budgets and caps as we go.
         seek = SEEK_WINNER
         first_step = True
@@ -459,9 +450,8 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
             if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
-                budget_checks[1, j] = min(budget_checks[1, j], worst)
             else:
-                budget_checks[0, j] += worst
+                passed_worst[j] += worst
                 if has_id and (counts[u, j] >= calendar_limit[j]
                                or adv_counts[u, advertiser[j]] >= adv_limit[advertiser[j]]):
                     reason = T.LOSS_FREQUENCY_CAPPED
@@ -486,7 +476,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
                     lost_to_market[j] += 1
                 break
             leader = j
-            deal_won[i] = is_deal
+            deal_won[ii] = is_deal
             if is_deal and deal_fixed[dd]:
                 price = deal_floor[dd]
                 seek = FOUND
@@ -499,10 +489,10 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             for c in range(nc):
                 lost_to_market[c] += keys[c] != NO_KEY
 
-        winner[i] = leader
-        price_cpm[i] = price
-        in_play = (not private) and (not deal_won[i])
-        open_auction[i] = in_play
+        winner[ii] = leader
+        price_cpm[ii] = price
+        in_play = (not private) and (not deal_won[ii])
+        open_auction[ii] = in_play
         if leader == T.UNSOLD:
             # Unsold: did bids come, all below the floor? Only these requests pay for
             # a second look at the targeted campaigns' bids.
@@ -515,9 +505,9 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
                     b = b if targeted else -1.0
                     top_bid = b if b > top_bid else top_bid  # NaN compares false
                 hit = 0.0 <= top_bid < floor
-            floor_hit[i] = hit
+            floor_hit[ii] = hit
         else:
-            floor_hit[i] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
+            floor_hit[ii] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
         if leader < 0:
             continue
 
@@ -536,9 +526,9 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
         a = advertiser[c]
         if not has_id:
             # No id: one more id reached, never seen before, no touch to attribute to.
-            prior_exposures[i] = 0
+            prior_exposures[ii] = 0
             reach[c] += 1
-            prior_touch[i] = NO_TOUCH
+            prior_touch[ii] = NO_TOUCH
             continue
         if cap_kind[c] == T.CAP_CALENDAR:
             counts[u, c] += 1
@@ -549,16 +539,16 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             for r in range(first + 1, first + cap_limit[c]):
                 if times[u, r] < times[u, oldest]:
                     oldest = r
-            replaced_slot[i] = oldest
-            replaced_time[i] = times[u, oldest]
+            replaced_slot[ii] = oldest
+            replaced_time[ii] = times[u, oldest]
             times[u, oldest] = t
         if adv_kind[a] == T.CAP_CALENDAR:
             adv_counts[u, a] += 1
         seen = exposures[u, c]
-        prior_exposures[i] = seen
+        prior_exposures[ii] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        prior_touch[i] = last_touch[u, a]
+        prior_touch[ii] = last_touch[u, a]
         last_touch[u, a] = encode_touch(t, c)
 
     if bid_book is not None:

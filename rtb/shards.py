@@ -2,19 +2,19 @@
 
 Caps, exposures and touches are per user, so the requests of different users may
 clear in any order and on any thread; what couples them is money. Each shard clears
-its users' requests (in user order, each user's in time order: neighbouring rows of
-the per-user books) on its own copies of the campaigns' budgets and counters. Then,
-for each campaign, with B its budget left at the tick's start (the least of total and
-daily):
+its users' requests in time order, on its own copies of the campaigns' budgets and
+counters and into its own result rows (shards writing next to each other's rows
+would fight over cache lines). Then, for each campaign:
 
-- a budget check that passed in a shard passes on one thread too if the worst costs
-  of all the checks that passed, in every shard, add up to at most B: whatever the
-  campaign spent before a check is among the others;
-- one that failed fails on one thread too if its worst cost alone exceeds B.
+- a budget check that failed in a shard fails on one thread too: one thread's budget
+  left at that time is the shard's less what the other shards spent before it;
+- one that passed passes on one thread too if the worst costs of all the checks that
+  passed, in every shard, add up to at most its budget left at the tick's start
+  (the least of total and daily): what it spent before a check is among the others.
 
-When every campaign's checks meet these, every answer, and so every decision, is the
+When every campaign's passed checks fit, every answer, and so every decision, is the
 one-thread run's; the shards' integer sums go to the books, bit for bit. Otherwise
-the shards' per-user writes are undone (each win left in the tick's result what it
+the shards' per-user writes are undone (each win left in its result row what it
 replaced) and the tick clears again on one thread. A tick in which a UTC midnight or
 a calendar-cap boundary falls after its first request clears on one thread from the
 start.
@@ -44,10 +44,13 @@ from rtb.kernel import (
     clear_requests_nb,
     clear_tick,
     cross_boundaries_nb,
-    new_budget_checks,
 )
 from rtb.types import RequestBatch
 
+# Users per block of a shard: per-user rows are at least a byte and cache lines 64
+# bytes, so two shards never write the same line of a per-user book (two cores writing
+# one line pass it back and forth at each write).
+USER_BLOCK = 64
 # Below this many requests a tick clears on one thread: handing work to another
 # thread and adding up the shards costs tens of microseconds.
 MIN_SHARDED_REQUESTS = 4_096
@@ -63,48 +66,53 @@ def default_threads() -> int:
 
 @njit(cache=True)
 def undo_wins_nb(order, user, result, book, caps, users):
-    """Undo the per-user writes of the campaign wins among requests order[...], newest
-    first (each user's requests are in time order in `order`)."""
+    """Undo the per-user writes of the campaign wins of a shard (its requests `order`,
+    in time order; result[k] is request order[k]'s), newest first."""
     advertiser, cap_kind, adv_kind = book.advertiser, caps.kind, caps.adv_kind
     for k in range(order.size - 1, -1, -1):
-        i = order[k]
-        c, u = result.winner[i], user[i]
+        c, u = result.winner[k], user[order[k]]
         if c < 0 or u >= users.no_id_row:
             continue
         a = advertiser[c]
-        users.exposures[u, c] = result.prior_exposures[i]
-        users.last_touch[u, a] = result.prior_touch[i]
+        users.exposures[u, c] = result.prior_exposures[k]
+        users.last_touch[u, a] = result.prior_touch[k]
         if cap_kind[c] == T.CAP_CALENDAR:
             caps.counts[u, c] -= 1
         elif cap_kind[c] == T.CAP_ROLLING:
-            caps.times[u, result.replaced_slot[i]] = result.replaced_time[i]
+            caps.times[u, result.replaced_slot[k]] = result.replaced_time[k]
         if adv_kind[a] == T.CAP_CALENDAR:
             caps.adv_counts[u, a] -= 1
 
 
 @njit(cache=True, nogil=True)
-def shard_orders_nb(user, no_id_row, n_shards):
-    """Requests grouped by shard (a user's shard: user % n_shards; a request without an
-    id has no per-user row and goes by its index), each shard's in user order and each
-    user's in time order. Returns (order i8[n], bounds i8[n_shards + 1])."""
-    n = user.size
-    shard = np.empty(n, np.int64)
-    for i in range(n):
+def scatter_result_nb(order, shard, result):
+    """A shard's result rows into the tick's (row order[k] gets the shard's row k)."""
+    for k in range(order.size):
+        i = order[k]
+        result.winner[i] = shard.winner[k]
+        result.price_cpm[i] = shard.price_cpm[k]
+        result.prior_exposures[i] = shard.prior_exposures[k]
+        result.deal_won[i] = shard.deal_won[k]
+        result.open_auction[i] = shard.open_auction[k]
+        result.floor_hit[i] = shard.floor_hit[k]
+        result.prior_touch[i] = shard.prior_touch[k]
+        result.replaced_slot[i] = shard.replaced_slot[k]
+        result.replaced_time[i] = shard.replaced_time[k]
+
+
+@njit(cache=True, nogil=True)
+def shard_requests_nb(user, no_id_row, n_shards, k, user_block):
+    """Shard k's requests, in time order. Users go to shards in blocks of user_block
+    (block b to shard b % n_shards); a request without an id (no per-user row) goes by
+    its index."""
+    mine = np.empty(user.size, np.int64)
+    m = 0
+    for i in range(user.size):
         u = user[i]
-        shard[i] = (u if u < no_id_row else i) % n_shards
-    order = np.argsort(user, kind="mergesort")  # stable: each user's requests keep time order
-    bounds = np.zeros(n_shards + 1, np.int64)
-    for i in range(n):
-        bounds[shard[i] + 1] += 1
-    for k in range(n_shards):
-        bounds[k + 1] += bounds[k]
-    sharded = np.empty(n, np.int64)
-    at = bounds[:-1].copy()
-    for i in order:
-        k = shard[i]
-        sharded[at[k]] = i
-        at[k] += 1
-    return sharded, bounds
+        if ((u // user_block) if u < no_id_row else i) % n_shards == k:
+            mine[m] = i
+            m += 1
+    return mine[:m]
 
 
 def _private_book(book: CampaignBook) -> CampaignBook:
@@ -144,6 +152,7 @@ class Clearing:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
+        self.user_block = USER_BLOCK
         self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
                       if threads > 1 else None)
         # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
@@ -169,32 +178,36 @@ class Clearing:
         if cross_boundaries_nb(requests.time_s[0], book, caps) <= requests.time_s[-1]:
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
-        order, bounds = shard_orders_nb(requests.user, users.no_id_row, self.threads)
-        result = new_result(n)
         books = [_private_book(book) for _ in range(self.threads)]
         seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(self.threads)]
-        checks = [new_budget_checks(book.advertiser.size) for _ in range(self.threads)]
+        passed_worst = np.zeros((self.threads, book.advertiser.size), np.int64)
+        orders: list = [None] * self.threads
+        results: list = [None] * self.threads
 
         def run(k: int) -> None:
-            clear_requests_nb(order[bounds[k]:bounds[k + 1]], requests, bids, mechanism, targeting,
-                              deals, books[k], caps, users, seller_books[k], None, result,
-                              checks[k])
+            orders[k] = order = shard_requests_nb(requests.user, users.no_id_row, self.threads, k,
+                                                  self.user_block)
+            results[k] = new_result(order.size)
+            clear_requests_nb(order, requests, bids, mechanism, targeting, deals, books[k], caps,
+                              users, seller_books[k], None, results[k], passed_worst[k])
 
         others = [self._pool.submit(run, k) for k in range(1, self.threads)]
         run(0)
         for future in others:
             future.result()
         budget_left = np.minimum(book.remaining_total, book.remaining_daily)
-        passed = sum(c[0] for c in checks)
-        least_failed = np.min([c[1] for c in checks], axis=0)
-        if (passed > budget_left).any() or (least_failed <= budget_left).any():
+        if (passed_worst.sum(axis=0) > budget_left).any():
             # The order of some budget checks could have mattered: one thread decides.
             self.undone_ticks += 1
-            undo_wins_nb(order, requests.user, result, book, caps, users)
+            for order, result in zip(orders, results):
+                undo_wins_nb(order, requests.user, result, book, caps, users)
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
         self.sharded_ticks += 1
         start_total, start_daily = book.remaining_total.copy(), book.remaining_daily.copy()
         for shard, shard_sellers in zip(books, seller_books):
             add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
+        result = new_result(n)
+        for order, shard_result in zip(orders, results):
+            scatter_result_nb(order, shard_result, result)
         return result

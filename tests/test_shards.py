@@ -16,7 +16,7 @@ import pytest
 import rtb.shards
 from rtb.engine import Run
 from rtb.scenario import parse_scenario
-from rtb.shards import Clearing, shard_orders_nb
+from rtb.shards import USER_BLOCK, Clearing, shard_requests_nb
 from tests.test_kernel_twin import assert_same, random_case
 
 PER_WIN = ("prior_exposures", "prior_touch")  # written on campaign wins only
@@ -35,6 +35,7 @@ def _assert_same_result(got, want, where: str) -> None:
 
 def _clear_all(case, market, threads: int):
     clearing = Clearing(threads)
+    clearing.user_block = 1  # the markets have a few users: one per block, spread over the shards
     try:
         results = [clearing.clear(req, bids, case.mechanism, *market) for req, bids in case.ticks]
     finally:
@@ -66,19 +67,17 @@ def test_threads_give_the_one_thread_answer_on_random_markets(block, monkeypatch
     assert sharded >= 40 and undone >= 10, (sharded, undone)
 
 
-def test_shards_keep_each_users_requests_in_time_order():
+def test_shards_split_users_by_block_and_keep_time_order():
     rng = np.random.default_rng(7)
-    user = rng.integers(0, 50, 2_000)
-    no_id_row = 45  # users 45..49 are no-id rows: spread by request index
-    order, bounds = shard_orders_nb(user, no_id_row, 3)
-    assert sorted(order.tolist()) == list(range(user.size))
-    for k in range(3):
-        mine = order[bounds[k]:bounds[k + 1]]
+    user = rng.integers(0, 500, 2_000)
+    no_id_row = 450  # users 450..499 are no-id rows: spread by request index
+    shards = [shard_requests_nb(user, no_id_row, 3, k, USER_BLOCK) for k in range(3)]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(user.size))
+    for k, mine in enumerate(shards):
         ids = user[mine] < no_id_row
-        assert np.all(user[mine][ids] % 3 == k)
+        assert np.all(user[mine][ids] // USER_BLOCK % 3 == k)
         assert np.all(mine[~ids] % 3 == k)
-        for u in np.unique(user[mine][ids]):
-            assert np.all(np.diff(mine[user[mine] == u]) > 0)  # time order within a user
+        assert np.all(np.diff(mine) > 0)  # time order
 
 
 def _tight_scenario() -> dict:
