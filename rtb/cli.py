@@ -40,8 +40,8 @@ def run(
         False, "--allow-unreachable", help="run even if an external bidder does not answer"
                                            " (its requests count as faults)"),
     threads: Optional[int] = typer.Option(
-        None, min=1, help="threads clearing the auctions (default: the cores); the report"
-                          " is the same whatever the number"),
+        None, min=1, help="threads the run may use (default: the cores; 1 = one core);"
+                          " the report is the same whatever the number"),
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     from rtb.engine import simulate

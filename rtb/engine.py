@@ -48,8 +48,10 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     requests, the OpenRTB messages of each DSP and the outcome (docs/openrtb.md).
     allow_unreachable: run even if an external bidder does not answer at the start
     (its requests then fail, counted as faults); else InputError names it.
-    threads: the tick kernel's threads (default: the cores this process may use); the
-    report is the same whatever the number (rtb/shards.py).
+    threads: how many threads the run may use (default: the cores this process may
+    use): 1 runs on one core; more clear each tick's auctions on that many threads
+    (rtb/shards.py) while another draws the next tick. The report is the same bytes
+    whatever the number.
     """
     _check_arguments(scenario, seed, budget_scale, log_path, progress, threads)
     _check_strategies(scenario, strategies)

@@ -120,9 +120,10 @@ class Exchange:
         # wait for each other's GIL: quickstart (about 750 requests a tick) took 2.9 s
         # with the thread and 1.8-2.0 s without; large (10,800 a tick) 31.0 s in the
         # benchmark just before the thread and 21.6 s just after.
+        # On one thread (threads=1) the run uses one core: nothing is drawn ahead.
         per_tick = float(market.inventory.slot_rate.sum()) * market.tick_s
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
-                      if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
+                      if per_tick >= LOOK_AHEAD_MIN_REQUESTS and threads > 1 else None)
         self._ahead: tuple[tuple[float, float], Future] | None = None
         self._people_done: Future | None = None  # the last tick's record_people, if threaded
         self._tick: TickView | None = None  # this tick's, once made

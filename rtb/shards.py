@@ -53,7 +53,7 @@ from rtb.types import RequestBatch
 USER_BLOCK = 64
 # Below this many requests a tick clears on one thread: handing work to another
 # thread and adding up the shards costs tens of microseconds.
-MIN_SHARDED_REQUESTS = 4_096
+MIN_SHARDED_REQUESTS = 1_024
 
 
 def default_threads() -> int:
