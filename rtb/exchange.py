@@ -28,7 +28,7 @@ from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_b
 from dsp.campaigns import anonymous_slots
 from dsp.pacing import PACING_DUAL, scale_bids
 from dsp.strategies import FORMULA_BUDGET_ORTB, LEARNING_FORMULAS, Feedback, ViewLabels, learns
-from rtb.attribution import TickWins, attributed_campaign, last_touches
+from rtb.attribution import attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
 from rtb.kernel import clear_tick
 from rtb.market import Market
@@ -207,7 +207,7 @@ class Exchange:
         # Outcomes, money and the per-request tallies in one numba pass (rtb.tick_passes).
         settled = self._settle(requests, result)
         won, outcomes = settled.won, settled.outcomes
-        conversions = self._settle_conversions(t1, requests, result, won, outcomes, inputs.organic)
+        conversions = self._settle_conversions(t1, settled, inputs.organic)
         self._feedback(t0, t1, requests, active, result, won, outcomes, conversions)
         if self._learned is not None:
             self._learn(t1 - t0, result, won)
@@ -216,7 +216,7 @@ class Exchange:
         if self.openrtb_log is not None:
             self.openrtb_log.write(requests, result, bids,
                                    self.external.answers if self.external is not None else {})
-        self._tally(requests, result, won)
+        self._tally(requests, result, settled)
         if self.log is not None and won.size:
             self._log(requests, result, won, bids, outcomes)
         return requests.time_s.size
@@ -401,14 +401,13 @@ class Exchange:
         tally.impressions_to_market += settled.impressions_to_market
         return settled
 
-    def _settle_conversions(self, t1: float, requests: RequestBatch, result: TickResult,
-                            won: np.ndarray, outcomes: AdOutcomes, organic) -> None:
+    def _settle_conversions(self, t1: float, settled: Settled, organic) -> None:
         """Conversions due before t1 (ad-caused and organic), each credited to its last touch."""
         m, s = self.market, self.state
-        camp = result.winner[won]
-        adv = m.campaigns.advertiser[camp]
+        wins, outcomes = settled.wins, settled.outcomes
         conv = outcomes.converted
-        s.pending.add(outcomes.conversion_time_s[conv], requests.user[won][conv], adv[conv], camp[conv])
+        s.pending.add(outcomes.conversion_time_s[conv], wins.user[conv], wins.advertiser[conv],
+                      wins.campaign[conv])
         s.pending.add(*organic, np.full(organic[0].size, -1, dtype=np.int32))
         s.tally.organic_conversions += organic[0].size
         time_s, user, advertiser, caused_by = s.pending.pop_due(t1)
@@ -416,7 +415,6 @@ class Exchange:
             return None
         nc = s.tally.n_campaigns
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
-        wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
         no_id_row = m.audience.identity.no_id_row
         # Impressions without an id leave no touch (last_touches leaves them out).
         touch = last_touches(time_s, user, advertiser, s.users.last_touch, wins,
@@ -425,16 +423,16 @@ class Exchange:
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
         return time_s, touch, credited
 
-    def _tally(self, requests: RequestBatch, result: TickResult, won: np.ndarray) -> None:
+    def _tally(self, requests: RequestBatch, result: TickResult, settled: Settled) -> None:
         """What the tally needs beyond settle_tick's pass: people and moving floors."""
-        winner = result.winner
         if self.state.people is not None:
             # The truth beside the ids: each won impression counted against its person.
             # Nothing in the run reads the people book, so with a look-ahead thread the
             # book is written there (tick after tick, in order: one worker) while the
             # next tick clears; sync_people() waits for it.
-            args = (self.state.people, self.market, requests.time_s[won], requests.person[won],
-                    winner[won])
+            wins = settled.wins
+            args = (self.state.people, self.market, wins.time_s, requests.person[settled.won],
+                    wins.campaign)
             if self._pool is not None:
                 self._people_done = self._pool.submit(record_people, *args)
             else:

@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from dmp.behaviour import AdOutcomes, Behaviour
+from rtb.attribution import TickWins
 from rtb.books import TickResult
 from rtb.types import MARKET, MICROS_PER_CPM, PPM, UNSOLD, RequestBatch, on_clock
 
@@ -62,8 +63,8 @@ class Settled(NamedTuple):
     """What the rest of the tick reads from the pass."""
 
     won: np.ndarray  # i8[k]: the requests campaigns won, in time order
-    campaign: np.ndarray  # i4[k]: their winners
-    outcomes: AdOutcomes  # of those k impressions
+    wins: TickWins  # those k impressions' time, user, advertiser, campaign, prior touch
+    outcomes: AdOutcomes  # and their outcomes
     impressions_to_market: int
 
 
@@ -82,18 +83,19 @@ def settle_tick(requests: RequestBatch, result: TickResult, beh: Behaviour, odds
                          tally.pub_revenue_micros, tally.pub_floor_sum, tally.pub_price_sum,
                          tally.pub_floor_hits)
     anonymous = row_anonymous if row_anonymous is not None else np.zeros(0, dtype=np.bool_)
-    won, clicked, converted, money = settle_tick_nb(
+    won, wins, clicked, converted, conversion_time_s, money = settle_tick_nb(
         requests, result, beh.ctr_by_format, beh.cvr_by_format, beh.click_fatigue, beh.lift_bits,
         beh.lift, beh.lift_applies, odds, anonymous, exchange_fee_ppm, pub_ssp_fee_ppm, arrays)
     tally.ledger.book(int(money[CAMPAIGN_MEDIA]), int(money[MARKET_COST]),
                       int(money[EXCHANGE_FEES]), int(money[SSP_FEES]),
                       int(money[PUBLISHER_REVENUE]))
+    wins = TickWins(*wins)
     # The delays of the few conversions, as dmp.behaviour.ad_outcomes draws them.
-    conversion_time_s = requests.time_s[won]
-    late = conversion_time_s[converted] - beh.mean_delay_s * np.log1p(-requests.u_delay[won[converted]])
-    conversion_time_s[converted] = on_clock(late)
-    outcomes = AdOutcomes(clicked, converted, conversion_time_s)
-    return Settled(won, result.winner[won], outcomes, int(money[N_MARKET]))
+    if converted.any():
+        late = wins.time_s[converted] - beh.mean_delay_s * np.log1p(-requests.u_delay[won[converted]])
+        conversion_time_s[converted] = on_clock(late)
+    return Settled(won, wins, AdOutcomes(clicked, converted, conversion_time_s),
+                   int(money[N_MARKET]))
 
 
 @njit(cache=True, nogil=True)
@@ -101,8 +103,10 @@ def settle_tick_nb(req, res, ctr_by_format, cvr_by_format, click_fatigue, lift_b
                    lift_applies, odds, row_anonymous, exchange_fee_ppm, pub_ssp_fee_ppm, tally):
     """One walk over the tick's requests in time order; see the module's docstring.
 
-    Returns (won i8[k], clicked bool[k], converted bool[k], money i8[6]: the slots
-    CAMPAIGN_MEDIA..N_MARKET) and adds the tick to tally's arrays.
+    Returns (won i8[k], TickWins' fields, clicked bool[k], converted bool[k], conversion
+    time f8[k] (the impression's: the delays are added after), money i8[6]: the slots
+    CAMPAIGN_MEDIA..N_MARKET) and adds the tick to tally's arrays. The wins' columns are
+    gathered here, while the request's row is in cache, rather than by numpy after.
     """
     n = res.winner.size
     n_pub = tally.pub_requests.size
@@ -110,6 +114,9 @@ def settle_tick_nb(req, res, ctr_by_format, cvr_by_format, click_fatigue, lift_b
     floor_sum = np.zeros(n_pub)  # the tick's own bins, added to the run's at the end
     price_sum = np.zeros(n_pub)
     won = np.empty(n, dtype=np.int64)  # allocate, fill, slice
+    time_s, user, campaign = np.empty_like(req.time_s), np.empty_like(req.user), np.empty_like(res.winner)
+    advertiser = np.empty(n, dtype=odds.advertiser.dtype)
+    prior_touch = np.empty_like(res.prior_touch)
     clicked = np.zeros(n, dtype=np.bool_)
     converted = np.zeros(n, dtype=np.bool_)
     money = np.zeros(6, dtype=np.int64)
@@ -146,6 +153,8 @@ def settle_tick_nb(req, res, ctr_by_format, cvr_by_format, click_fatigue, lift_b
             continue
         money[CAMPAIGN_MEDIA] += price_micros
         won[k] = i
+        time_s[k], user[k], campaign[k] = req.time_s[i], req.user[i], w
+        advertiser[k], prior_touch[k] = odds.advertiser[w], res.prior_touch[i]
         # The outcomes as dmp.behaviour.ad_outcomes computes them, product for product.
         fmt = req.format[i]
         p_click = (ctr_by_format[fmt] * req.user_ctr[i] * odds.ctr_multiplier[w]
@@ -154,7 +163,7 @@ def settle_tick_nb(req, res, ctr_by_format, cvr_by_format, click_fatigue, lift_b
             clicked[k] = True
             tally.clicks[w] += 1
             p_convert = cvr_by_format[fmt] * odds.cvr_multiplier[w]
-            segments, adv = req.user_segments[i], odds.advertiser[w]
+            segments, adv = req.user_segments[i], advertiser[k]
             for j in range(lift_bits.size):
                 if (segments & lift_bits[j]) != 0 and lift_applies[j, adv]:
                     p_convert = p_convert * lift[j]
@@ -163,4 +172,5 @@ def settle_tick_nb(req, res, ctr_by_format, cvr_by_format, click_fatigue, lift_b
     for p in range(n_pub):
         tally.pub_floor_sum[p] += floor_sum[p]
         tally.pub_price_sum[p] += price_sum[p]
-    return won[:k], clicked[:k], converted[:k], money
+    wins = (time_s[:k], user[:k], advertiser[:k], campaign[:k], prior_touch[:k])
+    return won[:k], wins, clicked[:k], converted[:k], time_s[:k].copy(), money

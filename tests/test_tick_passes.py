@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dmp.behaviour import Behaviour, ad_outcomes
+from rtb.attribution import TickWins
 from rtb.books import TickResult
 from rtb.state import Tally
 from rtb.tick_passes import CampaignOdds, settle_tick
@@ -73,7 +74,7 @@ def _behaviour(rng) -> Behaviour:
 def _tick(rng, n):
     """A random cleared tick: requests in time order, winners of every kind, prices near
     half-micro boundaries, floors of many magnitudes (so float sums depend on order)."""
-    f8 = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
+    f8 = lambda lo, hi: rng.uniform(lo, hi, n)
     requests = RequestBatch(
         time_s=np.sort(f8(0, 3600)), slot=rng.integers(0, 20, n),
         target_row=rng.integers(0, N_ROWS, n), publisher=rng.integers(0, N_PUB, n).astype(np.int32),
@@ -89,7 +90,7 @@ def _tick(rng, n):
     prior = np.where(rng.random(n) < 0.1, rng.integers(0, 256, n), rng.integers(0, 4, n))
     result = TickResult(winner, price, prior.astype(np.uint8),
                         (winner != UNSOLD) & (rng.random(n) < 0.2), rng.random(n) < 0.7,
-                        rng.random(n) < 0.3, np.zeros(n, dtype=np.int64))
+                        rng.random(n) < 0.3, rng.integers(-1, 2**40, n))
     return requests, result
 
 
@@ -131,7 +132,11 @@ def test_settle_tick_equals_the_numpy_formulation(seed, anonymity):
         actual.impressions_to_campaigns += settled.won.size
         actual.impressions_to_market += settled.impressions_to_market
         assert _same(settled.won, won)
-        assert _same(settled.campaign, result.winner[won])
+        camp = result.winner[won]
+        old_wins = TickWins(requests.time_s[won], requests.user[won], odds.advertiser[camp], camp,
+                            result.prior_touch[won])  # as _settle_conversions gathered them
+        for name in TickWins._fields:
+            assert _same(getattr(settled.wins, name), getattr(old_wins, name)), name
         for name in ("clicked", "converted", "conversion_time_s"):
             assert _same(getattr(settled.outcomes, name), getattr(outcomes, name)), name
         if n > 1000:  # the random tick exercises what it should
