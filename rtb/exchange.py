@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dmp.audience import draw_users
 from dmp.behaviour import AdOutcomes, organic_conversions
 from dmp.identity import current_ids
 from dsp.adaptive import Learners
@@ -34,7 +35,7 @@ from rtb.market import Market
 from rtb.people import record_people
 from rtb.seeding import stream
 from rtb.state import RunState
-from rtb.tick_passes import CampaignOdds, Settled, audience_pass, draw_table, settle_tick
+from rtb.tick_passes import CampaignOdds, Settled, settle_tick
 from rtb.types import DEVICES, FORMATS, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
 from ssp.deals import assign_deals, target_rows
 from ssp.inventory import generate_requests
@@ -110,7 +111,6 @@ class Exchange:
         inv = market.inventory
         self._odds = CampaignOdds(table.advertiser, table.ctr_multiplier, table.cvr_multiplier)
         self._pub_ssp_fee_ppm = inv.ssp_fee_ppm[inv.publisher_ssp]  # i8[np]
-        self._draw_table = draw_table(market.audience)  # the device-users' alias tables, fused
         self._anonymity = bool(table.row_anonymous.any())  # some requests are sold anonymously
         self._seen_codes, anonymous_publishers, anonymous_slots = self._anonymous_codes()
         self._view_labels = tuple(
@@ -232,25 +232,27 @@ class Exchange:
                 else np.full(n, -1, dtype=np.int32))
         target_row = target_rows(m.deals, m.campaigns.anonymous_row, slot, deal)
         market_cpm = m.background.draw(n, self.rng_market)
-        # A device-user per request, of the slot's device, by activity (the two
-        # uniforms of dmp.audience.draw_users), and the per-user and per-slot lookups:
-        # one numba pass (rtb.tick_passes). Per-user lookups in arrays of millions are
-        # cache misses: done here, where they can run ahead of the clearing thread.
-        u_index = self.rng_users.random(n)
-        u_keep = self.rng_users.random(n)
-        rows = audience_pass(m.audience, self._draw_table, inv, m.floors.table if not m.floors.groups else None,
-                             slot, u_index, u_keep)
+        aud = m.audience
+        device_user = draw_users(aud, inv.slot_device[slot], self.rng_users)
         # The id the request carries (the device's id alive at its time, a login id, or
         # a no-id row without consent); the truth stays with the device-user.
-        user = current_ids(m.audience.identity, rows.device_user, time_s)
+        user = current_ids(aud.identity, device_user, time_s)
+        geo = aud.user_geo[device_user]
         # Every request gets its uniforms whatever happens to it, so the streams stay
         # aligned across strategies (common random numbers).
         u_click, u_convert, u_delay = self.rng_outcomes.random((3, n))
         u_pace = self.rng_pace.random(n)
+        floor_cpm = (m.floors.table[slot, geo] if not m.floors.groups else np.full(n, np.nan))
+        # Per-user lookups in arrays of millions are cache misses: done here, where
+        # they can run ahead of the clearing thread.
         return RequestBatch(
-            time_s=time_s, slot=slot, target_row=target_row, deal=deal, market_cpm=market_cpm,
-            user=user, u_pace=u_pace, u_click=u_click, u_convert=u_convert, u_delay=u_delay,
-            **rows._asdict())
+            time_s=time_s, slot=slot, target_row=target_row, publisher=inv.slot_publisher[slot],
+            format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
+            user=user, device_user=device_user,
+            person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
+            geo=geo, user_ctr=aud.user_ctr[device_user],
+            user_segments=aud.user_segments[device_user], u_pace=u_pace, u_click=u_click,
+            u_convert=u_convert, u_delay=u_delay)
 
     def _prepare(self, t0: float, t1: float) -> TickInputs:
         """The tick's inputs that depend on no run state (see TickInputs)."""

@@ -1,15 +1,6 @@
-"""The tick's per-request glue around the kernel, as numba passes.
+"""The tick's per-request work after the kernel, as one numba pass.
 
-Before the kernel, audience_pass: the requests' device-users (the alias draw of
-dmp.audience.draw_users) and every per-request gather of the audience and the inventory
-(geo, propensity, segments, person, publisher, format, floor), from the uniforms numpy
-drew: one walk instead of a dozen numpy gathers, with the GIL released, in the
-look-ahead thread. It is exact by construction: gathers, and the same float operations
-on the same uniforms (tests/test_tick_passes.py).
-
-After the kernel, settle_tick:
-
-after clear_tick the tick used to walk its requests a dozen times in numpy: the
+After clear_tick the tick used to walk its requests a dozen times in numpy: the
 outcomes of the won impressions (dmp.behaviour.ad_outcomes), the money of the sold ones
 (rtb.ledger.Ledger.settle and the publishers' revenue) and the per-publisher and
 per-campaign tallies (ten np.bincount calls), each a gather, a temporary array and a
@@ -36,116 +27,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from dmp.audience import Audience
 from dmp.behaviour import AdOutcomes, Behaviour
 from rtb.attribution import TickWins
 from rtb.books import TickResult
-from rtb.types import (
-    DEVICES,
-    MARKET,
-    MICROS_PER_CPM,
-    PPM,
-    UNSOLD,
-    RequestBatch,
-    on_clock,
-)
-from ssp.inventory import Inventory
-
-
-class AudienceRows(NamedTuple):
-    """The requests' audience and inventory fields (RequestBatch's names), from
-    audience_pass."""
-
-    device_user: np.ndarray  # i8[n]
-    person: np.ndarray  # i8[n]
-    geo: np.ndarray  # u1[n]
-    user_ctr: np.ndarray  # f4[n]
-    user_segments: np.ndarray  # u8[n]
-    publisher: np.ndarray  # i4[n]
-    format: np.ndarray  # u1[n]
-    floor_cpm: np.ndarray  # f8[n]: NaN if floor_table is None
-
-
-class DrawTable(NamedTuple):
-    """dmp.audience's alias tables (its samplers) as one record per device-user: the
-    threshold and the two device-users a draw can return, ids[j] and ids[alias[j]],
-    every device's after the last's. One cache line holds what three arrays of millions
-    held: one miss per request instead of three. 24 bytes per device-user (29 MB for
-    `large`)."""
-
-    records: np.ndarray  # (threshold f8, keep i8, other i8)[n_dev]
-    start: np.ndarray  # i8[n_devices + 1]: device d's records are start[d]..start[d + 1] - 1
-
-
-def draw_table(audience: Audience) -> DrawTable:
-    record = np.dtype([("threshold", np.float64), ("keep", np.int64), ("other", np.int64)])
-    sizes = [0 if t is None else ids.size for ids, t in zip(audience.by_device, audience.samplers)]
-    start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    records = np.empty(start[-1], dtype=record)
-    for d, (ids, sampler) in enumerate(zip(audience.by_device, audience.samplers)):
-        if sampler is not None:
-            part = records[start[d]:start[d + 1]]
-            part["threshold"], part["keep"], part["other"] = sampler.threshold, ids, ids[sampler.alias]
-    return DrawTable(records, start)
-
-
-def audience_pass(audience: Audience, table: DrawTable, inv: Inventory,
-                  floor_table: np.ndarray | None, slot: np.ndarray, u_index: np.ndarray,
-                  u_keep: np.ndarray) -> AudienceRows:
-    """Device-users drawn as dmp.audience.draw_users draws them from its two uniforms
-    per request (u_index, u_keep: rng.random(n) twice, in that order), and the gathers
-    of the request stage. table: draw_table(audience). floor_table: f8[n_slot, n_geo],
-    or None (floors read later)."""
-    empty = np.empty(0, dtype=np.int64)
-    identity = audience.identity
-    floors = floor_table if floor_table is not None else np.empty((0, 0))
-    rows = AudienceRows(*_audience_nb(
-        slot, u_index, u_keep, inv.slot_device, inv.slot_publisher, inv.slot_format, table,
-        audience.user_geo, audience.user_ctr, audience.user_segments,
-        empty if identity.trivial else identity.device_person, floors))
-    if rows.device_user.size and rows.device_user.min() < 0:  # as draw_users says it
-        device = inv.slot_device[slot[rows.device_user < 0][0]]
-        raise ValueError(f"requests for {DEVICES[device]} slots but the DMP has no "
-                         f"{DEVICES[device]} users")
-    if identity.trivial:
-        rows = rows._replace(person=rows.device_user)  # one person per device-user
-    return rows
-
-
-@njit(cache=True, nogil=True)
-def _audience_nb(slot, u_index, u_keep, slot_device, slot_publisher, slot_format, table,
-                 user_geo, user_ctr, user_segments, device_person, floor_table):
-    n = slot.size
-    device_user = np.empty(n, dtype=np.int64)
-    # The draw without a branch on the uniform: the record is a cache miss, and a
-    # mispredicted branch waiting on it would keep the next requests' loads from
-    # overlapping it.
-    for i in range(n):
-        d = slot_device[slot[i]]
-        first, k = table.start[d], table.start[d + 1] - table.start[d]
-        if k == 0:  # no device-users of this device: the caller raises
-            device_user[i] = -1
-            continue
-        # dmp.sampling.alias_draw, operation for operation.
-        row = table.records[first + min(np.int64(u_index[i] * k), k - 1)]
-        keep, other = row.keep, row.other
-        device_user[i] = keep if u_keep[i] < row.threshold else other
-    person = np.empty(n if device_person.size else 0, dtype=np.int64)
-    geo = np.empty(n, dtype=user_geo.dtype)
-    ctr = np.empty(n, dtype=user_ctr.dtype)
-    segments = np.empty(n, dtype=user_segments.dtype)
-    publisher = np.empty(n, dtype=slot_publisher.dtype)
-    fmt = np.empty(n, dtype=slot_format.dtype)
-    floor = np.full(n, np.nan)
-    for i in range(n):
-        s, u = slot[i], max(device_user[i], 0)
-        publisher[i], fmt[i] = slot_publisher[s], slot_format[s]
-        geo[i], ctr[i], segments[i] = user_geo[u], user_ctr[u], user_segments[u]
-        if device_person.size:
-            person[i] = device_person[u]
-        if floor_table.size:
-            floor[i] = floor_table[s, geo[i]]
-    return device_user, person, geo, ctr, segments, publisher, fmt, floor
+from rtb.types import MARKET, MICROS_PER_CPM, PPM, UNSOLD, RequestBatch, on_clock
 
 
 class TallyArrays(NamedTuple):

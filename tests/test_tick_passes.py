@@ -1,21 +1,17 @@
-"""rtb.tick_passes against the numpy formulations they replaced in rtb/exchange.py, to
-the bit: settle_tick against outcomes by dmp.behaviour.ad_outcomes, money by
-Ledger.settle and tallies by np.bincount, on random ticks; audience_pass against
-dmp.audience.draw_users and numpy's gathers, on real audiences."""
+"""rtb.tick_passes.settle_tick against the numpy formulation it replaced in
+rtb/exchange.py (outcomes by dmp.behaviour.ad_outcomes, money by Ledger.settle, tallies
+by np.bincount), on random ticks: every count, micro and float sum to the bit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dmp.audience import draw_users
 from dmp.behaviour import Behaviour, ad_outcomes
 from rtb.attribution import TickWins
 from rtb.books import TickResult
 from rtb.state import Tally
-from rtb.market import build_market
-from rtb.scenario import Scenario, load_scenario
-from rtb.tick_passes import CampaignOdds, audience_pass, draw_table, settle_tick
+from rtb.tick_passes import CampaignOdds, settle_tick
 from rtb.types import MARKET, UNSOLD, RequestBatch, cpm_to_micros
 
 N_FORMATS, N_ADV, N_CAMP, N_PUB, N_SSP, N_ROWS = 3, 4, 7, 5, 3, 9
@@ -173,65 +169,3 @@ def test_float_sums_keep_bincounts_order():
     odds = CampaignOdds(np.zeros(1, dtype=np.int32), np.ones(1), np.ones(1))
     settle_tick(requests, result, beh, odds, None, 0, np.zeros(1, dtype=np.int64), tally)
     assert tally.pub_floor_sum[0] == 1.0 + 2.0**-52  # not (1 + 2**-53) + 2**-53 == 1.0
-
-
-# ---- audience_pass ----------------------------------------------------------------------
-
-def _audience_py(market, slot, rng, floors):
-    """The request stage's audience and gathers as rtb/exchange.py had them."""
-    aud, inv = market.audience, market.inventory
-    device_user = draw_users(aud, inv.slot_device[slot], rng)
-    geo = aud.user_geo[device_user]
-    return dict(device_user=device_user,
-                person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
-                geo=geo, user_ctr=aud.user_ctr[device_user], user_segments=aud.user_segments[device_user],
-                publisher=inv.slot_publisher[slot], format=inv.slot_format[slot],
-                floor_cpm=market.floors.table[slot, geo] if floors else np.full(slot.size, np.nan))
-
-
-def _markets():
-    from tests.test_identity import market_dict
-
-    yield build_market(load_scenario("scenarios/quickstart.toml"), None)
-    yield build_market(load_scenario("scenarios/anonymous.toml"), None)
-    spec = market_dict(users=2000, devices={"desktop": 0.3, "mobile": 0.7},
-                       identity={"id_lifetime": "4h", "devices_per_person": {"1": 0.5, "2": 0.5},
-                                 "login_share": 0.3}, consent=0.8)
-    spec["dmp"]["activity_skew"] = 1.5
-    market = build_market(Scenario.model_validate(spec), None)
-    assert not market.audience.identity.trivial
-    yield market
-
-
-@pytest.mark.parametrize("floors", [True, False])
-def test_audience_pass_equals_draw_users_and_the_gathers(floors):
-    for m, market in enumerate(_markets()):
-        table = draw_table(market.audience)
-        n_slot = market.inventory.slot_device.size
-        for n in (0, 1, 7, 30_000):
-            slot = np.random.default_rng([5, m, n]).integers(0, n_slot, n)
-            expected = _audience_py(market, slot, np.random.default_rng([6, m, n]), floors)
-            draws = np.random.default_rng([6, m, n])
-            u_index = draws.random(n)
-            u_keep = draws.random(n)
-            rows = audience_pass(market.audience, table, market.inventory,
-                                 market.floors.table if floors else None, slot, u_index, u_keep)
-            for name, value in expected.items():
-                assert _same(getattr(rows, name), value), (m, n, name)
-
-
-def test_audience_pass_names_a_device_without_users():
-    market = build_market(load_scenario("scenarios/quickstart.toml"), None)
-    aud = market.audience
-    mobile = 1
-    assert market.inventory.slot_device.tolist().count(mobile)
-    aud = aud._replace(by_device=tuple(np.empty(0, dtype=np.int64) if d == mobile else ids
-                                       for d, ids in enumerate(aud.by_device)),
-                       samplers=tuple(None if d == mobile else t for d, t in enumerate(aud.samplers)))
-    slot = np.arange(market.inventory.slot_device.size)
-    with pytest.raises(ValueError) as old:
-        draw_users(aud, market.inventory.slot_device[slot], np.random.default_rng(1))
-    with pytest.raises(ValueError) as new:
-        audience_pass(aud, draw_table(aud), market.inventory, None, slot,
-                      np.zeros(slot.size), np.zeros(slot.size))
-    assert str(new.value) == str(old.value)
