@@ -90,7 +90,8 @@ def _tick(rng, n):
     prior = np.where(rng.random(n) < 0.1, rng.integers(0, 256, n), rng.integers(0, 4, n))
     result = TickResult(winner, price, prior.astype(np.uint8),
                         (winner != UNSOLD) & (rng.random(n) < 0.2), rng.random(n) < 0.7,
-                        rng.random(n) < 0.3, rng.integers(-1, 2**40, n))
+                        rng.random(n) < 0.3, rng.integers(-1, 2**40, n),
+                        np.zeros(n, dtype=np.int32), np.zeros(n))
     return requests, result
 
 
@@ -163,7 +164,8 @@ def test_float_sums_keep_bincounts_order():
         floor_cpm=np.array([2.0**-53, 2.0**-53, 0.0]))
     result = TickResult(np.full(n, UNSOLD, dtype=np.int32), np.zeros(n), np.zeros(n, dtype=np.uint8),
                         np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
-                        np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.int64))
+                        np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.int64),
+                        np.zeros(n, dtype=np.int32), np.zeros(n))
     beh = Behaviour(np.zeros(1), np.zeros(1), np.ones(256), 1.0, 0.0, 1.0,
                     np.zeros(0, dtype=np.uint64), np.zeros(0), np.zeros((0, 1), dtype=np.bool_))
     odds = CampaignOdds(np.zeros(1, dtype=np.int32), np.ones(1), np.ones(1))
