@@ -22,6 +22,7 @@ start.
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,9 @@ from rtb.kernel import (
 )
 from rtb.types import RequestBatch
 
+# Shards per thread: each thread takes the next shard left, so a thread that another
+# job (the next tick's draws) slows down takes fewer. Any number gives the same result.
+SHARDS_PER_THREAD = 4
 # Users per block of a shard: per-user rows are at least a byte and cache lines 64
 # bytes, so two shards never write the same line of a per-user book (two cores writing
 # one line pass it back and forth at each write).
@@ -101,18 +105,27 @@ def scatter_result_nb(order, shard, result):
 
 
 @njit(cache=True, nogil=True)
-def shard_requests_nb(user, no_id_row, n_shards, k, user_block):
-    """Shard k's requests, in time order. Users go to shards in blocks of user_block
-    (block b to shard b % n_shards); a request without an id (no per-user row) goes by
-    its index."""
-    mine = np.empty(user.size, np.int64)
-    m = 0
-    for i in range(user.size):
+def shard_orders_nb(user, no_id_row, n_shards, user_block):
+    """The requests grouped by shard, each shard's in time order: (order i8[n], bounds
+    i8[n_shards + 1]), shard k's requests being order[bounds[k]:bounds[k + 1]]. Users
+    go to shards in blocks of user_block (block b to shard b % n_shards); a request
+    without an id (no per-user row) goes by its index."""
+    n = user.size
+    shard = np.empty(n, np.int64)
+    bounds = np.zeros(n_shards + 1, np.int64)
+    for i in range(n):
         u = user[i]
-        if ((u // user_block) if u < no_id_row else i) % n_shards == k:
-            mine[m] = i
-            m += 1
-    return mine[:m]
+        k = ((u // user_block) if u < no_id_row else i) % n_shards
+        shard[i] = k
+        bounds[k + 1] += 1
+    for k in range(n_shards):
+        bounds[k + 1] += bounds[k]
+    at = bounds[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[at[shard[i]]] = i
+        at[shard[i]] += 1
+    return order, bounds
 
 
 def _private_book(book: CampaignBook) -> CampaignBook:
@@ -152,7 +165,7 @@ class Clearing:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
-        self.user_block = USER_BLOCK
+        self.user_block = USER_BLOCK  # tests set 1: their markets have a few users
         self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
                       if threads > 1 else None)
         # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
@@ -178,29 +191,32 @@ class Clearing:
         if cross_boundaries_nb(requests.time_s[0], book, caps) <= requests.time_s[-1]:
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
-        books = [_private_book(book) for _ in range(self.threads)]
-        seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(self.threads)]
-        passed_worst = np.zeros((self.threads, book.advertiser.size), np.int64)
-        orders: list = [None] * self.threads
-        results: list = [None] * self.threads
+        n_shards = SHARDS_PER_THREAD * self.threads
+        order, bounds = shard_orders_nb(requests.user, users.no_id_row, n_shards, self.user_block)
+        orders = [order[bounds[k]:bounds[k + 1]] for k in range(n_shards)]
+        books = [_private_book(book) for _ in range(n_shards)]
+        seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(n_shards)]
+        nc = book.advertiser.size
+        # Rows of whole cache lines: shards on two threads never write the same line.
+        passed_worst = np.zeros((n_shards, -(-nc // 8) * 8), np.int64)[:, :nc]
+        results = [new_result(o.size) for o in orders]
+        next_shard = itertools.count()  # shared by the threads: each takes the next shard left
 
-        def run(k: int) -> None:
-            orders[k] = order = shard_requests_nb(requests.user, users.no_id_row, self.threads, k,
-                                                  self.user_block)
-            results[k] = new_result(order.size)
-            clear_requests_nb(order, requests, bids, mechanism, targeting, deals, books[k], caps,
-                              users, seller_books[k], None, results[k], passed_worst[k])
+        def work() -> None:
+            while (k := next(next_shard)) < n_shards:
+                clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
+                                  caps, users, seller_books[k], None, results[k], passed_worst[k])
 
-        others = [self._pool.submit(run, k) for k in range(1, self.threads)]
-        run(0)
+        others = [self._pool.submit(work) for _ in range(self.threads - 1)]
+        work()
         for future in others:
             future.result()
         budget_left = np.minimum(book.remaining_total, book.remaining_daily)
         if (passed_worst.sum(axis=0) > budget_left).any():
             # The order of some budget checks could have mattered: one thread decides.
             self.undone_ticks += 1
-            for order, result in zip(orders, results):
-                undo_wins_nb(order, requests.user, result, book, caps, users)
+            for shard_order, shard_result in zip(orders, results):
+                undo_wins_nb(shard_order, requests.user, shard_result, book, caps, users)
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
         self.sharded_ticks += 1
@@ -208,6 +224,6 @@ class Clearing:
         for shard, shard_sellers in zip(books, seller_books):
             add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
         result = new_result(n)
-        for order, shard_result in zip(orders, results):
-            scatter_result_nb(order, shard_result, result)
+        for shard_order, shard_result in zip(orders, results):
+            scatter_result_nb(shard_order, shard_result, result)
         return result
