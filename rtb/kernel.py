@@ -102,6 +102,31 @@ def prefetch_row(typingctx, array, row):
     return types.void(array, row), codegen
 
 
+@intrinsic
+def prefetch_item(typingctx, array, index):
+    """Hint the CPU to fetch the cache line of item `index` of a 1-D array.
+
+    A shard (rtb/shards.py) clears every few requests of the tick: its requests' fields
+    and bid rows are then scattered reads, which the CPU's own prefetcher does not
+    follow.
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        at = builder.mul(args[1], stride)
+        builder.call(prefetch, [builder.gep(base, [at]), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
 @njit(cache=True, inline="always")
 def _bid_value_nb(b):
     """A candidate's bid as it competes and pays: -0.0 as 0, capped at MAX_BID_CPM."""
@@ -257,6 +282,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
     decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
                       + outcomes[:, T.WON])
     n_order = order.size
+    scattered = n_order < bids.shape[0]  # a shard: its requests are spread over the tick
     next_boundary_s = -np.inf
     for ii in range(n_order):
         i = order[ii]
@@ -268,6 +294,18 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             # caps: exactly at the boundary, even inside a tick.
             next_boundary_s = cross_boundaries_nb(t, book, caps)
 
+        if scattered and ii + 2 * PREFETCH_AHEAD < n_order:
+            # A shard's later request: its fields and bids, then (below) its user's rows.
+            j = order[ii + 2 * PREFETCH_AHEAD]
+            prefetch_row(bids, j)
+            prefetch_item(user, j)
+            prefetch_item(time_s, j)
+            prefetch_item(row, j)
+            prefetch_item(floor_cpm, j)
+            prefetch_item(market_cpm, j)
+            prefetch_item(u_pace, j)
+            prefetch_item(deal, j)
+            prefetch_item(publisher, j)
         if ii + PREFETCH_AHEAD < n_order:
             # The user rows a later request will read: by then they are in cache.
             v = user[order[ii + PREFETCH_AHEAD]]
