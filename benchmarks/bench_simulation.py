@@ -3,7 +3,8 @@
 Run: pytest benchmarks/bench_simulation.py --benchmark-only -s
 The JIT is compiled (and cached) by a one-hour warm-up run before timing. Each timed
 round is a whole simulate() call: building the world, generating traffic, bidding,
-clearing, outcomes, conversions and the report.
+clearing, outcomes, conversions and the report. `large` runs with the tick kernel on
+one thread and on two (rtb/shards.py), alternately, and must give the same report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import resource
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rtb import load_scenario, simulate
@@ -52,6 +54,38 @@ def test_quickstart_throughput(benchmark):
     _throughput(benchmark, "quickstart.toml", rounds=3)
 
 
+LARGE_TARGET_REQUESTS_PER_S = 2.0e6  # on two cores
+THREADS_TARGET = 1.6  # two threads against one, same build, same run
+LARGE_ROUNDS = 2
+
+
+def _large_by_threads() -> tuple[int, dict[int, list[float]]]:
+    scenario = load_scenario(SCENARIOS / "large.toml")
+    simulate(_with_duration(scenario, 3600.0), threads=2)  # compile every kernel, untimed
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    reports: dict[int, bytes] = {}
+    for _ in range(LARGE_ROUNDS):
+        for threads in (1, 2):  # alternately: a busy neighbour slows both alike
+            start = time.perf_counter()
+            reports[threads] = simulate(scenario, threads=threads).to_json()
+            seconds[threads].append(time.perf_counter() - start)
+    assert reports[1] == reports[2]  # the same bytes whatever the thread count
+    requests = orjson.loads(reports[1])["exchange"]["requests"]
+    return requests, seconds
+
+
 @pytest.mark.benchmark(group="simulate")
-def test_large_throughput(benchmark):
-    _throughput(benchmark, "large.toml", rounds=1)
+def test_large_two_threads_vs_one(benchmark):
+    requests, seconds = benchmark.pedantic(_large_by_threads, rounds=1, iterations=1)
+    one, two = min(seconds[1]), min(seconds[2])
+    benchmark.extra_info.update({
+        "requests": requests, "one_thread_s": seconds[1], "two_threads_s": seconds[2],
+        "requests_per_s_two_threads": requests / two, "requests_per_s_one_thread": requests / one,
+        "speedup": one / two,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    print(f"\nlarge: {requests:,} requests; one thread best {one:.2f} s"
+          f" ({requests / one:,.0f} requests/s), two threads best {two:.2f} s"
+          f" ({requests / two:,.0f} requests/s); speed-up {one / two:.2f}x"
+          f" (targets: >= {LARGE_TARGET_REQUESTS_PER_S:,.0f} requests/s, >= {THREADS_TARGET}x)")
+    assert requests / two >= LARGE_TARGET_REQUESTS_PER_S
+    assert one / two >= THREADS_TARGET

@@ -36,6 +36,7 @@ from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campai
                        encode_touch, new_result, new_seller_book)
 from rtb.kernel import PREFETCH_AHEAD, clear_tick_nb, prefetch_row
 from rtb.layout import row_layout
+from rtb.shards import Clearing
 from rtb.state import new_user_rows, user_rows
 from rtb.types import RequestBatch
 
@@ -49,6 +50,7 @@ NAN_SHARE = 0.10
 DEAL_SHARE = 0.10
 ROUNDS = 9
 RATIO_REPEATS = 9
+THREADS_TARGET = 1.8  # the kernel on two threads against one, on the same batch
 ROWS: dict[int, dict[str, float]] = {}  # ratio results per campaign count, for the table
 
 
@@ -370,3 +372,45 @@ def test_kernel_vs_bare_ratio(benchmark, batch, capsys):
               f" least {info['least_over_bare']:.0%}, least + books {info['least_books_over_bare']:.0%},"
               f" clear_tick_nb {rates['kernel'] / 1e6:6.2f} M/s,"
               f" kernel/bare {info['kernel_over_bare']:.1%}")
+
+
+def _threads_run(batch: TickBatch) -> dict[int, float]:
+    """Best-of-N seconds of the batch cleared on one thread and on two (rtb.shards),
+    alternately, each from fresh books; checks that both leave the same books."""
+    clearings = {threads: Clearing(threads) for threads in (1, 2)}
+    best = dict.fromkeys(clearings, np.inf)
+    books = {}
+    try:
+        for _ in range(RATIO_REPEATS):
+            for threads, clearing in clearings.items():
+                batch.reset()
+                t0 = time.perf_counter()
+                result = clearing.clear(batch.req, batch.bids, T.MECHANISM_SECOND, batch.targeting,
+                                        batch.deals, *batch.work)
+                best[threads] = min(best[threads], time.perf_counter() - t0)
+                books[threads] = (result, [_fresh(part) for part in batch.work])
+    finally:
+        for clearing in clearings.values():
+            clearing.close()
+    assert clearings[2].sharded_ticks == RATIO_REPEATS and clearings[2].undone_ticks == 0
+    (one, one_books), (two, two_books) = books[1], books[2]
+    np.testing.assert_array_equal(one.winner, two.winner)
+    np.testing.assert_array_equal(one.price_cpm, two.price_cpm)
+    for a, b in zip(one_books, two_books):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    return best
+
+
+def test_kernel_two_threads_vs_one(benchmark, batch, capsys):
+    """The tick kernel sharded over two threads against one thread, in this one run."""
+    seconds = benchmark.pedantic(_threads_run, args=(batch,), rounds=1, iterations=1)
+    speedup = seconds[1] / seconds[2]
+    info = benchmark.extra_info
+    info.update({"n_campaigns": batch.nc, "one_thread_auctions_per_s": N_REQ / seconds[1],
+                 "two_threads_auctions_per_s": N_REQ / seconds[2], "speedup": speedup})
+    with capsys.disabled():
+        print(f"\n{batch.nc:4d} campaigns: one thread {N_REQ / seconds[1] / 1e6:6.2f} M/s,"
+              f" two {N_REQ / seconds[2] / 1e6:6.2f} M/s, speed-up {speedup:.2f}x"
+              f" (target >= {THREADS_TARGET}x)")
+    assert speedup >= THREADS_TARGET

@@ -216,6 +216,17 @@ def wide_touch(narrow, value, advertiser, bits, campaign_of):
     return (((v >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign_of[advertiser, v & ((1 << bits) - 1)]
 
 
+@njit(cache=True, inline="always")
+def touch_for_book(narrow, touch, bits, rank):
+    """An encode_touch touch (NO_TOUCH = none) as the touch book stores it (book_touch)."""
+    if not narrow:
+        return np.int64(touch)
+    if touch < 0:
+        return np.int64(0)
+    mask = (1 << TOUCH_CAMPAIGN_BITS) - 1
+    return (((touch >> TOUCH_CAMPAIGN_BITS) + 1) << bits) | rank[touch & mask]
+
+
 def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
     """i8: the book's touches of (user, advertiser) pairs, as encode_touch's (-1 = none)."""
     value = users.last_touch[user, advertiser].astype(np.int64)
@@ -257,6 +268,10 @@ class TickResult(NamedTuple):
     floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
     prior_touch: np.ndarray  # i8: for campaign wins, the advertiser's touch the win replaced
     # (encode_touch; NO_TOUCH = none)
+    replaced_slot: np.ndarray  # i4: for campaign wins under a rolling cap, the column of
+    # CapBook.times the win wrote, and replaced_time (f8) the time it held: with
+    # prior_exposures and prior_touch, what undoes the win's per-user writes (rtb/shards.py)
+    replaced_time: np.ndarray
 
 
 def new_result(n: int) -> TickResult:
@@ -264,4 +279,5 @@ def new_result(n: int) -> TickResult:
     that needs it: prior_* only on campaign wins)."""
     return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                       np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
-                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64))
+                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64),
+                      np.zeros(n, dtype=np.int32), np.zeros(n))

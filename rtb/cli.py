@@ -39,6 +39,9 @@ def run(
     allow_unreachable: bool = typer.Option(
         False, "--allow-unreachable", help="run even if an external bidder does not answer"
                                            " (its requests count as faults)"),
+    threads: Optional[int] = typer.Option(
+        None, min=1, help="threads the run may use (default: the cores; 1 = one core);"
+                          " the report is the same whatever the number"),
 ) -> None:
     """Simulate a scenario and report what every campaign bought and returned."""
     from rtb.engine import simulate
@@ -72,7 +75,7 @@ def run(
         try:
             report = simulate(spec, seed, budget_scale=budget_scale, log_path=log, progress=progress,
                               openrtb_log=openrtb_log, openrtb_sample=openrtb_sample,
-                              allow_unreachable=allow_unreachable)
+                              allow_unreachable=allow_unreachable, threads=threads)
         finally:
             progress.close()
         if out is not None:

@@ -21,6 +21,7 @@ from rtb.memory import keep_freed_memory, release_freed_memory
 from rtb.market import Market, build_market
 from rtb.report import Report, build_report
 from rtb.scenario import Scenario
+from rtb.shards import default_threads
 from rtb.spec_base import MAX_SCALED_BUDGET
 from rtb.state import RunState, new_run_state
 
@@ -30,7 +31,7 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
              progress: Callable[[float], None] | None = None,
              strategies: Mapping[str, object] | None = None,
              openrtb_log: str | Path | None = None, openrtb_sample: float = 0.01,
-             allow_unreachable: bool = False) -> Report:
+             allow_unreachable: bool = False, threads: int | None = None) -> Report:
     """Run the scenario once and return its report.
 
     seed overrides the scenario's; budget_scale multiplies every budget; log_path, if
@@ -47,8 +48,12 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     requests, the OpenRTB messages of each DSP and the outcome (docs/openrtb.md).
     allow_unreachable: run even if an external bidder does not answer at the start
     (its requests then fail, counted as faults); else InputError names it.
+    threads: how many threads the run may use (default: the cores this process may
+    use): 1 runs on one core; more clear each tick's auctions on that many threads
+    (rtb/shards.py) while another draws the next tick. The report is the same bytes
+    whatever the number.
     """
-    _check_arguments(scenario, seed, budget_scale, log_path, progress)
+    _check_arguments(scenario, seed, budget_scale, log_path, progress, threads)
     _check_strategies(scenario, strategies)
     keep_freed_memory()
     # A finished run's SimPy processes form reference cycles that keep its state (about
@@ -58,7 +63,8 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     gc.collect()
     run = Run(scenario, seed, budget_scale=budget_scale, log_path=log_path, progress=progress,
               strategies=strategies, checked=True, openrtb_log=openrtb_log,
-              openrtb_sample=openrtb_sample, allow_unreachable=allow_unreachable)
+              openrtb_sample=openrtb_sample, allow_unreachable=allow_unreachable,
+              threads=threads)
     return run.finish()
 
 
@@ -77,9 +83,9 @@ class Run:
                  progress: Callable[[float], None] | None = None,
                  strategies: Mapping[str, object] | None = None, checked: bool = False,
                  openrtb_log: str | Path | None = None, openrtb_sample: float = 0.01,
-                 allow_unreachable: bool = False):
+                 allow_unreachable: bool = False, threads: int | None = None):
         if not checked:
-            _check_arguments(scenario, seed, budget_scale, log_path, progress)
+            _check_arguments(scenario, seed, budget_scale, log_path, progress, threads)
             _check_strategies(scenario, strategies)
             keep_freed_memory()
             gc.collect()
@@ -96,6 +102,7 @@ class Run:
             if openrtb_log is not None:
                 self._openrtb_log = OpenRtbLog(openrtb_log, market, openrtb_sample)
             self.exchange = Exchange(market, state, log, allow_unreachable=allow_unreachable,
+                                     threads=default_threads() if threads is None else threads,
                                      openrtb_log=self._openrtb_log)
             self._env = _processes(market, state, self.exchange, progress)
         except BaseException:
@@ -146,7 +153,7 @@ class Run:
         self.close()
 
 
-def _check_arguments(scenario, seed, budget_scale, log_path, progress) -> None:
+def _check_arguments(scenario, seed, budget_scale, log_path, progress, threads) -> None:
     """simulate()'s arguments, each named when wrong: a Python caller gets a TypeError or
     ValueError, never an AttributeError from deep in the run."""
     if not isinstance(scenario, Scenario):
@@ -169,6 +176,11 @@ def _check_arguments(scenario, seed, budget_scale, log_path, progress) -> None:
         raise TypeError(f"log_path must be a str or path, not {type(log_path).__name__}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+            raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
 
 
 def _check_strategies(scenario: Scenario, strategies) -> None:

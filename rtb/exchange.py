@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dmp.audience import draw_users
-from dmp.behaviour import AdOutcomes, ad_outcomes, organic_conversions
+from dmp.behaviour import AdOutcomes, organic_conversions
 from dmp.identity import current_ids
 from dsp.adaptive import Learners
 from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_bids, formula_bids,
@@ -28,14 +28,15 @@ from dsp.bidding import (CUSTOM, TickView, bid_formulas, eligible_rows, finish_b
 from dsp.campaigns import anonymous_slots
 from dsp.pacing import PACING_DUAL, scale_bids
 from dsp.strategies import FORMULA_BUDGET_ORTB, LEARNING_FORMULAS, Feedback, ViewLabels, learns
-from rtb.attribution import TickWins, attributed_campaign, last_touches
+from rtb.attribution import attributed_campaign, last_touches
 from rtb.books import Targeting, TickResult, touch_time_s
-from rtb.kernel import clear_tick
+from rtb.shards import Clearing
 from rtb.market import Market
 from rtb.people import record_people
 from rtb.seeding import stream
 from rtb.state import RunState
-from rtb.types import DEVICES, FORMATS, MARKET, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
+from rtb.tick_passes import CampaignOdds, Settled, settle_tick
+from rtb.types import DEVICES, FORMATS, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
 from ssp.deals import assign_deals, target_rows
 from ssp.inventory import generate_requests
 
@@ -73,9 +74,10 @@ LOOK_AHEAD_MIN_REQUESTS = 5_000  # expected requests per tick from which the nex
 class Exchange:
     """Runs ticks of a market against a run state."""
 
-    def __init__(self, market: Market, state: RunState, log=None, *,
+    def __init__(self, market: Market, state: RunState, log=None, *, threads: int = 1,
                  allow_unreachable: bool = False, openrtb_log=None):
         self.market, self.state, self.log = market, state, log
+        self.clearing = Clearing(threads)  # the tick kernel on `threads` threads (rtb.shards)
         self.openrtb_log = openrtb_log  # rtb.openrtb_log.OpenRtbLog, if the messages are logged
         seed, table = market.seed, market.campaigns
         self.rng_traffic = stream(seed, "ssp/traffic")
@@ -107,6 +109,9 @@ class Exchange:
         self._viewers = (self._formulas.code == CUSTOM) | self._learners
         self._view_rows: dict[int, np.ndarray] = {}  # this tick's view rows per campaign
         labels, deal_ids = market.labels, market.deals.ids
+        inv = market.inventory
+        self._odds = CampaignOdds(table.advertiser, table.ctr_multiplier, table.cvr_multiplier)
+        self._pub_ssp_fee_ppm = inv.ssp_fee_ppm[inv.publisher_ssp]  # i8[np]
         self._anonymity = bool(table.row_anonymous.any())  # some requests are sold anonymously
         self._seen_codes, anonymous_publishers, anonymous_slots = self._anonymous_codes()
         self._view_labels = tuple(
@@ -119,9 +124,10 @@ class Exchange:
         # wait for each other's GIL: quickstart (about 750 requests a tick) took 2.9 s
         # with the thread and 1.8-2.0 s without; large (10,800 a tick) 31.0 s in the
         # benchmark just before the thread and 21.6 s just after.
+        # On one thread (threads=1) the run uses one core: nothing is drawn ahead.
         per_tick = float(market.inventory.slot_rate.sum()) * market.tick_s
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
-                      if per_tick >= LOOK_AHEAD_MIN_REQUESTS else None)
+                      if per_tick >= LOOK_AHEAD_MIN_REQUESTS and threads > 1 else None)
         self._ahead: tuple[tuple[float, float], Future] | None = None
         self._people_done: Future | None = None  # the last tick's record_people, if threaded
         self._tick: TickView | None = None  # this tick's, once made
@@ -172,6 +178,7 @@ class Exchange:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self.sync_people()
+        self.clearing.close()
         if self.external is not None:
             self.external.close()
 
@@ -197,13 +204,13 @@ class Exchange:
             self.openrtb_log.prepare(requests, self._tick_view(t0, t1, requests),
                                      inputs.predicted_ctr, inputs.base_cvr, self.rng_bids, active)
         s = self.state
-        result = clear_tick(requests, bids, self.market.mechanism, self._targeting(),
-                            self.market.deals.deals, s.book, s.caps, s.users, s.sellers,
-                            s.bid_book)
-        won = np.flatnonzero(result.winner >= 0)
-        outcomes = self._outcomes(requests, result, won)
-        self._settle_money(requests, result)
-        conversions = self._settle_conversions(t1, requests, result, won, outcomes, inputs.organic)
+        result = self.clearing.clear(requests, bids, self.market.mechanism, self._targeting(),
+                                     self.market.deals.deals, s.book, s.caps, s.users, s.sellers,
+                                     s.bid_book)
+        # Outcomes, money and the per-request tallies in one numba pass (rtb.tick_passes).
+        settled = self._settle(requests, result)
+        won, outcomes = settled.won, settled.outcomes
+        conversions = self._settle_conversions(t1, settled, inputs.organic)
         self._feedback(t0, t1, requests, active, result, won, outcomes, conversions)
         if self._learned is not None:
             self._learn(t1 - t0, result, won)
@@ -212,7 +219,7 @@ class Exchange:
         if self.openrtb_log is not None:
             self.openrtb_log.write(requests, result, bids,
                                    self.external.answers if self.external is not None else {})
-        self._tally(requests, result, won, outcomes)
+        self._tally(requests, result, settled)
         if self.log is not None and won.size:
             self._log(requests, result, won, bids, outcomes)
         return requests.time_s.size
@@ -385,35 +392,25 @@ class Exchange:
                          table.flight_start_s, table.flight_end_s, self.state.pace_share,
                          table.pace_offset)
 
-    def _outcomes(self, requests: RequestBatch, result: TickResult, won: np.ndarray) -> AdOutcomes:
-        """The outcomes stage: clicks and conversions of the campaigns' impressions."""
-        m = self.market
-        camp = result.winner[won]
-        return ad_outcomes(m.behaviour, requests.time_s[won], requests.format[won],
-                           requests.user_ctr[won], requests.user_segments[won],
-                           m.campaigns.advertiser[camp], m.campaigns.ctr_multiplier[camp],
-                           m.campaigns.cvr_multiplier[camp], result.prior_exposures[won],
-                           requests.u_click[won], requests.u_convert[won], requests.u_delay[won])
-
-    def _settle_money(self, requests: RequestBatch, result: TickResult) -> None:
-        """Every sold impression's price split between the exchange, SSP and publisher."""
+    def _settle(self, requests: RequestBatch, result: TickResult) -> Settled:
+        """The outcomes stage, the money of the settle stage and the tally's per-request
+        sums, in one pass over the tick (rtb.tick_passes.settle_tick)."""
         m, tally = self.market, self.state.tally
-        sold = np.flatnonzero(result.winner != -1)
-        pub = requests.publisher[sold]
-        inv = m.inventory
-        pub_revenue = tally.ledger.settle(cpm_to_micros(result.price_cpm[sold]),
-                                          result.winner[sold] >= 0, m.exchange_fee_ppm,
-                                          inv.ssp_fee_ppm[inv.publisher_ssp[pub]])
-        tally.pub_revenue_micros += _int_sum(pub, pub_revenue, tally.n_publishers)
+        settled = settle_tick(requests, result, m.behaviour, self._odds,
+                              m.campaigns.row_anonymous if self._anonymity else None,
+                              m.exchange_fee_ppm, self._pub_ssp_fee_ppm, tally)
+        tally.requests += result.winner.size
+        tally.impressions_to_campaigns += settled.won.size
+        tally.impressions_to_market += settled.impressions_to_market
+        return settled
 
-    def _settle_conversions(self, t1: float, requests: RequestBatch, result: TickResult,
-                            won: np.ndarray, outcomes: AdOutcomes, organic) -> None:
+    def _settle_conversions(self, t1: float, settled: Settled, organic) -> None:
         """Conversions due before t1 (ad-caused and organic), each credited to its last touch."""
         m, s = self.market, self.state
-        camp = result.winner[won]
-        adv = m.campaigns.advertiser[camp]
+        wins, outcomes = settled.wins, settled.outcomes
         conv = outcomes.converted
-        s.pending.add(outcomes.conversion_time_s[conv], requests.user[won][conv], adv[conv], camp[conv])
+        s.pending.add(outcomes.conversion_time_s[conv], wins.user[conv], wins.advertiser[conv],
+                      wins.campaign[conv])
         s.pending.add(*organic, np.full(organic[0].size, -1, dtype=np.int32))
         s.tally.organic_conversions += organic[0].size
         time_s, user, advertiser, caused_by = s.pending.pop_due(t1)
@@ -421,7 +418,6 @@ class Exchange:
             return None
         nc = s.tally.n_campaigns
         s.tally.ad_conversions += _count(caused_by[caused_by >= 0], nc)
-        wins = TickWins(requests.time_s[won], requests.user[won], adv, camp, result.prior_touch[won])
         no_id_row = m.audience.identity.no_id_row
         # Impressions without an id leave no touch (last_touches leaves them out).
         touch = last_touches(time_s, user, advertiser, s.users, wins,
@@ -430,31 +426,16 @@ class Exchange:
         s.tally.attributed_conversions += _count(credited[credited >= 0], nc)
         return time_s, touch, credited
 
-    def _tally(self, requests: RequestBatch, result: TickResult, won: np.ndarray,
-               outcomes: AdOutcomes) -> None:
-        tally = self.state.tally
-        n_pub, pub, winner = tally.n_publishers, requests.publisher, result.winner
-        sold = winner != -1
-        tally.clicks += _count(winner[won][outcomes.clicked], tally.n_campaigns)
-        tally.requests += winner.size
-        tally.impressions_to_campaigns += won.size
-        tally.impressions_to_market += int(np.count_nonzero(winner == MARKET))
-        tally.pub_requests += _count(pub, n_pub)
-        if self._anonymity:
-            tally.pub_anonymous_requests += _count(
-                pub[self.market.campaigns.row_anonymous[requests.target_row]], n_pub)
-        tally.pub_impressions += _count(pub[sold], n_pub)
-        tally.pub_deal_impressions += _count(pub[result.deal_won], n_pub)
-        tally.pub_floor_sum += _count(pub, n_pub, requests.floor_cpm)
-        tally.pub_price_sum += _count(pub[sold], n_pub, result.price_cpm[sold])
-        tally.pub_floor_hits += _count(pub[result.floor_hit], n_pub)
+    def _tally(self, requests: RequestBatch, result: TickResult, settled: Settled) -> None:
+        """What the tally needs beyond settle_tick's pass: people and moving floors."""
         if self.state.people is not None:
             # The truth beside the ids: each won impression counted against its person.
             # Nothing in the run reads the people book, so with a look-ahead thread the
             # book is written there (tick after tick, in order: one worker) while the
             # next tick clears; sync_people() waits for it.
-            args = (self.state.people, self.market, requests.time_s[won], requests.person[won],
-                    winner[won])
+            wins = settled.wins
+            args = (self.state.people, self.market, wins.time_s, requests.person[settled.won],
+                    wins.campaign)
             if self._pool is not None:
                 self._people_done = self._pool.submit(record_people, *args)
             else:

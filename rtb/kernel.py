@@ -109,6 +109,31 @@ def prefetch_row(typingctx, array, row):
     return types.void(array, row), codegen
 
 
+@intrinsic
+def prefetch_item(typingctx, array, index):
+    """Hint the CPU to fetch the cache line of item `index` of a 1-D array.
+
+    A shard (rtb/shards.py) clears every few requests of the tick: its requests' fields
+    and bid rows are then scattered reads, which the CPU's own prefetcher does not
+    follow.
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        at = builder.mul(args[1], stride)
+        builder.call(prefetch, [builder.gep(base, [at]), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
 @njit(cache=True, inline="always")
 def _bid_value_nb(b):
     """A candidate's bid as it competes and pays: -0.0 as 0, capped at MAX_BID_CPM."""
@@ -127,7 +152,45 @@ FOUND = 4
 @njit(cache=True, nogil=True)
 def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sellers, bid_book,
                   result):
-    """Clear n requests in time order against nc campaigns and the rest of the market.
+    """Clear a tick's n requests in time order (see clear_requests_nb)."""
+    clear_requests_nb(np.arange(bids.shape[0]), req, bids, mechanism, targeting, deals, book, caps,
+                      users, sellers, bid_book, result, np.zeros(bids.shape[1], np.int64))
+
+
+@njit(cache=True)
+def cross_boundaries_nb(t, book, caps):
+    """Restore daily budgets at each UTC midnight and clear calendar caps at each window
+    boundary up to time t; returns the next boundary after t."""
+    day_end_s, window_end_s, adv_window_end_s = book.day_end_s, caps.window_end_s, caps.adv_window_end_s
+    for c in range(day_end_s.size):
+        if t >= day_end_s[c]:
+            book.remaining_daily[c] = book.daily_budget[c]
+            while t >= day_end_s[c]:
+                day_end_s[c] += T.SECONDS_PER_DAY
+        if t >= window_end_s[c]:
+            _next_calendar_window_nb(caps.kind, caps.window_s, window_end_s, caps.counts,
+                                     caps.cal_col, c, t)
+    for a in range(adv_window_end_s.size):
+        if t >= adv_window_end_s[a]:
+            _next_calendar_window_nb(caps.adv_kind, caps.adv_window_s, adv_window_end_s,
+                                     caps.adv_counts, caps.adv_col, a, t)
+    next_boundary_s = min(day_end_s.min(), window_end_s.min())
+    if adv_window_end_s.size:
+        next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+    return next_boundary_s
+
+
+@njit(cache=True, nogil=True)
+def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps, users, sellers,
+                      bid_book, result, passed_worst):
+    """Clear requests order[0], order[1], ... (time-sorted) against nc campaigns and the
+    rest of the market.
+
+    order: the requests to clear, in time order (all of a tick's, or a shard's: see
+    rtb/shards.py); bids are indexed by request, result by position in order (result[k]
+    is request order[k]'s). passed_worst i8[nc] adds, per campaign, the worst cost of
+    each bid whose budget check passed: from it rtb/shards.py tells whether the order
+    of the checks could have mattered.
 
     bids f8[n, nc]: each campaign's strategy's bid per request (NaN = none), one row
     per request. A bid is a candidate if the campaign targets the request, brand safety
@@ -174,24 +237,22 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
     pace_share, pace_offset = targeting.pace_share, targeting.pace_offset
     deal_floor, deal_fixed, deal_private, deal_allowed = deals
     remaining_total, remaining_daily = book.remaining_total, book.remaining_daily
-    daily_budget, day_end_s = book.daily_budget, book.day_end_s
     fee_ppm, data_micros, outcomes = book.dsp_fee_ppm, book.data_micros, book.outcomes
     media_micros, fee_micros, data_cost_micros = book.media_micros, book.fee_micros, book.data_cost_micros
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
-    calendar_limit, window_end_s, ring_start = caps.calendar_limit, caps.window_end_s, caps.ring_start
+    calendar_limit, ring_start = caps.calendar_limit, caps.ring_start
     counts, times, cal_col = caps.counts, caps.times, caps.cal_col
-    adv_kind, adv_limit, adv_window_s = caps.adv_kind, caps.adv_limit, caps.adv_window_s
-    adv_window_end_s, adv_counts, adv_col = caps.adv_window_end_s, caps.adv_counts, caps.adv_col
+    adv_kind, adv_limit, adv_counts, adv_col = caps.adv_kind, caps.adv_limit, caps.adv_counts, caps.adv_col
     exposures, last_touch, no_id_row = users.exposures, users.last_touch, users.no_id_row
     narrow = last_touch.itemsize == 4  # the touch book's encoding (UserBook)
     touch_bits, touch_rank, touch_campaign = users.touch_bits, users.touch_rank, users.touch_campaign
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
-    prior_touch = result.prior_touch
+    prior_touch, replaced_slot, replaced_time = result.prior_touch, result.replaced_slot, result.replaced_time
     seller_wins, seller_media, seller_hidden = sellers.wins, sellers.media_micros, sellers.hidden_bids
 
-    n, nc = bids.shape
+    nc = bids.shape[1]
     n_words = slot_blocked_words.shape[1]
     bid_bits = bids.view(np.int64)
     keys = np.empty(nc, np.int64)  # the request's candidates' rank keys, NO_KEY for the rest
@@ -218,7 +279,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
         n_adv_bins = bid_bins.shape[0] // book_bids.shape[0]
         tick_row = np.full(book_bids.shape[0], -1, np.int64)
         n_tick_publishers = 0
-        for i in range(n):
+        for i in order:
             if tick_row[publisher[i]] < 0:
                 tick_row[publisher[i]] = n_tick_publishers
                 n_tick_publishers += 1
@@ -230,33 +291,34 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
     lost_to_market = np.zeros(nc, np.int64)
     decided_before = (outcomes[:, T.LOSS_OUT_OF_BUDGET] + outcomes[:, T.LOSS_FREQUENCY_CAPPED]
                       + outcomes[:, T.WON])
-    n_adv = adv_limit.size
+    n_order = order.size
+    scattered = n_order < bids.shape[0]  # a shard: its requests are spread over the tick
     next_boundary_s = -np.inf
-    for i in range(n):
+    for ii in range(n_order):
+        i = order[ii]
         u = user[i]
         has_id = u < no_id_row  # a request without an id (no consent) has no caps, no rows
         t = time_s[i]
         if t >= next_boundary_s:
             # A new UTC day restores daily budgets; a new calendar window clears its
             # caps: exactly at the boundary, even inside a tick.
-            for c in range(nc):
-                if t >= day_end_s[c]:
-                    remaining_daily[c] = daily_budget[c]
-                    while t >= day_end_s[c]:
-                        day_end_s[c] += T.SECONDS_PER_DAY
-                if t >= window_end_s[c]:
-                    _next_calendar_window_nb(cap_kind, cap_window_s, window_end_s, counts, cal_col, c, t)
-            for a in range(n_adv):
-                if t >= adv_window_end_s[a]:
-                    _next_calendar_window_nb(adv_kind, adv_window_s, adv_window_end_s, adv_counts,
-                                             adv_col, a, t)
-            next_boundary_s = min(day_end_s.min(), window_end_s.min())
-            if n_adv:
-                next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
+            next_boundary_s = cross_boundaries_nb(t, book, caps)
 
-        if i + PREFETCH_AHEAD < n:
+        if scattered and ii + 2 * PREFETCH_AHEAD < n_order:
+            # A shard's later request: its fields and bids, then (below) its user's rows.
+            j = order[ii + 2 * PREFETCH_AHEAD]
+            prefetch_row(bids, j)
+            prefetch_item(user, j)
+            prefetch_item(time_s, j)
+            prefetch_item(row, j)
+            prefetch_item(floor_cpm, j)
+            prefetch_item(market_cpm, j)
+            prefetch_item(u_pace, j)
+            prefetch_item(deal, j)
+            prefetch_item(publisher, j)
+        if ii + PREFETCH_AHEAD < n_order:
             # The user rows a later request will read: by then they are in cache.
-            v = user[i + PREFETCH_AHEAD]
+            v = user[order[ii + PREFETCH_AHEAD]]
             prefetch_row(user_words, v)
             # The user's row (rtb/layout.py): times, touches, then counts, whose view
             # runs on over the advertiser counters and the exposures to the row's end.
@@ -386,7 +448,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
         reserve = max(market, floor) if market_in else floor
         leader = T.UNSOLD
         price = 0.0
-        deal_won[i] = False
+        deal_won[ii] = False
         # Walk down the candidates, best first, checking budgets and caps as we go.
         seek = SEEK_WINNER
         first_step = True
@@ -436,17 +498,19 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             worst = micros + micros * fee_ppm[j] // T.PPM + data_micros[j]
             if worst > remaining_total[j] or worst > remaining_daily[j]:
                 reason = T.LOSS_OUT_OF_BUDGET
-            elif has_id and (counts[u, cal_col[j]] >= calendar_limit[j]
-                             or adv_counts[u, adv_col[advertiser[j]]] >= adv_limit[advertiser[j]]):
-                reason = T.LOSS_FREQUENCY_CAPPED
-            elif has_id and cap_kind[j] == T.CAP_ROLLING:
-                # Capped when even the oldest of the last `limit` impressions is in the window.
-                first = ring_start[j]
-                oldest = times[u, first]
-                for r in range(first + 1, first + cap_limit[j]):
-                    oldest = min(oldest, times[u, r])
-                if oldest > t - cap_window_s[j]:
+            else:
+                passed_worst[j] += worst
+                if has_id and (counts[u, cal_col[j]] >= calendar_limit[j]
+                               or adv_counts[u, adv_col[advertiser[j]]] >= adv_limit[advertiser[j]]):
                     reason = T.LOSS_FREQUENCY_CAPPED
+                elif has_id and cap_kind[j] == T.CAP_ROLLING:
+                    # Capped when even the oldest of the last `limit` impressions is in the window.
+                    first = ring_start[j]
+                    oldest = times[u, first]
+                    for r in range(first + 1, first + cap_limit[j]):
+                        oldest = min(oldest, times[u, r])
+                    if oldest > t - cap_window_s[j]:
+                        reason = T.LOSS_FREQUENCY_CAPPED
             keys[j] = NO_KEY
             if reason >= 0:
                 if seek == SEEK_WINNER:
@@ -460,7 +524,7 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
                     lost_to_market[j] += 1
                 break
             leader = j
-            deal_won[i] = is_deal
+            deal_won[ii] = is_deal
             if is_deal and deal_fixed[dd]:
                 price = deal_floor[dd]
                 seek = FOUND
@@ -473,10 +537,10 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             for c in range(nc):
                 lost_to_market[c] += keys[c] != NO_KEY
 
-        winner[i] = leader
-        price_cpm[i] = price
-        in_play = (not private) and (not deal_won[i])
-        open_auction[i] = in_play
+        winner[ii] = leader
+        price_cpm[ii] = price
+        in_play = (not private) and (not deal_won[ii])
+        open_auction[ii] = in_play
         if leader == T.UNSOLD:
             # Unsold: did bids come, all below the floor? Only these requests pay for
             # a second look at the targeted campaigns' bids.
@@ -489,9 +553,9 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
                     b = b if targeted else -1.0
                     top_bid = b if b > top_bid else top_bid  # NaN compares false
                 hit = 0.0 <= top_bid < floor
-            floor_hit[i] = hit
+            floor_hit[ii] = hit
         else:
-            floor_hit[i] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
+            floor_hit[ii] = in_play and mechanism == T.MECHANISM_SECOND and price == floor
         if leader < 0:
             continue
 
@@ -510,9 +574,9 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
         a = advertiser[c]
         if not has_id:
             # No id: one more id reached, never seen before, no touch to attribute to.
-            prior_exposures[i] = 0
+            prior_exposures[ii] = 0
             reach[c] += 1
-            prior_touch[i] = NO_TOUCH
+            prior_touch[ii] = NO_TOUCH
             continue
         if cap_kind[c] == T.CAP_CALENDAR:
             counts[u, cal_col[c]] += 1
@@ -523,14 +587,16 @@ def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sel
             for r in range(first + 1, first + cap_limit[c]):
                 if times[u, r] < times[u, oldest]:
                     oldest = r
+            replaced_slot[ii] = oldest
+            replaced_time[ii] = times[u, oldest]
             times[u, oldest] = t
         if adv_kind[a] == T.CAP_CALENDAR:
             adv_counts[u, adv_col[a]] += 1
         seen = exposures[u, c]
-        prior_exposures[i] = seen
+        prior_exposures[ii] = seen
         reach[c] += seen == 0
         exposures[u, c] = seen + (seen < 255)
-        prior_touch[i] = wide_touch(narrow, last_touch[u, a], a, touch_bits, touch_campaign)
+        prior_touch[ii] = wide_touch(narrow, last_touch[u, a], a, touch_bits, touch_campaign)
         last_touch[u, a] = book_touch(narrow, t, c, touch_bits, touch_rank)
 
     if bid_book is not None:

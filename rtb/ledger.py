@@ -45,6 +45,16 @@ class Ledger:
         self.publisher_revenue += int(publisher.sum())
         return publisher
 
+    def book(self, campaign_media: int, market_cost: int, exchange_fees: int, ssp_fees: int,
+             publisher_revenue: int) -> None:
+        """Book one tick's sold impressions, already split (rtb.tick_passes does the split
+        as supply_split does, in its pass over the tick)."""
+        self.campaign_media += campaign_media
+        self.market_cost += market_cost
+        self.exchange_fees += exchange_fees
+        self.ssp_fees += ssp_fees
+        self.publisher_revenue += publisher_revenue
+
     def close(self, media_micros: int, dsp_fee_micros: int, data_micros: int) -> None:
         """Take the campaigns' side as their budgets were charged by the auction kernel."""
         self.advertiser_cost = media_micros + dsp_fee_micros + data_micros

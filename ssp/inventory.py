@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from rtb.scenario import DEVICE_CODE, FORMAT_CODE
 from rtb import supply_spec
 from rtb.supply_spec import PublisherSpec, SspSpec
-from rtb.types import PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR, on_clock
+from rtb.types import CLOCK_UNITS_PER_S, PPM, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 DEFAULT_HOURLY_SHAPE = np.array(supply_spec.DEFAULT_HOURLY_SHAPE)
 
@@ -83,9 +84,23 @@ def generate_requests(inv: Inventory, start: datetime, t0: float, t1: float,
     dt = t1 - t0
     n = int(rng.poisson(rates.sum() * dt))
     gaps = rng.standard_exponential(n + 1)
-    arrivals = np.cumsum(gaps)
-    # On the clock, t0 being on it: still in [t0, t1) and in time order.
-    time_s = on_clock(t0 + dt * (arrivals[:-1] / arrivals[-1]))
-    cumulative = np.cumsum(rates)
-    slot = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
-    return time_s, np.minimum(slot, rates.size - 1)
+    u_slot = rng.random(n)
+    return _arrivals_nb(gaps, u_slot, float(t0), float(dt), np.cumsum(rates))
+
+
+@njit(cache=True, nogil=True)
+def _arrivals_nb(gaps, u_slot, t0, dt, cumulative):
+    """(time_s, slot) from the draws, in one pass with the GIL released: what numpy did
+    in eight (cumsum, the scaling, on_clock, searchsorted), with the same operations in
+    the same order, so the same numbers to the bit (tests/test_ssp.py)."""
+    n = u_slot.size
+    arrivals = np.cumsum(gaps)  # sequential, as numpy's
+    last = arrivals[n]
+    time_s = np.empty(n)
+    slot = np.empty(n, dtype=np.int64)
+    total, top = cumulative[-1], cumulative.size - 1
+    for i in range(n):
+        # On the clock, t0 being on it: still in [t0, t1) and in time order.
+        time_s[i] = np.floor((t0 + dt * (arrivals[i] / last)) * CLOCK_UNITS_PER_S) / CLOCK_UNITS_PER_S
+        slot[i] = min(np.searchsorted(cumulative, u_slot[i] * total, side="right"), top)
+    return time_s, slot

@@ -16,10 +16,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-import rtb.exchange
 from rtb import simulate
 from rtb.estimate import estimate
 from rtb.scenario import parse_scenario
+from rtb.shards import Clearing
 from rtb.types import MAX_BID_CPM, cpm_to_micros
 
 CAMPAIGN_ADVERTISER = {"shoes-random": "shoes", "shoes-fixed": "shoes", "bank-random": "bank",
@@ -65,17 +65,17 @@ def runs(tmp_path_factory):
     """The market with report.advertiser_bids (its kernel calls caught) and without."""
     folder = tmp_path_factory.mktemp("advertiser-bids")
     caught = []
-    clear = rtb.exchange.clear_tick
+    clear = Clearing.clear
 
-    def spy(requests, bids, *args):
+    def spy(self, requests, bids, *args):
         caught.append((requests.publisher.copy(), bids.copy()))
-        return clear(requests, bids, *args)
+        return clear(self, requests, bids, *args)
 
-    rtb.exchange.clear_tick = spy
+    Clearing.clear = spy
     try:
         report = simulate(parse_scenario(market(), "bids.toml"), log_path=folder / "imps.csv").to_dict()
     finally:
-        rtb.exchange.clear_tick = clear
+        Clearing.clear = clear
     plain = simulate(parse_scenario(market(False), "plain.toml")).to_dict()
     with open(folder / "imps.csv", newline="") as f:
         log = list(csv.DictReader(f))

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rtb.exchange
 from dsp.pacing import ExpectedTraffic
 from rtb import simulate
 from rtb.changes import Change, apply_changes
 from rtb.errors import InputError
 from rtb.market import build_market
 from rtb.scenario import parse_scenario
+from rtb.shards import Clearing
 from rtb.types import cpm_to_micros
 
 
@@ -137,15 +137,15 @@ def test_an_anonymous_deal_makes_only_its_requests_anonymous(tmp_path, monkeypat
             "anonymous": True, "advertisers": ["gadgets"]}
     data = market(publishers__1__deals=[deal])
     seen = []
-    clear = rtb.exchange.clear_tick
+    clear = Clearing.clear
 
-    def spy(requests, bids, *args):
-        result = clear(requests, bids, *args)
+    def spy(self, requests, bids, *args):
+        result = clear(self, requests, bids, *args)
         seen.append((requests.publisher.copy(), requests.slot.copy(), requests.deal.copy(),
                      result.winner.copy()))
         return result
 
-    monkeypatch.setattr(rtb.exchange, "clear_tick", spy)
+    monkeypatch.setattr(Clearing, "clear", spy)
     report, _ = run(data, tmp_path)
     _, slot, deal_of, winner = (np.concatenate(x) for x in zip(*seen))
     by_domain = 0  # the campaigns' order in the file

@@ -179,3 +179,38 @@ def test_histogram_market_follows_counts(tmp_path):
     assert freq[[0, 3]].tolist() == [0.0, 0.0]  # empty buckets never drawn
     sd = np.sqrt(expected * (1 - expected) / present.sum())
     assert (np.abs(freq - expected) <= 5 * sd + 1e-12).all(), (freq, expected)
+
+
+def _generate_requests_numpy(inv, start, t0, t1, rng):
+    """generate_requests as numpy computed it before its numba pass (_arrivals_nb)."""
+    from rtb.types import on_clock
+    from ssp.inventory import slot_rates
+
+    rates = slot_rates(inv, start.timestamp() + t0)
+    dt = t1 - t0
+    n = int(rng.poisson(rates.sum() * dt))
+    gaps = rng.standard_exponential(n + 1)
+    arrivals = np.cumsum(gaps)
+    time_s = on_clock(t0 + dt * (arrivals[:-1] / arrivals[-1]))
+    cumulative = np.cumsum(rates)
+    slot = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
+    return time_s, np.minimum(slot, rates.size - 1)
+
+
+def test_requests_are_numpys_to_the_bit():
+    """The numba pass draws nothing: the same draws give the same times and slots, bit
+    for bit, and leave the stream where numpy's formulation left it."""
+    ssps, pubs = publishers()
+    # Quiet at night: slots of rate 0 (equal cumulative rates) in the first hours.
+    zero = PublisherSpec(id="quiet", ssp="open", category="games", hourly_shape=[0.0] * 6 + [1.0] * 18,
+                         slots=[{"id": "night", "format": "banner", "device": "desktop",
+                                 "daily_requests": 5_000}])
+    for inv in (build_inventory(ssps, pubs), build_inventory(ssps, pubs + [zero])):
+        for k, (t0, tick) in enumerate([(0.0, 600.0), (3_600.0 + 1 / 65_536, 0.5), (50_000.0, 7.0),
+                                        (123_456.0, 86_400.0), (10.0, 1e-3)]):
+            old_rng, new_rng = stream(k, "test/traffic"), stream(k, "test/traffic")
+            expected = _generate_requests_numpy(inv, MONDAY, t0, t0 + tick, old_rng)
+            actual = generate_requests(inv, MONDAY, t0, t0 + tick, new_rng)
+            for a, b in zip(actual, expected):
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (t0, tick)
+            assert new_rng.random() == old_rng.random()

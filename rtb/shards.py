@@ -1,0 +1,232 @@
+"""The tick kernel on several threads: a tick's requests sharded by user, exactly.
+
+Caps, exposures and touches are per user, so the requests of different users may
+clear in any order and on any thread; what couples them is money. Each shard clears
+its users' requests in time order, on its own copies of the campaigns' budgets and
+counters and into its own result rows (shards writing next to each other's rows
+would fight over cache lines). Then, for each campaign:
+
+- a budget check that failed in a shard fails on one thread too: one thread's budget
+  left at that time is the shard's less what the other shards spent before it;
+- one that passed passes on one thread too if the worst costs of all the checks that
+  passed, in every shard, add up to at most its budget left at the tick's start
+  (the least of total and daily): what it spent before a check is among the others.
+
+When every campaign's passed checks fit, every answer, and so every decision, is the
+one-thread run's; the shards' integer sums go to the books, bit for bit. Otherwise
+the shards' per-user writes are undone (each win left in its result row what it
+replaced) and the tick clears again on one thread. A tick in which a UTC midnight or
+a calendar-cap boundary falls after its first request clears on one thread from the
+start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numba import njit
+
+from rtb import types as T
+from rtb.books import (
+    BidBook,
+    CampaignBook,
+    CapBook,
+    Deals,
+    SellerBook,
+    Targeting,
+    TickResult,
+    UserBook,
+    new_result,
+    touch_for_book,
+)
+from rtb.kernel import (
+    clear_requests_nb,
+    clear_tick,
+    cross_boundaries_nb,
+)
+from rtb.types import RequestBatch
+
+# Shards per thread: each thread takes the next shard left, so a thread that another
+# job (the next tick's draws) slows down takes fewer. Any number gives the same result.
+SHARDS_PER_THREAD = 4
+# Users per block of a shard: per-user rows are at least a byte and cache lines 64
+# bytes, so two shards never write the same line of a per-user book (two cores writing
+# one line pass it back and forth at each write).
+USER_BLOCK = 64
+# Below this many requests a tick clears on one thread: handing work to another
+# thread and adding up the shards costs tens of microseconds.
+MIN_SHARDED_REQUESTS = 1_024
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@njit(cache=True)
+def undo_wins_nb(order, user, result, book, caps, users):
+    """Undo the per-user writes of the campaign wins of a shard (its requests `order`,
+    in time order; result[k] is request order[k]'s), newest first."""
+    advertiser, cap_kind, adv_kind = book.advertiser, caps.kind, caps.adv_kind
+    narrow = users.last_touch.itemsize == 4  # the touch book's encoding (UserBook)
+    for k in range(order.size - 1, -1, -1):
+        c, u = result.winner[k], user[order[k]]
+        if c < 0 or u >= users.no_id_row:
+            continue
+        a = advertiser[c]
+        users.exposures[u, c] = result.prior_exposures[k]
+        users.last_touch[u, a] = touch_for_book(narrow, result.prior_touch[k], users.touch_bits,
+                                                users.touch_rank)
+        if cap_kind[c] == T.CAP_CALENDAR:
+            caps.counts[u, caps.cal_col[c]] -= 1
+        elif cap_kind[c] == T.CAP_ROLLING:
+            caps.times[u, result.replaced_slot[k]] = result.replaced_time[k]
+        if adv_kind[a] == T.CAP_CALENDAR:
+            caps.adv_counts[u, caps.adv_col[a]] -= 1
+
+
+@njit(cache=True, nogil=True)
+def scatter_result_nb(order, shard, result):
+    """A shard's result rows into the tick's (row order[k] gets the shard's row k)."""
+    for k in range(order.size):
+        i = order[k]
+        result.winner[i] = shard.winner[k]
+        result.price_cpm[i] = shard.price_cpm[k]
+        result.prior_exposures[i] = shard.prior_exposures[k]
+        result.deal_won[i] = shard.deal_won[k]
+        result.open_auction[i] = shard.open_auction[k]
+        result.floor_hit[i] = shard.floor_hit[k]
+        result.prior_touch[i] = shard.prior_touch[k]
+        result.replaced_slot[i] = shard.replaced_slot[k]
+        result.replaced_time[i] = shard.replaced_time[k]
+
+
+@njit(cache=True, nogil=True)
+def shard_orders_nb(user, no_id_row, n_shards, user_block):
+    """The requests grouped by shard, each shard's in time order: (order i8[n], bounds
+    i8[n_shards + 1]), shard k's requests being order[bounds[k]:bounds[k + 1]]. Users
+    go to shards in blocks of user_block (block b to shard b % n_shards); a request
+    without an id (no per-user row) goes by its index."""
+    n = user.size
+    shard = np.empty(n, np.int64)
+    bounds = np.zeros(n_shards + 1, np.int64)
+    for i in range(n):
+        u = user[i]
+        k = ((u // user_block) if u < no_id_row else i) % n_shards
+        shard[i] = k
+        bounds[k + 1] += 1
+    for k in range(n_shards):
+        bounds[k + 1] += bounds[k]
+    at = bounds[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[at[shard[i]]] = i
+        at[shard[i]] += 1
+    return order, bounds
+
+
+def _private_book(book: CampaignBook) -> CampaignBook:
+    """A shard's campaign book: the parameters shared, its own budgets left (copies of
+    the tick's start) and zeroed counters."""
+    nc = book.advertiser.size
+    return book._replace(remaining_total=book.remaining_total.copy(),
+                         remaining_daily=book.remaining_daily.copy(),
+                         media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
+                         data_cost_micros=np.zeros(nc, np.int64),
+                         outcomes=np.zeros_like(book.outcomes), reach=np.zeros(nc, np.int64))
+
+
+@njit(cache=True)
+def add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers):
+    """A shard's spend and counts added to the books (integer sums: any order is exact)."""
+    for c in range(start_total.size):
+        book.remaining_total[c] -= start_total[c] - shard.remaining_total[c]
+        book.remaining_daily[c] -= start_daily[c] - shard.remaining_daily[c]
+        book.media_micros[c] += shard.media_micros[c]
+        book.fee_micros[c] += shard.fee_micros[c]
+        book.data_cost_micros[c] += shard.data_cost_micros[c]
+        book.reach[c] += shard.reach[c]
+        for k in range(book.outcomes.shape[1]):
+            book.outcomes[c, k] += shard.outcomes[c, k]
+    for mine, theirs in ((sellers.wins, shard_sellers.wins),
+                         (sellers.media_micros, shard_sellers.media_micros),
+                         (sellers.hidden_bids, shard_sellers.hidden_bids)):
+        mine += theirs
+
+
+class Clearing:
+    """Clears ticks with the tick kernel on `threads` threads (this one and a pool);
+    the results are the same whatever the number."""
+
+    def __init__(self, threads: int = 1):
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+        self.user_block = USER_BLOCK  # tests set 1: their markets have a few users
+        self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
+                      if threads > 1 else None)
+        # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
+        self.ticks = self.sharded_ticks = self.undone_ticks = 0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def clear(self, requests: RequestBatch, bids: np.ndarray, mechanism: int,
+              targeting: Targeting, deals: Deals, book: CampaignBook, caps: CapBook,
+              users: UserBook, sellers: SellerBook, bid_book: BidBook | None = None) -> TickResult:
+        """clear_tick's result and book updates, on several threads where exact."""
+        n = requests.time_s.size
+        self.ticks += 1
+        # The bids each publisher received sum float bids, whose sum depends on the
+        # order: with that book a tick clears on one thread.
+        if self._pool is None or bid_book is not None or n < MIN_SHARDED_REQUESTS:
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        bids = np.ascontiguousarray(bids, dtype=np.float64)
+        # The boundaries up to the first request first, as the kernel would cross them.
+        if cross_boundaries_nb(requests.time_s[0], book, caps) <= requests.time_s[-1]:
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        n_shards = SHARDS_PER_THREAD * self.threads
+        order, bounds = shard_orders_nb(requests.user, users.no_id_row, n_shards, self.user_block)
+        orders = [order[bounds[k]:bounds[k + 1]] for k in range(n_shards)]
+        books = [_private_book(book) for _ in range(n_shards)]
+        seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(n_shards)]
+        nc = book.advertiser.size
+        # Rows of whole cache lines: shards on two threads never write the same line.
+        passed_worst = np.zeros((n_shards, -(-nc // 8) * 8), np.int64)[:, :nc]
+        results = [new_result(o.size) for o in orders]
+        next_shard = itertools.count()  # shared by the threads: each takes the next shard left
+
+        def work() -> None:
+            while (k := next(next_shard)) < n_shards:
+                clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
+                                  caps, users, seller_books[k], None, results[k], passed_worst[k])
+
+        others = [self._pool.submit(work) for _ in range(self.threads - 1)]
+        work()
+        for future in others:
+            future.result()
+        budget_left = np.minimum(book.remaining_total, book.remaining_daily)
+        if (passed_worst.sum(axis=0) > budget_left).any():
+            # The order of some budget checks could have mattered: one thread decides.
+            self.undone_ticks += 1
+            for shard_order, shard_result in zip(orders, results):
+                undo_wins_nb(shard_order, requests.user, shard_result, book, caps, users)
+            return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
+                              sellers, bid_book)
+        self.sharded_ticks += 1
+        start_total, start_daily = book.remaining_total.copy(), book.remaining_daily.copy()
+        for shard, shard_sellers in zip(books, seller_books):
+            add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
+        result = new_result(n)
+        for shard_order, shard_result in zip(orders, results):
+            scatter_result_nb(shard_order, shard_result, result)
+        return result
