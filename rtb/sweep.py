@@ -9,25 +9,18 @@ rebuilt from the run reports on disk, so it never depends on which runs happened
 A report that does not parse (damaged by hand or by a disk) is named in a DamagedFile
 warning (rtb.files) and run again.
 
-Workers never outlive the sweep: on Linux the kernel kills a worker when the sweep's
-process dies (PR_SET_PDEATHSIG), elsewhere a watchdog thread in each worker exits when
-its parent changes; an interrupted sweep terminates the runs in progress.
+Local workers never outlive the sweep's process (rtb.worker_pool: they are kept, kernels
+loaded, for the next sweep in the same process); an interrupted sweep terminates the
+runs in progress.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import multiprocessing
-import os
-import signal
 import statistics
-import sys
-import threading
-import time
 import warnings
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +28,7 @@ from typing import Callable, Iterator
 
 import orjson
 
+from rtb import worker_pool
 from rtb.atomic import remove_leftovers, write_atomic
 from rtb.files import DamagedFile
 from rtb.engine import simulate
@@ -141,53 +135,11 @@ def run_one(scenario: Scenario, run: SweepRun) -> bytes:
     return simulate(scenario, run.seed, budget_scale=run.budget_scale).to_json()
 
 
-WATCHDOG_INTERVAL_S = 0.5
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """A local worker's initializer: end this worker when the sweep's process `parent` ends.
-
-    Killing the sweep with SIGKILL (or SIGTERM between its handlers) must not leave
-    workers running a minute-long run for nobody. The kernel's PDEATHSIG acts at once
-    but only on Linux; the watchdog is the portable backstop.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the watchdog remains
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(WATCHDOG_INTERVAL_S)
-        os._exit(1)
-
-    if os.getppid() != parent:  # died before prctl took effect
-        os._exit(1)
-    threading.Thread(target=watch, name="rtb-parent-watchdog", daemon=True).start()
-
-
 @contextmanager
 def _executor(kind: str, workers: int, scheduler: str | None) -> Iterator[Executor]:
     if kind == "local":
-        # Fresh ("spawn") processes: a forked child would inherit the locks of this
-        # process's threads, and each run needs a core and its own memory anyway.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_die_with_parent, initargs=(os.getpid(),))
-        try:
+        with worker_pool.lease(workers) as pool:
             yield pool
-        except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM) or failed: the runs in progress are not
-            # waited for. SIGTERM to this process alone reaches no worker, so they are
-            # terminated here (_processes: the pool has no public handle on them).
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
     elif kind == "dask":
         from distributed import Client  # the optional 'dask' extra
 
@@ -213,11 +165,12 @@ class Runner:
     """Runs batches of jobs: in this process, a local pool or a Dask cluster.
 
     Local, with `workers` N > 1: N - 1 worker processes and this process itself, which
-    runs jobs while the workers start (each pays about 2 s for numba's import and cached
-    kernels) instead of waiting on them. The pool opens with the first batch that needs
-    one and stays open until the `with` block ends, so a search that runs many small
-    batches (rtb.optimize) pays for the workers' start once. Leaving the block by an
-    exception (Ctrl-C) terminates the runs in progress."""
+    runs jobs while the workers start (a fresh one pays about 1.5 s for numba's import
+    and cached kernels) instead of waiting on them. The workers are the process's pool
+    (rtb.worker_pool), taken at the first batch that needs one: a search that runs many
+    small batches (rtb.optimize), and any later block asking for as many workers, pays
+    for their start once. Leaving the block by an exception (Ctrl-C) terminates the runs
+    in progress."""
 
     def __init__(self, workers: int = 1, executor: str = "local", scheduler: str | None = None):
         if executor not in EXECUTORS:
