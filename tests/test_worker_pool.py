@@ -46,9 +46,8 @@ def _running(pid: int) -> bool:
 
 
 def test_the_same_worker_serves_two_sweeps_with_the_bytes_of_a_serial_run(two_hour_spec, tmp_path):
-    # Two runs and two workers: both go to the pool's one worker (this process only
-    # runs a job when more are waiting), so the worker runs all four, the second
-    # sweep's after the first's.
+    # Two runs and two workers: the pool's one worker runs each sweep's first run,
+    # this process the second.
     first, second = sw.plan([0.5], [3, 4]), sw.plan([2.0], [3, 5])
     sw.sweep(two_hour_spec, first, tmp_path / "a", workers=2)
     pids = _pids()
@@ -59,6 +58,26 @@ def test_the_same_worker_serves_two_sweeps_with_the_bytes_of_a_serial_run(two_ho
         for run in runs:
             expected = simulate(two_hour_spec, run.seed, budget_scale=run.budget_scale).to_json()
             assert (tmp_path / folder / run.file_name).read_bytes() == expected, run
+
+
+def _nap(scenario, run) -> bytes:
+    """A worker's job that takes a second and says which process ran it."""
+    time.sleep(1.0)
+    return str(os.getpid()).encode()
+
+
+def test_the_batch_is_shared_to_the_end_not_queued_behind_a_worker(tmp_path, monkeypatch):
+    # A worker is handed a job only when it is free: with one job queued behind the
+    # one it runs, it would run three of these four while this process ran one.
+    monkeypatch.setattr(sw, "run_one", _nap)
+    jobs = [sw.Job(None, sw.SweepRun(1.0, seed), tmp_path / f"{seed}") for seed in range(4)]
+    with sw.Runner(workers=2) as runner:
+        runner.run(jobs[:2])  # starts the worker
+        for job in jobs[:2]:
+            job.path.unlink()
+        runner.run(jobs)
+    ran_by = [int(job.path.read_bytes()) for job in jobs]
+    assert ran_by[2:] == [os.getpid()] * 2 and os.getpid() not in ran_by[:2]
 
 
 def test_ctrl_c_in_a_block_terminates_the_workers_and_the_next_block_starts_anew(
