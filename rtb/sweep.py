@@ -167,11 +167,12 @@ class Runner:
 
     Local, with `workers` N > 1: N - 1 worker processes and this process itself, which
     runs jobs while the workers start (a fresh one pays about 1.5 s for numba's import
-    and cached kernels) instead of waiting on them. The workers are the process's pool
-    (rtb.worker_pool), taken at the first batch that needs one: a search that runs many
-    small batches (rtb.optimize), and any later block asking for as many workers, pays
-    for their start once. Leaving the block by an exception (Ctrl-C) terminates the runs
-    in progress."""
+    and cached kernels) instead of waiting on them, and once they are warm runs as fast
+    as one more worker would, without another process's memory. The workers are the
+    process's pool (rtb.worker_pool), taken at the first batch that needs one: a search
+    that runs many small batches (rtb.optimize), and any later block asking for as many
+    workers, pays for their start once. Leaving the block by an exception (Ctrl-C)
+    terminates the runs in progress."""
 
     def __init__(self, workers: int = 1, executor: str = "local", scheduler: str | None = None):
         if executor not in EXECUTORS:
