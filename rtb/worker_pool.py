@@ -1,22 +1,25 @@
 """The local worker processes of sweeps, plans and searches: one pool per process, kept
 from one batch of runs to the next.
 
-A fresh worker pays about 1.5 s before its first run ends sooner than it would warm:
-importing numba and rtb, then loading the cached kernels. For a minute of runs that is
-little, but a sweep of eight one-second runs on two cores loses a fifth of its second
-core to it, and a search (rtb.optimize) or a session that runs sweep after sweep would
-pay it every time. So the pool outlives the Runner block that started it: the next
-block asking for as many workers gets the same processes, kernels loaded. It ends when
-this process ends (concurrent.futures joins idle workers at exit), when a block asks
-for another number of workers and no block is using it, or when a block leaves by an
-exception (Ctrl-C, SIGTERM, a failed run): then the runs in progress are terminated,
-not waited for, and the next block starts new workers.
+A fresh worker's first run ends about 1.5 s later than a warm one's: importing numba
+and rtb (0.8-0.9 s), then loading the cached kernels (0.5-0.6 s). For a minute of runs
+that is little, but a sweep of eight one-second runs on two cores loses a fifth of its
+second core to it, and a session that runs sweep after sweep (a script of plans, a
+notebook) would pay it every time. So the pool outlives the Runner block that started
+it: the next block asking for as many workers gets the same processes, kernels loaded.
+It ends when this process ends (concurrent.futures joins idle workers at exit), when a
+block asks for another number of workers and no block is using it, or when a block
+leaves by an exception (Ctrl-C, SIGTERM, a failed run): then the runs in progress are
+terminated, not waited for, and the next block starts new workers.
 
 Workers are fresh ("spawn") processes, not forks of this one: a fork would inherit the
 locks of this process's threads (a progress bar's timer, a Dask client) and each run
-needs a core and its own memory anyway. They never outlive this process: on Linux the
-kernel kills a worker when its parent dies (PR_SET_PDEATHSIG), elsewhere a watchdog
-thread in each worker exits when its parent changes.
+needs a core and its own memory anyway. Nor forks of a forkserver that loaded the
+kernels (docs/performance.md): with two workers its start costs what a worker's does,
+and a process that has run a simulation has native threads beside the main one
+(numpy's OpenBLAS and one the run starts). Workers never outlive this process: on
+Linux the kernel kills a worker when its parent dies (PR_SET_PDEATHSIG), elsewhere a
+watchdog thread in each worker exits when its parent changes.
 
 A worker keeps no state from one run to the next that a run could read: every run
 builds its world from the scenario and the seed, a user's strategy module is imported
