@@ -234,8 +234,8 @@ class Runner:
                 job = todo.popleft()
                 try:
                     future = pool.submit(run_one, job.scenario, job.run)
-                except Exception:  # the pool broke (a worker killed): this process runs it,
-                    todo.appendleft(job)  # and the broken runs' futures stop the batch
+                except RuntimeError:  # the pool broke (a worker killed) or was shut down:
+                    todo.appendleft(job)  # this process runs it; broken runs stop the batch
                     return
                 pending[future] = job
             future.add_done_callback(feed)

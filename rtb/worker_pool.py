@@ -38,7 +38,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1

@@ -90,9 +90,8 @@ def test_ctrl_c_in_a_block_terminates_the_workers_and_the_next_block_starts_anew
         seen.update(_pids())
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        with sw.Runner(workers=2) as runner:
-            runner.run(jobs, interrupt)
+    with pytest.raises(KeyboardInterrupt), sw.Runner(workers=2) as runner:
+        runner.run(jobs, interrupt)
     assert len(seen) == 1 and _gone(seen)
     assert worker_pool._shared is None
     with sw.Runner(workers=2) as runner:
