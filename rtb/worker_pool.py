@@ -36,9 +36,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from collections.abc import Iterator
 
 WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1
