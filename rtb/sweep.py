@@ -218,8 +218,8 @@ class Runner:
 
         A worker holds only the job it runs, never one queued behind it: a queued job
         cannot be taken back (the pool marks it running once queued), so the batch's
-        last jobs would wait for that worker while this process sat idle (8 one-second
-        runs on two processes took 5 s instead of 4). A worker is handed its next job
+        last jobs would wait for that worker while this process sat idle (8 equal runs on
+        two processes took as long as 5 in a row, not 4). A worker is handed its next job
         by a callback in the pool's result thread as its run ends, not when this
         process's own run ends. Reports are written and `saved` called here only."""
         pool = self._pool
