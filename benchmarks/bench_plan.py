@@ -3,11 +3,12 @@ against two, in the same run.
 
 Run: pytest benchmarks/bench_plan.py --benchmark-only -s
 Each timed plan is a whole run_plan() into a fresh folder, as the command does it: with
-two workers, one worker process (its start and numba's cached kernels included) and this
-process; with one, this process alone. The kernels are compiled and loaded here by an
-untimed warm-up first, so the one-worker plan pays no compile either. The two are timed
-alternately, ROUNDS times each, so a busy neighbour slows both alike; the ratio of the
-medians is the speed-up.
+two workers, one worker process (its start and numba's cached kernels included: each
+timed plan starts a fresh pool, as `rtb plan` does) and this process; with one, this
+process alone. The kernels are compiled and loaded here by an untimed warm-up first,
+so the one-worker plan pays no compile either. The two are timed alternately, ROUNDS
+times each, so a busy neighbour slows both alike; the ratio of the medians is the
+speed-up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from rtb import load_scenario, simulate
+from rtb import load_scenario, simulate, worker_pool
 from rtb.changes import variant_from_options
 from rtb.plan import run_plan
 
@@ -38,6 +39,7 @@ def _timed_plans(tmp: Path) -> dict[int, list[float]]:
     seconds: dict[int, list[float]] = {1: [], 2: []}
     for k in range(ROUNDS):
         for workers in (1, 2):
+            worker_pool.shutdown()  # not the pool the previous plan left
             start = time.perf_counter()
             run_plan(scenario, _variants(), SEEDS, tmp / f"w{workers}-{k}", workers=workers)
             seconds[workers].append(time.perf_counter() - start)

@@ -9,25 +9,19 @@ rebuilt from the run reports on disk, so it never depends on which runs happened
 A report that does not parse (damaged by hand or by a disk) is named in a DamagedFile
 warning (rtb.files) and run again.
 
-Workers never outlive the sweep: on Linux the kernel kills a worker when the sweep's
-process dies (PR_SET_PDEATHSIG), elsewhere a watchdog thread in each worker exits when
-its parent changes; an interrupted sweep terminates the runs in progress.
+Local workers never outlive the sweep's process (rtb.worker_pool: they are kept, kernels
+loaded, for the next sweep in the same process); an interrupted sweep terminates the
+runs in progress.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import multiprocessing
-import os
-import signal
 import statistics
-import sys
 import threading
-import time
 import warnings
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +29,7 @@ from typing import Callable, Iterator
 
 import orjson
 
+from rtb import worker_pool
 from rtb.atomic import remove_leftovers, write_atomic
 from rtb.files import DamagedFile
 from rtb.engine import simulate
@@ -141,53 +136,11 @@ def run_one(scenario: Scenario, run: SweepRun) -> bytes:
     return simulate(scenario, run.seed, budget_scale=run.budget_scale).to_json()
 
 
-WATCHDOG_INTERVAL_S = 0.5
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """A local worker's initializer: end this worker when the sweep's process `parent` ends.
-
-    Killing the sweep with SIGKILL (or SIGTERM between its handlers) must not leave
-    workers running a minute-long run for nobody. The kernel's PDEATHSIG acts at once
-    but only on Linux; the watchdog is the portable backstop.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the watchdog remains
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(WATCHDOG_INTERVAL_S)
-        os._exit(1)
-
-    if os.getppid() != parent:  # died before prctl took effect
-        os._exit(1)
-    threading.Thread(target=watch, name="rtb-parent-watchdog", daemon=True).start()
-
-
 @contextmanager
 def _executor(kind: str, workers: int, scheduler: str | None) -> Iterator[Executor]:
     if kind == "local":
-        # Fresh ("spawn") processes: a forked child would inherit the locks of this
-        # process's threads, and each run needs a core and its own memory anyway.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_die_with_parent, initargs=(os.getpid(),))
-        try:
+        with worker_pool.lease(workers) as pool:
             yield pool
-        except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM) or failed: the runs in progress are not
-            # waited for. SIGTERM to this process alone reaches no worker, so they are
-            # terminated here (_processes: the pool has no public handle on them).
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
     elif kind == "dask":
         from distributed import Client  # the optional 'dask' extra
 
@@ -213,11 +166,13 @@ class Runner:
     """Runs batches of jobs: in this process, a local pool or a Dask cluster.
 
     Local, with `workers` N > 1: N - 1 worker processes and this process itself, which
-    runs jobs while the workers start (each pays about 2 s for numba's import and cached
-    kernels) instead of waiting on them. The pool opens with the first batch that needs
-    one and stays open until the `with` block ends, so a search that runs many small
-    batches (rtb.optimize) pays for the workers' start once. Leaving the block by an
-    exception (Ctrl-C) terminates the runs in progress."""
+    runs jobs while the workers start (a fresh one pays about 1.5 s for numba's import
+    and cached kernels) instead of waiting on them, and once they are warm runs as fast
+    as one more worker would, without another process's memory. The workers are the
+    process's pool (rtb.worker_pool), taken at the first batch that needs one: a search
+    that runs many small batches (rtb.optimize), and any later block asking for as many
+    workers, pays for their start once. Leaving the block by an exception (Ctrl-C)
+    terminates the runs in progress."""
 
     def __init__(self, workers: int = 1, executor: str = "local", scheduler: str | None = None):
         if executor not in EXECUTORS:
@@ -252,27 +207,76 @@ class Runner:
         if self._pool is None:
             size = self.workers - 1 if local else self.workers
             self._pool = self._stack.enter_context(_executor(self.executor, size, self.scheduler))
-        # Local workers get at most one job queued beyond the one they run, so the
-        # batch's tail is shared with this process; Dask schedules everything itself.
-        in_flight = self.workers if local else len(todo)
-        pending: dict = {}
+        if local:
+            self._share(todo, save)
+        else:
+            self._hand_over(todo, save)
+
+    def _share(self, todo: deque[Job], save: Callable[[Job, bytes], None]) -> None:
+        """Run the batch on the local workers and in this process, each taking the next
+        job the moment it is free: workers from the front, this process from the end.
+
+        A worker holds only the job it runs, never one queued behind it: a queued job
+        cannot be taken back (the pool marks it running once queued), so the batch's
+        last jobs would wait for that worker while this process sat idle (8 equal runs on
+        two processes took as long as 5 in a row, not 4). A worker is handed its next job
+        by a callback in the pool's result thread as its run ends, not when this
+        process's own run ends. Reports are written and `saved` called here only."""
+        pool = self._pool
+        lock = threading.Lock()  # todo, pending and stopped, shared with the result thread
+        pending: dict[Future, Job] = {}
+        stopped = False
+
+        def feed(_done: Future | None = None) -> None:
+            with lock:
+                if stopped or not todo:
+                    return
+                job = todo.popleft()
+                try:
+                    future = pool.submit(run_one, job.scenario, job.run)
+                except RuntimeError:  # the pool broke (a worker killed) or was shut down:
+                    todo.appendleft(job)  # this process runs it; broken runs stop the batch
+                    return
+                pending[future] = job
+            future.add_done_callback(feed)
 
         def harvest(block: bool) -> None:
-            done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            with lock:
+                running = list(pending)
+            done, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
             for future in done:
-                save(pending.pop(future), future.result())
+                with lock:
+                    job = pending.pop(future)
+                save(job, future.result())
 
         try:
-            while todo or pending:
-                while todo and len(pending) < in_flight:
-                    job = todo.popleft()
-                    pending[self._pool.submit(run_one, job.scenario, job.run)] = job
-                if local and todo:
-                    job = todo.pop()  # from the end: the workers keep the batch's order
-                    save(job, run_one(job.scenario, job.run))
-                    harvest(block=False)
-                else:
-                    harvest(block=True)
+            for _ in range(self.workers - 1):
+                feed()
+            while True:
+                with lock:
+                    job = todo.pop() if todo else None  # from the end: the workers keep the order
+                if job is None:
+                    break
+                save(job, run_one(job.scenario, job.run))
+                harvest(block=False)
+            while pending:
+                harvest(block=True)
+        except BaseException:
+            with lock:
+                stopped = True
+                running = list(pending)
+            for future in running:  # not under the lock: a cancelled future calls feed
+                future.cancel()
+            raise
+
+    def _hand_over(self, todo: deque[Job], save: Callable[[Job, bytes], None]) -> None:
+        """Every job to the Dask cluster at once: it schedules them itself."""
+        pending = {self._pool.submit(run_one, job.scenario, job.run): job for job in todo}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    save(pending.pop(future), future.result())
         except BaseException:
             for future in pending:
                 future.cancel()
