@@ -31,9 +31,10 @@ import orjson
 
 from rtb import worker_pool
 from rtb.atomic import remove_leftovers, write_atomic
-from rtb.files import DamagedFile
 from rtb.engine import simulate
+from rtb.files import DamagedFile
 from rtb.scenario import Scenario
+from rtb.shards import default_threads
 
 SUMMARY_FILE = "sweep.json"
 SUMMARY_VERSION = 2  # 2: the ranges over seeds
@@ -131,9 +132,10 @@ def strategy_sources(scenario: Scenario) -> dict[str, str | None]:
             for c in scenario.campaigns if c.strategy is not None and c.strategy.kind == "python"}
 
 
-def run_one(scenario: Scenario, run: SweepRun) -> bytes:
-    """One run's report, as `rtb run` would write it (a worker's job: module level)."""
-    return simulate(scenario, run.seed, budget_scale=run.budget_scale).to_json()
+def run_one(scenario: Scenario, run: SweepRun, threads: int | None = None) -> bytes:
+    """One run's report, as `rtb run` would write it (a worker's job: module level).
+    threads: the run's (default: the cores); the report is the same whatever it is."""
+    return simulate(scenario, run.seed, budget_scale=run.budget_scale, threads=threads).to_json()
 
 
 @contextmanager
@@ -178,6 +180,10 @@ class Runner:
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
         self.workers, self.executor, self.scheduler = workers, executor, scheduler
+        # Local runs going at once share the cores: each gets its share of them (one
+        # core each with two workers on two cores). A Dask worker's run takes its own.
+        self._threads = (max(1, default_threads() // max(1, workers)) if executor == "local"
+                         else None)
         self._stack = ExitStack()
         self._pool: Executor | None = None
 
@@ -200,7 +206,7 @@ class Runner:
         local = self.executor == "local"
         if local and (self.workers <= 1 or len(todo) <= 1):
             for job in todo:
-                save(job, run_one(job.scenario, job.run))
+                save(job, run_one(job.scenario, job.run, self._threads))
             return
         if not todo:
             return
@@ -233,7 +239,7 @@ class Runner:
                     return
                 job = todo.popleft()
                 try:
-                    future = pool.submit(run_one, job.scenario, job.run)
+                    future = pool.submit(run_one, job.scenario, job.run, self._threads)
                 except RuntimeError:  # the pool broke (a worker killed) or was shut down:
                     todo.appendleft(job)  # this process runs it; broken runs stop the batch
                     return
@@ -257,7 +263,7 @@ class Runner:
                     job = todo.pop() if todo else None  # from the end: the workers keep the order
                 if job is None:
                     break
-                save(job, run_one(job.scenario, job.run))
+                save(job, run_one(job.scenario, job.run, self._threads))
                 harvest(block=False)
             while pending:
                 harvest(block=True)
@@ -271,7 +277,7 @@ class Runner:
 
     def _hand_over(self, todo: deque[Job], save: Callable[[Job, bytes], None]) -> None:
         """Every job to the Dask cluster at once: it schedules them itself."""
-        pending = {self._pool.submit(run_one, job.scenario, job.run): job for job in todo}
+        pending = {self._pool.submit(run_one, job.scenario, job.run, self._threads): job for job in todo}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

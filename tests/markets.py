@@ -381,11 +381,11 @@ def interrupt_run_at(monkeypatch, n: int) -> list:
 
     real, calls = sw.run_one, []
 
-    def interrupted(scenario, run):
+    def interrupted(scenario, run, threads=None):
         calls.append(run)
         if len(calls) == n:
             raise KeyboardInterrupt
-        return real(scenario, run)
+        return real(scenario, run, threads)
 
     monkeypatch.setattr(sw, "run_one", interrupted)
     return calls

@@ -69,10 +69,10 @@ def test_ctrl_c_keeps_finished_runs_and_writes_no_partial_file(two_hour_spec, tm
     runs = sw.plan([0.5, 1.0, 2.0], [7])
     real = sw.run_one
 
-    def interrupted_second(scenario, run):
+    def interrupted_second(scenario, run, threads=None):
         if run == runs[1]:
             raise KeyboardInterrupt
-        return real(scenario, run)
+        return real(scenario, run, threads)
 
     monkeypatch.setattr(sw, "run_one", interrupted_second)
     with pytest.raises(sw.SweepInterrupted) as stop:

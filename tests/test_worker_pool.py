@@ -60,7 +60,7 @@ def test_the_same_worker_serves_two_sweeps_with_the_bytes_of_a_serial_run(two_ho
             assert (tmp_path / folder / run.file_name).read_bytes() == expected, run
 
 
-def _nap(scenario, run) -> bytes:
+def _nap(scenario, run, threads=None) -> bytes:
     """A worker's job that takes a second and says which process ran it."""
     time.sleep(1.0)
     return str(os.getpid()).encode()
