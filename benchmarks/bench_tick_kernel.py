@@ -388,7 +388,8 @@ def _threads_run(batch: TickBatch) -> dict[int, float]:
                 result = clearing.clear(batch.req, batch.bids, T.MECHANISM_SECOND, batch.targeting,
                                         batch.deals, *batch.work)
                 best[threads] = min(best[threads], time.perf_counter() - t0)
-                books[threads] = (result, [_fresh(part) for part in batch.work])
+                books[threads] = (result, [[np.array(a, copy=True) for a in part]
+                                           for part in batch.work])
     finally:
         for clearing in clearings.values():
             clearing.close()

@@ -49,9 +49,12 @@ from rtb.kernel import (
 )
 from rtb.types import RequestBatch
 
-# Shards per thread: each thread takes the next shard left, so a thread that another
-# job (the next tick's draws) slows down takes fewer. Any number gives the same result.
-SHARDS_PER_THREAD = 4
+# Shards per thread; each thread takes the next shard left. More would let a thread
+# slowed by another job take fewer, but a shard's requests are scattered over the
+# tick: 8 shards of a 200,000-request batch, cleared one after another, took 1.3x
+# the time of 2 (benchmarks/bench_tick_kernel.py's batch). Any number gives the same
+# result.
+SHARDS_PER_THREAD = 1
 # Users per block of a shard: per-user rows are at least a byte and cache lines 64
 # bytes, so two shards never write the same line of a per-user book (two cores writing
 # one line pass it back and forth at each write).
@@ -197,16 +200,17 @@ class Clearing:
         n_shards = SHARDS_PER_THREAD * self.threads
         order, bounds = shard_orders_nb(requests.user, users.no_id_row, n_shards, self.user_block)
         orders = [order[bounds[k]:bounds[k + 1]] for k in range(n_shards)]
-        books = [_private_book(book) for _ in range(n_shards)]
-        seller_books = [SellerBook(*(np.zeros_like(a) for a in sellers)) for _ in range(n_shards)]
-        nc = book.advertiser.size
-        # Rows of whole cache lines: shards on two threads never write the same line.
-        passed_worst = np.zeros((n_shards, -(-nc // 8) * 8), np.int64)[:, :nc]
-        results = [new_result(o.size) for o in orders]
+        books, seller_books, results, passed_worst = ([None] * n_shards for _ in range(4))
         next_shard = itertools.count()  # shared by the threads: each takes the next shard left
 
         def work() -> None:
             while (k := next(next_shard)) < n_shards:
+                # Allocated by the thread that writes them: apart from the other
+                # threads' (two cores writing one cache line pass it back and forth).
+                books[k] = _private_book(book)
+                seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
+                results[k] = new_result(orders[k].size)
+                passed_worst[k] = np.zeros(book.advertiser.size, np.int64)
                 clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
                                   caps, users, seller_books[k], None, results[k], passed_worst[k])
 
@@ -215,7 +219,7 @@ class Clearing:
         for future in others:
             future.result()
         budget_left = np.minimum(book.remaining_total, book.remaining_daily)
-        if (passed_worst.sum(axis=0) > budget_left).any():
+        if (np.sum(passed_worst, axis=0) > budget_left).any():
             # The order of some budget checks could have mattered: one thread decides.
             self.undone_ticks += 1
             for shard_order, shard_result in zip(orders, results):
