@@ -25,6 +25,7 @@ speed; with the books, the second reaches about half only at 128 (docs/auction.m
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -415,3 +416,38 @@ def test_kernel_two_threads_vs_one(benchmark, batch, capsys):
               f" two {N_REQ / seconds[2] / 1e6:6.2f} M/s, speed-up {speedup:.2f}x"
               f" (target >= {THREADS_TARGET}x)")
     assert speedup >= THREADS_TARGET
+
+
+def test_two_independent_kernels_at_once(benchmark, batch, capsys):
+    """What this machine's two cores give a one-thread kernel: the same batch cleared
+    by two kernels at once, each on its own copy of the books (nothing shared), against
+    one alone. Sharding cannot beat this throughput ratio."""
+    other = TickBatch(batch.nc)
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def run() -> tuple[float, float]:
+        alone = together = np.inf
+        for _ in range(RATIO_REPEATS):
+            batch.reset()
+            t0 = time.perf_counter()
+            batch.kernel()
+            alone = min(alone, time.perf_counter() - t0)
+            batch.reset()
+            other.reset()
+            t0 = time.perf_counter()
+            future = pool.submit(other.kernel)
+            batch.kernel()
+            future.result()
+            together = min(together, time.perf_counter() - t0)
+        return alone, together
+
+    try:
+        alone, together = benchmark.pedantic(run, rounds=1, iterations=1)
+    finally:
+        pool.shutdown()
+    ratio = 2 * alone / together
+    benchmark.extra_info.update({"n_campaigns": batch.nc, "alone_s": alone, "together_s": together,
+                                 "throughput_ratio": ratio})
+    with capsys.disabled():
+        print(f"\n{batch.nc:4d} campaigns: one kernel alone {alone * 1e3:.1f} ms, two at once"
+              f" {together * 1e3:.1f} ms: {ratio:.2f}x the throughput of one")
