@@ -149,10 +149,10 @@ SEEK_MARKET_PRICE = 3  # the market won in second price: the best bid above the 
 FOUND = 4
 
 
-@njit(cache=True, nogil=True)
 def clear_tick_nb(req, bids, mechanism, targeting, deals, book, caps, users, sellers, bid_book,
                   result):
-    """Clear a tick's n requests in time order (see clear_requests_nb)."""
+    """Clear a tick's n requests in time order (see clear_requests_nb). Plain Python:
+    a numba wrapper would compile the whole kernel again into itself."""
     clear_requests_nb(np.arange(bids.shape[0]), req, bids, mechanism, targeting, deals, book, caps,
                       users, sellers, bid_book, result, np.zeros(bids.shape[1], np.int64))
 
