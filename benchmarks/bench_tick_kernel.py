@@ -35,7 +35,8 @@ from numba import njit
 
 from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campaign_words,
                        encode_touch, new_result, new_seller_book)
-from rtb.kernel import PREFETCH_AHEAD, clear_tick_nb, prefetch_row
+from rtb.kernel import clear_tick_nb
+from rtb.prefetch import PREFETCH_AHEAD, prefetch_row
 from rtb.layout import row_layout
 from rtb.shards import Clearing
 from rtb.state import new_user_rows, user_rows

@@ -3,7 +3,7 @@ request of each stage of rtb.exchange.Exchange, and the glue after the kernel al
 
 Run (from the repository root; a plain script, not collected by pytest):
 
-    PYTHONPATH=. python benchmarks/tick_stages.py [DAYS] [RUNS]   # the stages
+    PYTHONPATH=. python benchmarks/tick_stages.py [DAYS] [RUNS] [--threads=N]  # the stages
     PYTHONPATH=. python benchmarks/tick_stages.py --glue           # the glue alone
 
 Stages are timed by wrapping the Exchange's methods, in wall time and in the calling
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import rtb.exchange as ex
+from rtb.shards import Clearing
 from rtb import load_scenario, simulate
 
 LARGE = Path(__file__).resolve().parents[1] / "scenarios" / "large.toml"
@@ -42,7 +43,7 @@ def _large(days: float):
     return s.model_copy(update={"simulation": s.simulation.model_copy(update={"duration": days * 86_400})})
 
 
-def stages(days: float, runs: int) -> None:
+def stages(days: float, runs: int, threads: int | None) -> None:
     wall, cpu, lock, count = defaultdict(float), defaultdict(float), threading.Lock(), [0]
 
     def timed(name, fn):
@@ -60,7 +61,8 @@ def stages(days: float, runs: int) -> None:
     for name in STAGES:
         if hasattr(ex.Exchange, name):
             setattr(ex.Exchange, name, timed(name, getattr(ex.Exchange, name)))
-    ex.clear_tick = timed("clear_tick", ex.clear_tick)
+    # The kernel on its threads (rtb.shards): cpu is the clearing thread's share only.
+    Clearing.clear = timed("clear_tick", Clearing.clear)
     run_tick = ex.Exchange.run_tick
 
     def counted(self, *args, **kwargs):
@@ -70,13 +72,13 @@ def stages(days: float, runs: int) -> None:
 
     ex.Exchange.run_tick = counted
     scenario = _large(days)
-    simulate(scenario)
+    simulate(scenario, threads=threads)
     best: dict[str, float] = {}
     for _ in range(runs):
         wall.clear(), cpu.clear()
         count[0] = 0
         t = time.perf_counter()
-        simulate(scenario)
+        simulate(scenario, threads=threads)
         row = {"wall_s": (time.perf_counter() - t) * 1e9 / count[0]}
         for clock, tag in ((wall, "wall"), (cpu, "cpu")):
             clock["POST_KERNEL"] = (clock["run_tick"] - clock["_inputs"] - clock["_floors_in_force"]
@@ -131,4 +133,6 @@ if __name__ == "__main__":
         glue()
     else:
         args = [a for a in sys.argv[1:] if not a.startswith("-")]
-        stages(float(args[0].rstrip("d")) if args else 1.0, int(args[1]) if len(args) > 1 else 3)
+        threads = next((int(a.split("=")[1]) for a in sys.argv if a.startswith("--threads=")), None)
+        stages(float(args[0].rstrip("d")) if args else 1.0, int(args[1]) if len(args) > 1 else 3,
+               threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from dmp.identity import (
     Identity,
@@ -14,7 +15,8 @@ from dmp.identity import (
     per_id,
     trivial_identity,
 )
-from dmp.sampling import AliasTable, alias_draw, alias_table
+from dmp.sampling import DRAW_AHEAD, AliasTable, alias_draw_ids_nb, alias_table
+from rtb.prefetch import prefetch_item
 from rtb.scenario import DmpSpec
 from rtb.seeding import stream
 from rtb.types import DEVICES
@@ -144,5 +146,38 @@ def draw_users(audience: Audience, device: np.ndarray, rng: np.random.Generator)
             continue
         if sampler is None:
             raise ValueError(f"requests for {DEVICES[d]} slots but the DMP has no {DEVICES[d]} users")
-        users[rows] = ids[alias_draw(sampler, u_index[rows], u_keep[rows])]
+        alias_draw_ids_nb(sampler.threshold, sampler.alias, ids, u_index, u_keep, rows, users)
     return users
+
+
+class UserTruth(NamedTuple):
+    """What the audience knows of each request's device-user (the truth, not its id)."""
+
+    geo: np.ndarray  # u1[n]
+    ctr: np.ndarray  # f4[n]: the user's click propensity
+    segments: np.ndarray  # u4/u8[n]
+
+
+def user_truth(audience: Audience, device_user: np.ndarray) -> UserTruth:
+    """The requests' device-users' geo, propensity and segments: one pass that reads
+    the three per-user arrays (millions of entries) with their lines requested ahead."""
+    n = device_user.size
+    out = UserTruth(np.empty(n, audience.user_geo.dtype), np.empty(n, audience.user_ctr.dtype),
+                    np.empty(n, audience.user_segments.dtype))
+    _gather_nb(device_user, audience.user_geo, audience.user_ctr, audience.user_segments, *out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _gather_nb(device_user, geo_of, ctr_of, segments_of, geo, ctr, segments):
+    n = device_user.size
+    for i in range(n):
+        if i + DRAW_AHEAD < n:
+            v = device_user[i + DRAW_AHEAD]
+            prefetch_item(geo_of, v)
+            prefetch_item(ctr_of, v)
+            prefetch_item(segments_of, v)
+        v = device_user[i]
+        geo[i] = geo_of[v]
+        ctr[i] = ctr_of[v]
+        segments[i] = segments_of[v]

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dmp.audience import draw_users
+from dmp.audience import draw_users, user_truth
 from dmp.behaviour import AdOutcomes, organic_conversions
 from dmp.identity import current_ids
 from dsp.adaptive import Learners
@@ -240,21 +240,21 @@ class Exchange:
         # The id the request carries (the device's id alive at its time, a login id, or
         # a no-id row without consent); the truth stays with the device-user.
         user = current_ids(aud.identity, device_user, time_s)
-        geo = aud.user_geo[device_user]
+        truth = user_truth(aud, device_user)
+        geo = truth.geo
         # Every request gets its uniforms whatever happens to it, so the streams stay
         # aligned across strategies (common random numbers).
         u_click, u_convert, u_delay = self.rng_outcomes.random((3, n))
         u_pace = self.rng_pace.random(n)
         floor_cpm = (m.floors.table[slot, geo] if not m.floors.groups else np.full(n, np.nan))
         # Per-user lookups in arrays of millions are cache misses: done here, where
-        # they can run ahead of the clearing thread.
+        # they can run ahead of the clearing thread (user_truth requests them ahead).
         return RequestBatch(
             time_s=time_s, slot=slot, target_row=target_row, publisher=inv.slot_publisher[slot],
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
             user=user, device_user=device_user,
             person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
-            geo=geo, user_ctr=aud.user_ctr[device_user],
-            user_segments=aud.user_segments[device_user], u_pace=u_pace, u_click=u_click,
+            geo=geo, user_ctr=truth.ctr, user_segments=truth.segments, u_pace=u_pace, u_click=u_click,
             u_convert=u_convert, u_delay=u_delay)
 
     def _prepare(self, t0: float, t1: float) -> TickInputs:

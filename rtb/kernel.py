@@ -13,16 +13,14 @@ wrapper.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
+from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic
 
 from rtb import types as T
 from rtb.books import (BID_BIN_BASE, BID_BIN_SHIFT, NO_TOUCH, BidBook, CampaignBook, CapBook,
                        Deals, SellerBook, Targeting, TickResult, UserBook, book_touch,
                        new_result, wide_touch)
+from rtb.prefetch import PREFETCH_AHEAD, prefetch_item, prefetch_row
 from rtb.types import RequestBatch
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
@@ -69,71 +67,6 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, column, c, t)
 NO_KEY = -(1 << 63)
 OPEN_KEY_BASE = NO_KEY + 1
 MAX_BID_KEY = int(np.array(T.MAX_BID_CPM).view(np.int64))
-PREFETCH_AHEAD = 8  # requests: about one main-memory latency of work
-
-
-@intrinsic
-def prefetch_row(typingctx, array, row):
-    """Hint the CPU to fetch row `row` of a 2-D array (its columns contiguous) into cache.
-
-    The kernel's per-user rows (caps, exposures, touches) are random reads in arrays
-    of up to gigabytes; fetched a few requests ahead they overlap instead of stalling
-    the loop one after another. Each cache line of the row's columns is requested (a
-    column view of the run's user rows, rtb/layout.py: its own part of the row).
-    """
-    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout in "CA"):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
-        width = cgutils.unpack_tuple(builder, ary.shape)[1]
-        item = ir.Constant(stride.type, context.get_abi_sizeof(
-            context.get_data_type(signature.args[0].dtype)))
-        row_bytes = builder.mul(width, item)
-        start = builder.mul(args[1], stride)
-        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        line = ir.Constant(row_bytes.type, 64)
-        # A column view may start inside a line: one line more covers its end.
-        spill = 63 if signature.args[0].layout == "C" else 127
-        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, spill)), line)
-        with cgutils.for_range(builder, n_lines) as loop:
-            at = builder.add(start, builder.mul(loop.index, line))
-            # (address, write, locality 3 = keep in all levels, data cache)
-            builder.call(prefetch, [builder.gep(base, [at]), i32(1), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, row), codegen
-
-
-@intrinsic
-def prefetch_item(typingctx, array, index):
-    """Hint the CPU to fetch the cache line of item `index` of a 1-D array.
-
-    A shard (rtb/shards.py) clears every few requests of the tick: its requests' fields
-    and bid rows are then scattered reads, which the CPU's own prefetcher does not
-    follow.
-    """
-    if not (isinstance(array, types.Array) and array.ndim == 1):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
-        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        at = builder.mul(args[1], stride)
-        builder.call(prefetch, [builder.gep(base, [at]), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, index), codegen
-
-
 @njit(cache=True, inline="always")
 def _bid_value_nb(b):
     """A candidate's bid as it competes and pays: -0.0 as 0, capped at MAX_BID_CPM."""

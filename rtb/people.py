@@ -18,11 +18,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
+from rtb.prefetch import PREFETCH_AHEAD, prefetch_cell
 from rtb.types import CAP_CALENDAR, CAP_ROLLING
 
 HISTOGRAM_BINS = 10  # people reached 1, 2, ..., 9, and 10 or more times
@@ -109,36 +107,6 @@ def new_people_book(market, people: int | None = None) -> PeopleBook:
     )
 
 
-PREFETCH_AHEAD = 8  # impressions: about one main-memory latency of work (as the kernel's)
-
-
-@intrinsic
-def _prefetch_cell(typingctx, array, row, col):
-    """Hint the CPU to fetch the cache line of array[row, col] (a 2-D array, any strides).
-
-    A person's cells are random reads in arrays of hundreds of megabytes; requested a
-    few impressions ahead, their misses overlap instead of stalling one after another.
-    """
-    if not (isinstance(array, types.Array) and array.ndim == 2):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        stride_row, stride_col = cgutils.unpack_tuple(builder, ary.strides)
-        r = context.cast(builder, args[1], signature.args[1], types.intp)
-        c = context.cast(builder, args[2], signature.args[2], types.intp)
-        at = builder.add(builder.mul(r, stride_row), builder.mul(c, stride_col))
-        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # (address, write, locality 3 = keep in all levels, data cache)
-        builder.call(prefetch, [builder.gep(base, [at]), i32(1), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, row, col), codegen
-
-
 @njit(cache=True, nogil=True)
 def _roll_windows_nb(window_end_s, window_s, counts, col, t):
     """Start the window containing t for every calendar cap whose window has ended by t:
@@ -179,15 +147,15 @@ def record_people_nb(time_s, person, campaign, exposures, adv_exposures, cap_kin
         j = i + PREFETCH_AHEAD
         if j < n and person[j] >= 0:
             q, d = person[j], campaign[j]
-            _prefetch_cell(exposures, q, d)
-            _prefetch_cell(adv_exposures, q, advertiser[d])
+            prefetch_cell(exposures, q, d)
+            prefetch_cell(adv_exposures, q, advertiser[d])
             if cap_kind[d] == CAP_CALENDAR:
-                _prefetch_cell(counts, q, cap_col[d])
+                prefetch_cell(counts, q, cap_col[d])
             elif cap_kind[d] == CAP_ROLLING:
-                _prefetch_cell(times, q, cap_col[d])
-                _prefetch_cell(times, q, cap_col[d] + cap_limit[d] - 1)
+                prefetch_cell(times, q, cap_col[d])
+                prefetch_cell(times, q, cap_col[d] + cap_limit[d] - 1)
             if adv_col[advertiser[d]] >= 0:
-                _prefetch_cell(adv_counts, q, adv_col[advertiser[d]])
+                prefetch_cell(adv_counts, q, adv_col[advertiser[d]])
         p = person[i]
         c = campaign[i]
         t = time_s[i]

@@ -4,7 +4,6 @@ rtb.simulate(strategies=...): read-time checks, run-time checks, folder identity
 from __future__ import annotations
 
 import json
-import textwrap
 import tomllib
 from pathlib import Path
 

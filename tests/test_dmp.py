@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmp.audience import build_audience, draw_users
+from dmp.audience import build_audience, draw_users, user_truth
 from dmp.behaviour import ad_outcomes, build_behaviour, organic_conversions
-from dmp.sampling import alias_draw, alias_table
+from dmp.sampling import alias_draw, alias_draw_ids_nb, alias_table
 from rtb.scenario import DmpSpec, parse_scenario
 from rtb.seeding import stream
 from rtb.types import CLOCK_UNITS_PER_S, DEVICES, FORMATS, on_clock
@@ -50,6 +50,23 @@ def test_alias_table_probabilities_exact():
     p = t.threshold / k
     np.add.at(p, t.alias, (1 - t.threshold) / k)
     np.testing.assert_allclose(p, weights / weights.sum(), atol=1e-12)
+
+
+@pytest.mark.parametrize("k, m", [(1, 5), (7, 40), (5_000, 3), (100_000, 30_000)])
+def test_alias_draw_ids_is_alias_draw(k, m):
+    """The prefetching draw the exchange uses gives alias_draw's ids, bit for bit, on
+    any subset of the requests (one device's rows), whatever the sizes against its
+    look-ahead."""
+    rng = stream(5, "test/alias-ids")
+    table = alias_table(rng.lognormal(0.0, 2.0, k))
+    ids = rng.permutation(10 * k)[:k].astype(np.int32)
+    u_index, u_keep = rng.random(2 * m), rng.random(2 * m)
+    rows = np.flatnonzero(rng.random(2 * m) < 0.5)
+    out = np.full(2 * m, -1, dtype=np.int64)
+    alias_draw_ids_nb(table.threshold, table.alias, ids, u_index, u_keep, rows, out)
+    expected = np.full(2 * m, -1, dtype=np.int64)
+    expected[rows] = ids[alias_draw(table, u_index[rows], u_keep[rows])]
+    np.testing.assert_array_equal(out, expected)
 
 
 # ---- the audience -------------------------------------------------------------------------
@@ -228,3 +245,13 @@ def test_behaviour_tables(behaviour):
     assert behaviour.lift.tolist() == [3.0]  # "plain" has no lift
     assert behaviour.lift_applies.tolist() == [[False, True]]
     assert behaviour.organic_rate_per_s == pytest.approx(0.01 / 86_400)
+
+
+def test_user_truth_gathers_each_requests_device_user():
+    aud = build_audience(dmp(), 0.6, root_seed=3)
+    device_user = stream(3, "test/truth").integers(0, aud.user_geo.size, 5_000)
+    truth = user_truth(aud, device_user)
+    np.testing.assert_array_equal(truth.geo, aud.user_geo[device_user])
+    np.testing.assert_array_equal(truth.ctr, aud.user_ctr[device_user])
+    np.testing.assert_array_equal(truth.segments, aud.user_segments[device_user])
+    assert truth.segments.dtype == aud.user_segments.dtype
