@@ -438,6 +438,15 @@ def learner_bids(table: CampaignTable, formulas: BidFormulas, campaigns: np.ndar
     return points
 
 
+@njit(cache=True, nogil=True)
+def _no_bids_nb(bids, columns):
+    """bids[:, columns] = NaN, row by row: a column of a row-major tick of bids touches
+    a cache line per request, so each row's lines are visited once for all columns."""
+    for i in range(bids.shape[0]):
+        for c in columns:
+            bids[i, c] = np.nan
+
+
 def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
                 bids: np.ndarray, predicted: np.ndarray, base_cvr: np.ndarray,
                 floor_cpm: np.ndarray, rngs: tuple[np.random.Generator, ...],
@@ -453,8 +462,9 @@ def finish_bids(table: CampaignTable, formulas: BidFormulas, active: np.ndarray,
     for every strategy. Without tick, the view is every request's pCTR, pCVR, floor
     and uniform.
     """
-    for c in np.flatnonzero(~active):
-        bids[:, c] = np.nan
+    inactive = np.flatnonzero(~active)
+    if inactive.size:
+        _no_bids_nb(bids, inactive)
     for c in np.flatnonzero(active & (formulas.code == CUSTOM)).tolist():
         rows = None if tick is None else eligible_rows(c, tick)
         view = CampaignView(predicted[table.dsp[c]], table.ctr_multiplier[c], base_cvr,
