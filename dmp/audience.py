@@ -15,8 +15,8 @@ from dmp.identity import (
     per_id,
     trivial_identity,
 )
-from dmp.sampling import DRAW_AHEAD, AliasTable, alias_draw_ids_nb, alias_table
-from rtb.prefetch import prefetch_item
+from dmp.sampling import AliasTable, alias_draw_ids_nb, alias_table
+from rtb.prefetch import GATHER_AHEAD, prefetch_item
 from rtb.scenario import DmpSpec
 from rtb.seeding import stream
 from rtb.types import DEVICES
@@ -172,8 +172,8 @@ def user_truth(audience: Audience, device_user: np.ndarray) -> UserTruth:
 def _gather_nb(device_user, geo_of, ctr_of, segments_of, geo, ctr, segments):
     n = device_user.size
     for i in range(n):
-        if i + DRAW_AHEAD < n:
-            v = device_user[i + DRAW_AHEAD]
+        if i + GATHER_AHEAD < n:
+            v = device_user[i + GATHER_AHEAD]
             prefetch_item(geo_of, v)
             prefetch_item(ctr_of, v)
             prefetch_item(segments_of, v)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from rtb.prefetch import prefetch_item
+from rtb.prefetch import GATHER_AHEAD, prefetch_item
 from rtb.seeding import stream
 from rtb.types import on_clock
 
@@ -153,22 +153,19 @@ def build_identity(id_lifetime_s: float | None, devices_per_person: list[float],
                     trivial=False)
 
 
-# Requests between a device-user's hints and its reads (four arrays of millions, read
-# at random): its own entries two steps ahead, then its next id's start one step ahead.
-IDS_AHEAD = 32
-
-
 @njit(cache=True, nogil=True)
 def _current_ids_nb(device_user, time_s, first_id, id_start_s, login_id, no_id, out):
     n = device_user.size
+    # Four arrays of millions, read at random: a device-user's own entries requested two
+    # steps ahead, then, with its first id in cache, its next id's start one step ahead.
     for i in range(n):
-        if i + 2 * IDS_AHEAD < n:
-            v = device_user[i + 2 * IDS_AHEAD]
+        if i + 2 * GATHER_AHEAD < n:
+            v = device_user[i + 2 * GATHER_AHEAD]
             prefetch_item(no_id, v)
             prefetch_item(login_id, v)
             prefetch_item(first_id, v)
-        if i + IDS_AHEAD < n:  # its first_id fetched by now: the start of its next id
-            nxt = first_id[device_user[i + IDS_AHEAD]] + 1
+        if i + GATHER_AHEAD < n:
+            nxt = first_id[device_user[i + GATHER_AHEAD]] + 1
             prefetch_item(id_start_s, min(nxt, id_start_s.size - 1))
         u = device_user[i]
         r = no_id[u]

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from rtb.prefetch import prefetch_item
+from rtb.prefetch import GATHER_AHEAD, prefetch_item
 
 
 class AliasTable(NamedTuple):
@@ -66,27 +66,22 @@ def alias_draw(table: AliasTable, u_index: np.ndarray, u_keep: np.ndarray) -> np
     return np.where(u_keep < table.threshold[j], j, table.alias[j])
 
 
-# Draws between a hint and the read it serves: a draw is a few instructions, so one
-# main-memory latency spans many of them.
-DRAW_AHEAD = 32
-
-
 @njit(cache=True, nogil=True)
 def alias_draw_ids_nb(threshold, alias, ids, u_index, u_keep, rows, out):
     """out[rows[i]] = ids[alias_draw(...)[i]] for uniforms u_index[rows], u_keep[rows]:
     the same draws as alias_draw (its operations, in its order), with the table's and
-    the ids' lines requested DRAW_AHEAD draws ahead (tables of millions of entries)."""
+    the ids' lines requested GATHER_AHEAD draws ahead (tables of millions of entries)."""
     m, k = rows.size, threshold.size
     picked = np.empty(m, dtype=np.int64)
     for i in range(m):
-        if i + DRAW_AHEAD < m:
-            j = min(np.int64(u_index[rows[i + DRAW_AHEAD]] * k), k - 1)
+        if i + GATHER_AHEAD < m:
+            j = min(np.int64(u_index[rows[i + GATHER_AHEAD]] * k), k - 1)
             prefetch_item(threshold, j)
             prefetch_item(alias, j)
         r = rows[i]
         j = min(np.int64(u_index[r] * k), k - 1)
         picked[i] = j if u_keep[r] < threshold[j] else alias[j]
     for i in range(m):
-        if i + DRAW_AHEAD < m:
-            prefetch_item(ids, picked[i + DRAW_AHEAD])
+        if i + GATHER_AHEAD < m:
+            prefetch_item(ids, picked[i + GATHER_AHEAD])
         out[rows[i]] = ids[picked[i]]

@@ -17,7 +17,7 @@ from dsp import strategies as S
 from dsp.campaigns import NO_LIMIT_MICROS, CampaignTable
 from dsp.strategies import ViewLabels
 from rtb.books import CampaignBook, Deals, Targeting
-from rtb.prefetch import prefetch_item
+from rtb.prefetch import GATHER_AHEAD, prefetch_item
 from rtb.types import MICROS_PER_UNIT, SECONDS_PER_DAY, RequestBatch
 
 CUSTOM = -1  # formula code of a strategy without formula(): its bid() is called
@@ -225,7 +225,6 @@ def bid_formulas(table: CampaignTable) -> BidFormulas:
     return BidFormulas(code, params, max_bid, uniform_row)
 
 
-USER_AHEAD = 32  # requests between a user_factor row's hint and its read
 BLOCK = 64  # requests per block: a block's bids (64 x nc) stay in L1/L2 while written
 
 
@@ -246,8 +245,8 @@ def _formula_bids_nb(code, params, max_bid_cpm, uniform_row, active, dsp, ctr_mu
     n_dsp = user_factor.shape[1]
     factors = user_factor.reshape(-1)  # a row per id: millions, read at random
     for i in range(n):
-        if i + USER_AHEAD < n:
-            prefetch_item(factors, user[i + USER_AHEAD] * n_dsp)
+        if i + GATHER_AHEAD < n:
+            prefetch_item(factors, user[i + GATHER_AHEAD] * n_dsp)
         u = user[i]
         for d in range(n_dsp):
             predicted[d, i] = np.float64(user_factor[u, d]) * base_ctr[i]

@@ -254,8 +254,8 @@ class Exchange:
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
             user=user, device_user=device_user,
             person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
-            geo=geo, user_ctr=truth.ctr, user_segments=truth.segments, u_pace=u_pace, u_click=u_click,
-            u_convert=u_convert, u_delay=u_delay)
+            geo=geo, user_ctr=truth.ctr, user_segments=truth.segments, u_pace=u_pace,
+            u_click=u_click, u_convert=u_convert, u_delay=u_delay)
 
     def _prepare(self, t0: float, t1: float) -> TickInputs:
         """The tick's inputs that depend on no run state (see TickInputs)."""

@@ -18,8 +18,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Items of a loop between a hint and the read it serves: about one main-memory latency
-# of the loops' work.
+# of the loop's work. The kernel does much per request; a gather or a draw a few
+# instructions, so one latency spans many more of them.
 PREFETCH_AHEAD = 8
+GATHER_AHEAD = 32
 
 _I32 = ir.IntType(32)
 
