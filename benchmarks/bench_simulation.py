@@ -3,8 +3,8 @@
 Run: pytest benchmarks/bench_simulation.py --benchmark-only -s
 The JIT is compiled (and cached) by a one-hour warm-up run before timing. Each timed
 round is a whole simulate() call: building the world, generating traffic, bidding,
-clearing, outcomes, conversions and the report. `large` runs with the tick kernel on
-one thread and on two (rtb/shards.py), alternately, and must give the same report.
+clearing, outcomes, conversions and the report. `large` runs on one thread and on two
+(`--threads`), alternately, and must give the same report.
 """
 
 from __future__ import annotations

@@ -49,9 +49,10 @@ def simulate(scenario: Scenario, seed: int | None = None, *, budget_scale: float
     allow_unreachable: run even if an external bidder does not answer at the start
     (its requests then fail, counted as faults); else InputError names it.
     threads: how many threads the run may use (default: the cores this process may
-    use): 1 runs on one core; more clear each tick's auctions on that many threads
-    (rtb/shards.py) while another draws the next tick. The report is the same bytes
-    whatever the number.
+    use): 1 runs on one core. With more, one draws the next tick while the tick
+    clears (when ticks are large enough for that to pay), and the tick's auctions
+    clear on the others (rtb/shards.py). The report is the same bytes whatever the
+    number.
     """
     _check_arguments(scenario, seed, budget_scale, log_path, progress, threads)
     _check_strategies(scenario, strategies)

@@ -77,7 +77,6 @@ class Exchange:
     def __init__(self, market: Market, state: RunState, log=None, *, threads: int = 1,
                  allow_unreachable: bool = False, openrtb_log=None):
         self.market, self.state, self.log = market, state, log
-        self.clearing = Clearing(threads)  # the tick kernel on `threads` threads (rtb.shards)
         self.openrtb_log = openrtb_log  # rtb.openrtb_log.OpenRtbLog, if the messages are logged
         seed, table = market.seed, market.campaigns
         self.rng_traffic = stream(seed, "ssp/traffic")
@@ -128,6 +127,11 @@ class Exchange:
         per_tick = float(market.inventory.slot_rate.sum()) * market.tick_s
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtb-draws")
                       if per_tick >= LOOK_AHEAD_MIN_REQUESTS and threads > 1 else None)
+        # The look-ahead thread is one of the run's threads; the tick kernel gets the
+        # others (rtb.shards). On two cores, a kernel on two threads beside it (three
+        # busy threads taking turns on two cores) ran a week of `large` 1.3x faster than
+        # one thread; the kernel on one thread beside it, 1.6x (docs/performance.md).
+        self.clearing = Clearing(threads - 1 if self._pool is not None else threads)
         self._ahead: tuple[tuple[float, float], Future] | None = None
         self._people_done: Future | None = None  # the last tick's record_people, if threaded
         self._tick: TickView | None = None  # this tick's, once made

@@ -116,7 +116,25 @@ def test_reports_are_byte_identical_whatever_the_thread_count():
     for threads in (1, 2, 3):
         run = Run(scenario, threads=threads)
         reports.append(run.finish().to_json())
-        counts.append((run.exchange.clearing.sharded_ticks, run.exchange.clearing.undone_ticks))
+        clearing = run.exchange.clearing
+        counts.append((clearing.threads, clearing.sharded_ticks, clearing.undone_ticks))
     assert reports[1] == reports[0] and reports[2] == reports[0]
-    assert counts[0] == (0, 0)
-    assert counts[1][0] > 0 and counts[1][1] > 0, counts  # sharded ticks and undone ones
+    # Its ticks (6,250 requests) are drawn ahead: that thread is one of the run's, and
+    # the tick kernel gets the others.
+    assert [threads for threads, _, _ in counts] == [1, 1, 2]
+    assert counts[0][1:] == counts[1][1:] == (0, 0)
+    assert counts[2][1] > 0 and counts[2][2] > 0, counts  # sharded ticks and undone ones
+
+
+def test_without_a_look_ahead_thread_the_kernel_gets_every_thread():
+    small_ticks = _tight_scenario()
+    small_ticks["simulation"] |= {"tick": "60s", "duration": "2h"}  # 4,167 requests a tick
+    scenario = parse_scenario(small_ticks, "tight.toml")
+    reports, sharded = [], []
+    for threads in (1, 2):
+        run = Run(scenario, threads=threads)
+        reports.append(run.finish().to_json())
+        assert run.exchange.clearing.threads == threads
+        sharded.append(run.exchange.clearing.sharded_ticks)
+    assert reports[1] == reports[0]
+    assert sharded[0] == 0 and sharded[1] > 0
