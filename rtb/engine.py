@@ -126,7 +126,6 @@ class Run:
             return
         try:
             self._env.run(until=until_s)
-            self.exchange.sync_people()
         except BaseException:
             self._abort()
             raise
