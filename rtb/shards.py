@@ -31,6 +31,8 @@ from numba import njit
 
 from rtb import types as T
 from rtb.books import (
+    RESULT_DTYPES,
+    RESULT_START,
     BidBook,
     CampaignBook,
     CapBook,
@@ -39,7 +41,6 @@ from rtb.books import (
     Targeting,
     TickResult,
     UserBook,
-    new_result,
     touch_for_book,
 )
 from rtb.kernel import (
@@ -55,10 +56,10 @@ from rtb.types import RequestBatch
 # the time of 2 (benchmarks/bench_tick_kernel.py's batch). Any number gives the same
 # result.
 SHARDS_PER_THREAD = 1
-# Users per block of a shard: per-user rows are at least a byte and cache lines 64
-# bytes, so two shards never write the same line of a per-user book (two cores writing
-# one line pass it back and forth at each write).
-USER_BLOCK = 64
+# Users per block of a shard (2**USER_BLOCK_SHIFT): per-user rows are at least a
+# byte and cache lines 64 bytes, so two shards never write the same line of a per-user
+# book (two cores writing one line pass it back and forth at each write).
+USER_BLOCK_SHIFT = 6
 # Below this many requests a tick clears on one thread: handing work to another
 # thread and adding up the shards costs tens of microseconds.
 MIN_SHARDED_REQUESTS = 1_024
@@ -95,43 +96,48 @@ def undo_wins_nb(order, user, result, book, caps, users):
 
 
 @njit(cache=True, nogil=True)
-def scatter_result_nb(order, shard, result):
-    """A shard's result rows into the tick's (row order[k] gets the shard's row k)."""
-    for k in range(order.size):
-        i = order[k]
-        result.winner[i] = shard.winner[k]
-        result.price_cpm[i] = shard.price_cpm[k]
-        result.prior_exposures[i] = shard.prior_exposures[k]
-        result.deal_won[i] = shard.deal_won[k]
-        result.open_auction[i] = shard.open_auction[k]
-        result.floor_hit[i] = shard.floor_hit[k]
-        result.prior_touch[i] = shard.prior_touch[k]
-        result.replaced_slot[i] = shard.replaced_slot[k]
-        result.replaced_time[i] = shard.replaced_time[k]
+def gather_result_nb(position, start, stop, rows, result):
+    """Rows start..stop of the tick's result from the shards' rows (shard_orders_nb:
+    request i's is row position[i]). Each thread writes its own range of the result."""
+    for i in range(start, stop):
+        j = position[i]
+        result.winner[i] = rows.winner[j]
+        result.price_cpm[i] = rows.price_cpm[j]
+        result.prior_exposures[i] = rows.prior_exposures[j]
+        result.deal_won[i] = rows.deal_won[j]
+        result.open_auction[i] = rows.open_auction[j]
+        result.floor_hit[i] = rows.floor_hit[j]
+        result.prior_touch[i] = rows.prior_touch[j]
+        result.replaced_slot[i] = rows.replaced_slot[j]
+        result.replaced_time[i] = rows.replaced_time[j]
 
 
 @njit(cache=True, nogil=True)
-def shard_orders_nb(user, no_id_row, n_shards, user_block):
+def shard_orders_nb(user, no_id_row, n_shards, block_shift):
     """The requests grouped by shard, each shard's in time order: (order i8[n], bounds
-    i8[n_shards + 1]), shard k's requests being order[bounds[k]:bounds[k + 1]]. Users
-    go to shards in blocks of user_block (block b to shard b % n_shards); a request
-    without an id (no per-user row) goes by its index."""
+    i8[n_shards + 1], position i8[n]), shard k's requests being order[bounds[k]:bounds[k
+    + 1]] and request i being order[position[i]]. Users go to shards in blocks of
+    2**block_shift (block b to shard b % n_shards); a request without an id (no
+    per-user row) goes by its index."""
     n = user.size
-    shard = np.empty(n, np.int64)
+    shard = np.empty(n, np.int8)
     bounds = np.zeros(n_shards + 1, np.int64)
     for i in range(n):
         u = user[i]
-        k = ((u // user_block) if u < no_id_row else i) % n_shards
+        k = ((u >> block_shift) if u < no_id_row else i) % n_shards
         shard[i] = k
         bounds[k + 1] += 1
     for k in range(n_shards):
         bounds[k + 1] += bounds[k]
     at = bounds[:-1].copy()
     order = np.empty(n, np.int64)
+    position = np.empty(n, np.int64)
     for i in range(n):
-        order[at[shard[i]]] = i
-        at[shard[i]] += 1
-    return order, bounds
+        j = at[shard[i]]
+        order[j] = i
+        position[i] = j
+        at[shard[i]] = j + 1
+    return order, bounds, position
 
 
 def _private_book(book: CampaignBook) -> CampaignBook:
@@ -171,7 +177,7 @@ class Clearing:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
-        self.user_block = USER_BLOCK  # tests set 1: their markets have a few users
+        self.user_block_shift = USER_BLOCK_SHIFT  # tests set 0: their markets have a few users
         self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
                       if threads > 1 else None)
         # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
@@ -198,10 +204,14 @@ class Clearing:
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
         n_shards = SHARDS_PER_THREAD * self.threads
-        order, bounds = shard_orders_nb(requests.user, users.no_id_row, n_shards, self.user_block)
+        order, bounds, position = shard_orders_nb(requests.user, users.no_id_row, n_shards,
+                                                  self.user_block_shift)
         orders = [order[bounds[k]:bounds[k + 1]] for k in range(n_shards)]
         books, seller_books, results, passed_worst = ([None] * n_shards for _ in range(4))
         next_shard = itertools.count()  # shared by the threads: each takes the next shard left
+        # The shards' result rows, shard k's at bounds[k]:bounds[k + 1]: its thread
+        # writes them first (a page is faulted in by the thread that writes it).
+        rows = TickResult(*(np.empty(n, dtype) for dtype in RESULT_DTYPES))
 
         def work() -> None:
             while (k := next(next_shard)) < n_shards:
@@ -209,15 +219,15 @@ class Clearing:
                 # threads' (two cores writing one cache line pass it back and forth).
                 books[k] = _private_book(book)
                 seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
-                results[k] = new_result(orders[k].size)
+                results[k] = TickResult(*(a[bounds[k]:bounds[k + 1]] for a in rows))
+                for column, start in zip(results[k], RESULT_START):
+                    if start is not None:
+                        column[:] = start
                 passed_worst[k] = np.zeros(book.advertiser.size, np.int64)
                 clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
                                   caps, users, seller_books[k], None, results[k], passed_worst[k])
 
-        others = [self._pool.submit(work) for _ in range(self.threads - 1)]
-        work()
-        for future in others:
-            future.result()
+        self._on_all_threads(work)
         budget_left = np.minimum(book.remaining_total, book.remaining_daily)
         if (np.sum(passed_worst, axis=0) > budget_left).any():
             # The order of some budget checks could have mattered: one thread decides.
@@ -230,7 +240,23 @@ class Clearing:
         start_total, start_daily = book.remaining_total.copy(), book.remaining_daily.copy()
         for shard, shard_sellers in zip(books, seller_books):
             add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
-        result = new_result(n)
-        for shard_order, shard_result in zip(orders, results):
-            scatter_result_nb(shard_order, shard_result, result)
+        # The shards' rows back in request order, each thread writing a range of the
+        # tick's rows (rows of both shards are interleaved: a thread per shard would
+        # write the same cache lines as the other).
+        result = TickResult(*(np.empty(n, dtype) for dtype in RESULT_DTYPES))
+        cuts = np.linspace(0, n, self.threads + 1).astype(np.int64)
+        ranges = iter(range(self.threads))
+
+        def gather() -> None:
+            while (k := next(ranges, None)) is not None:
+                gather_result_nb(position, cuts[k], cuts[k + 1], rows, result)
+
+        self._on_all_threads(gather)
         return result
+
+    def _on_all_threads(self, work) -> None:
+        """work() on this thread and on every thread of the pool, until each returns."""
+        others = [self._pool.submit(work) for _ in range(self.threads - 1)]
+        work()
+        for future in others:
+            future.result()

@@ -16,7 +16,7 @@ import pytest
 import rtb.shards
 from rtb.engine import Run
 from rtb.scenario import parse_scenario
-from rtb.shards import USER_BLOCK, Clearing, shard_orders_nb
+from rtb.shards import USER_BLOCK_SHIFT, Clearing, shard_orders_nb
 from tests.test_kernel_twin import assert_same, random_case
 
 PER_WIN = ("prior_exposures", "prior_touch")  # written on campaign wins only
@@ -35,7 +35,7 @@ def _assert_same_result(got, want, where: str) -> None:
 
 def _clear_all(case, market, threads: int):
     clearing = Clearing(threads)
-    clearing.user_block = 1  # the markets have a few users: one per block, spread over the shards
+    clearing.user_block_shift = 0  # the markets have a few users: one per block, spread over the shards
     try:
         results = [clearing.clear(req, bids, case.mechanism, *market) for req, bids in case.ticks]
     finally:
@@ -71,12 +71,13 @@ def test_shards_split_users_by_block_and_keep_time_order():
     rng = np.random.default_rng(7)
     user = rng.integers(0, 500, 2_000)
     no_id_row = 450  # users 450..499 are no-id rows: spread by request index
-    order, bounds = shard_orders_nb(user, no_id_row, 3, USER_BLOCK)
+    order, bounds, position = shard_orders_nb(user, no_id_row, 3, USER_BLOCK_SHIFT)
     shards = [order[bounds[k]:bounds[k + 1]] for k in range(3)]
     assert sorted(order.tolist()) == list(range(user.size))
+    assert np.array_equal(order[position], np.arange(user.size))
     for k, mine in enumerate(shards):
         ids = user[mine] < no_id_row
-        assert np.all(user[mine][ids] // USER_BLOCK % 3 == k)
+        assert np.all(user[mine][ids] // 2**USER_BLOCK_SHIFT % 3 == k)
         assert np.all(mine[~ids] % 3 == k)
         assert np.all(np.diff(mine) > 0)  # time order
 
