@@ -274,16 +274,10 @@ class TickResult(NamedTuple):
     replaced_time: np.ndarray
 
 
-# TickResult's fields: their types, and what a row holds before the kernel writes it
-# (None: nothing; the kernel writes it for every request).
-RESULT_DTYPES = (np.int32, np.float64, np.uint8, np.bool_, np.bool_, np.bool_, np.int64, np.int32,
-                 np.float64)
-RESULT_START = (None, None, 0, False, False, False, NO_TOUCH, 0, 0.0)
-
-
 def new_result(n: int) -> TickResult:
     """Output arrays for a tick of n requests (every field is written for every row
     that needs it: prior_* only on campaign wins)."""
-    return TickResult(*(np.empty(n, dtype) if start is None
-                        else np.zeros(n, dtype) if start == 0 else np.full(n, start, dtype)
-                        for dtype, start in zip(RESULT_DTYPES, RESULT_START)))
+    return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
+                      np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
+                      np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64),
+                      np.zeros(n, dtype=np.int32), np.zeros(n))

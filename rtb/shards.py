@@ -31,8 +31,6 @@ from numba import njit
 
 from rtb import types as T
 from rtb.books import (
-    RESULT_DTYPES,
-    RESULT_START,
     BidBook,
     CampaignBook,
     CapBook,
@@ -41,6 +39,7 @@ from rtb.books import (
     Targeting,
     TickResult,
     UserBook,
+    new_result,
     touch_for_book,
 )
 from rtb.kernel import (
@@ -96,48 +95,42 @@ def undo_wins_nb(order, user, result, book, caps, users):
 
 
 @njit(cache=True, nogil=True)
-def gather_result_nb(position, start, stop, rows, result):
-    """Rows start..stop of the tick's result from the shards' rows (shard_orders_nb:
-    request i's is row position[i]). Each thread writes its own range of the result."""
-    for i in range(start, stop):
-        j = position[i]
-        result.winner[i] = rows.winner[j]
-        result.price_cpm[i] = rows.price_cpm[j]
-        result.prior_exposures[i] = rows.prior_exposures[j]
-        result.deal_won[i] = rows.deal_won[j]
-        result.open_auction[i] = rows.open_auction[j]
-        result.floor_hit[i] = rows.floor_hit[j]
-        result.prior_touch[i] = rows.prior_touch[j]
-        result.replaced_slot[i] = rows.replaced_slot[j]
-        result.replaced_time[i] = rows.replaced_time[j]
+def scatter_range_nb(order, rows, start, stop, result):
+    """A shard's result rows (its requests `order`, in time order) for requests
+    start..stop, into the tick's result. Each thread writes its own range of the
+    result: the shards' requests are interleaved, and two threads writing one cache
+    line pass it back and forth."""
+    for r in range(np.searchsorted(order, start), np.searchsorted(order, stop)):
+        i = order[r]
+        result.winner[i] = rows.winner[r]
+        result.price_cpm[i] = rows.price_cpm[r]
+        result.prior_exposures[i] = rows.prior_exposures[r]
+        result.deal_won[i] = rows.deal_won[r]
+        result.open_auction[i] = rows.open_auction[r]
+        result.floor_hit[i] = rows.floor_hit[r]
+        result.prior_touch[i] = rows.prior_touch[r]
+        result.replaced_slot[i] = rows.replaced_slot[r]
+        result.replaced_time[i] = rows.replaced_time[r]
 
 
 @njit(cache=True, nogil=True)
-def shard_orders_nb(user, no_id_row, n_shards, block_shift):
-    """The requests grouped by shard, each shard's in time order: (order i8[n], bounds
-    i8[n_shards + 1], position i8[n]), shard k's requests being order[bounds[k]:bounds[k
-    + 1]] and request i being order[position[i]]. Users go to shards in blocks of
+def shard_requests_nb(user, no_id_row, n_shards, block_shift, shard):
+    """Shard `shard`'s requests, in time order. Users go to shards in blocks of
     2**block_shift (block b to shard b % n_shards); a request without an id (no
     per-user row) goes by its index."""
-    n = user.size
-    shard = np.empty(n, np.int8)
-    bounds = np.zeros(n_shards + 1, np.int64)
-    for i in range(n):
+    order = np.empty(user.size, np.int64)
+    n = 0
+    # Without a branch (a request's shard is random) nor, for 2, 4, ... shards, a
+    # division: each request is written, and kept if it is the shard's.
+    mask = n_shards - 1
+    power_of_two = n_shards & mask == 0
+    for i in range(user.size):
         u = user[i]
-        k = ((u >> block_shift) if u < no_id_row else i) % n_shards
-        shard[i] = k
-        bounds[k + 1] += 1
-    for k in range(n_shards):
-        bounds[k + 1] += bounds[k]
-    at = bounds[:-1].copy()
-    order = np.empty(n, np.int64)
-    position = np.empty(n, np.int64)
-    for i in range(n):
-        j = at[shard[i]]
-        order[j] = i
-        position[i] = j
-        at[shard[i]] = j + 1
-    return order, bounds, position
+        block = (u >> block_shift) if u < no_id_row else i
+        k = (block & mask) if power_of_two else block % n_shards
+        order[n] = i
+        n += k == shard
+    return order[:n]
 
 
 def _private_book(book: CampaignBook) -> CampaignBook:
@@ -204,25 +197,18 @@ class Clearing:
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
         n_shards = SHARDS_PER_THREAD * self.threads
-        order, bounds, position = shard_orders_nb(requests.user, users.no_id_row, n_shards,
-                                                  self.user_block_shift)
-        orders = [order[bounds[k]:bounds[k + 1]] for k in range(n_shards)]
-        books, seller_books, results, passed_worst = ([None] * n_shards for _ in range(4))
+        orders, books, seller_books, results, passed_worst = ([None] * n_shards for _ in range(5))
         next_shard = itertools.count()  # shared by the threads: each takes the next shard left
-        # The shards' result rows, shard k's at bounds[k]:bounds[k + 1]: its thread
-        # writes them first (a page is faulted in by the thread that writes it).
-        rows = TickResult(*(np.empty(n, dtype) for dtype in RESULT_DTYPES))
 
         def work() -> None:
             while (k := next(next_shard)) < n_shards:
-                # Allocated by the thread that writes them: apart from the other
-                # threads' (two cores writing one cache line pass it back and forth).
+                # Found and allocated by the thread that writes them: apart from the
+                # other threads' (two cores writing one cache line pass it back and forth).
+                orders[k] = shard_requests_nb(requests.user, users.no_id_row, n_shards,
+                                              self.user_block_shift, k)
                 books[k] = _private_book(book)
                 seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
-                results[k] = TickResult(*(a[bounds[k]:bounds[k + 1]] for a in rows))
-                for column, start in zip(results[k], RESULT_START):
-                    if start is not None:
-                        column[:] = start
+                results[k] = new_result(orders[k].size)
                 passed_worst[k] = np.zeros(book.advertiser.size, np.int64)
                 clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
                                   caps, users, seller_books[k], None, results[k], passed_worst[k])
@@ -240,18 +226,17 @@ class Clearing:
         start_total, start_daily = book.remaining_total.copy(), book.remaining_daily.copy()
         for shard, shard_sellers in zip(books, seller_books):
             add_shard_nb(book, sellers, start_total, start_daily, shard, shard_sellers)
-        # The shards' rows back in request order, each thread writing a range of the
-        # tick's rows (rows of both shards are interleaved: a thread per shard would
-        # write the same cache lines as the other).
-        result = TickResult(*(np.empty(n, dtype) for dtype in RESULT_DTYPES))
+        # The shards' rows back in request order: each thread a range of the tick's.
+        result = TickResult(*(np.empty(n, a.dtype) for a in results[0]))
         cuts = np.linspace(0, n, self.threads + 1).astype(np.int64)
         ranges = iter(range(self.threads))
 
-        def gather() -> None:
+        def scatter() -> None:
             while (k := next(ranges, None)) is not None:
-                gather_result_nb(position, cuts[k], cuts[k + 1], rows, result)
+                for shard_order, shard_result in zip(orders, results):
+                    scatter_range_nb(shard_order, shard_result, cuts[k], cuts[k + 1], result)
 
-        self._on_all_threads(gather)
+        self._on_all_threads(scatter)
         return result
 
     def _on_all_threads(self, work) -> None:

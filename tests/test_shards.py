@@ -16,7 +16,7 @@ import pytest
 import rtb.shards
 from rtb.engine import Run
 from rtb.scenario import parse_scenario
-from rtb.shards import USER_BLOCK_SHIFT, Clearing, shard_orders_nb
+from rtb.shards import USER_BLOCK_SHIFT, Clearing, shard_requests_nb
 from tests.test_kernel_twin import assert_same, random_case
 
 PER_WIN = ("prior_exposures", "prior_touch")  # written on campaign wins only
@@ -71,10 +71,8 @@ def test_shards_split_users_by_block_and_keep_time_order():
     rng = np.random.default_rng(7)
     user = rng.integers(0, 500, 2_000)
     no_id_row = 450  # users 450..499 are no-id rows: spread by request index
-    order, bounds, position = shard_orders_nb(user, no_id_row, 3, USER_BLOCK_SHIFT)
-    shards = [order[bounds[k]:bounds[k + 1]] for k in range(3)]
-    assert sorted(order.tolist()) == list(range(user.size))
-    assert np.array_equal(order[position], np.arange(user.size))
+    shards = [shard_requests_nb(user, no_id_row, 3, USER_BLOCK_SHIFT, k) for k in range(3)]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(user.size))
     for k, mine in enumerate(shards):
         ids = user[mine] < no_id_row
         assert np.all(user[mine][ids] // 2**USER_BLOCK_SHIFT % 3 == k)
