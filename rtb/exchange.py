@@ -129,8 +129,9 @@ class Exchange:
                       if per_tick >= LOOK_AHEAD_MIN_REQUESTS and threads > 1 else None)
         # The look-ahead thread is one of the run's threads; the tick kernel gets the
         # others (rtb.shards). On two cores, a kernel on two threads beside it (three
-        # busy threads taking turns on two cores) ran a week of `large` 1.3x faster than
-        # one thread; the kernel on one thread beside it, 1.6x (docs/performance.md).
+        # busy threads taking turns on two cores) ran a week of `large` 1.1-1.3x faster
+        # than one thread; the kernel on one thread beside it, 1.3-1.6x
+        # (docs/performance.md).
         self.clearing = Clearing(threads - 1 if self._pool is not None else threads)
         self._ahead: tuple[tuple[float, float], Future] | None = None
         self._tick: TickView | None = None  # this tick's, once made

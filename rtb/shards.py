@@ -198,22 +198,20 @@ class Clearing:
                               sellers, bid_book)
         n_shards = SHARDS_PER_THREAD * self.threads
         orders, books, seller_books, results, passed_worst = ([None] * n_shards for _ in range(5))
-        next_shard = itertools.count()  # shared by the threads: each takes the next shard left
 
-        def work() -> None:
-            while (k := next(next_shard)) < n_shards:
-                # Found and allocated by the thread that writes them: apart from the
-                # other threads' (two cores writing one cache line pass it back and forth).
-                orders[k] = shard_requests_nb(requests.user, users.no_id_row, n_shards,
-                                              self.user_block_shift, k)
-                books[k] = _private_book(book)
-                seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
-                results[k] = new_result(orders[k].size)
-                passed_worst[k] = np.zeros(book.advertiser.size, np.int64)
-                clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
-                                  caps, users, seller_books[k], None, results[k], passed_worst[k])
+        def clear_shard(k: int) -> None:
+            # Found and allocated by the thread that writes them: apart from the other
+            # threads' (two cores writing one cache line pass it back and forth).
+            orders[k] = shard_requests_nb(requests.user, users.no_id_row, n_shards,
+                                          self.user_block_shift, k)
+            books[k] = _private_book(book)
+            seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
+            results[k] = new_result(orders[k].size)
+            passed_worst[k] = np.zeros(book.advertiser.size, np.int64)
+            clear_requests_nb(orders[k], requests, bids, mechanism, targeting, deals, books[k],
+                              caps, users, seller_books[k], None, results[k], passed_worst[k])
 
-        self._on_all_threads(work)
+        self._on_all_threads(clear_shard, n_shards)
         budget_left = np.minimum(book.remaining_total, book.remaining_daily)
         if (np.sum(passed_worst, axis=0) > budget_left).any():
             # The order of some budget checks could have mattered: one thread decides.
@@ -229,18 +227,23 @@ class Clearing:
         # The shards' rows back in request order: each thread a range of the tick's.
         result = TickResult(*(np.empty(n, a.dtype) for a in results[0]))
         cuts = np.linspace(0, n, self.threads + 1).astype(np.int64)
-        ranges = iter(range(self.threads))
 
-        def scatter() -> None:
-            while (k := next(ranges, None)) is not None:
-                for shard_order, shard_result in zip(orders, results):
-                    scatter_range_nb(shard_order, shard_result, cuts[k], cuts[k + 1], result)
+        def write_back(k: int) -> None:
+            for shard_order, shard_result in zip(orders, results):
+                scatter_range_nb(shard_order, shard_result, cuts[k], cuts[k + 1], result)
 
-        self._on_all_threads(scatter)
+        self._on_all_threads(write_back, self.threads)
         return result
 
-    def _on_all_threads(self, work) -> None:
-        """work() on this thread and on every thread of the pool, until each returns."""
+    def _on_all_threads(self, task, n_tasks: int) -> None:
+        """task(0), ..., task(n_tasks - 1), each taken by the next free thread of this
+        one and the pool's; returns when all are done."""
+        tasks = itertools.count()  # shared by the threads: each takes the next task left
+
+        def work() -> None:
+            while (k := next(tasks)) < n_tasks:
+                task(k)
+
         others = [self._pool.submit(work) for _ in range(self.threads - 1)]
         work()
         for future in others:
