@@ -8,7 +8,8 @@ requests, calendar caps per campaign and per advertiser, budgets that never run 
 second price. Every campaign targets every request, so the kernel visits every bid the
 bare loop scans (no brand-safety blocks: slot_blocked_words is all zeros). Per-user
 books are laid out as the simulation lays them out (rtb.state.new_user_rows: one row per
-user, rtb/layout.py, as a long run lays it out: a counter per cap, i8 touches). The
+user, rtb/layout.py, as a long run lays it out: a counter per cap, touches with a high
+part; rows handed out in order of first appearance). The
 kernel updates its books in
 place: each timed round starts from a fresh copy, made outside the timing. Every
 function is compiled (called once) first.
@@ -33,13 +34,13 @@ import pytest
 from rtb import types as T
 from numba import njit
 
-from rtb.books import (CampaignBook, CapBook, Deals, Targeting, UserBook, campaign_words,
-                       encode_touch, new_result, new_seller_book)
+from rtb.books import (NO_ID_NONE, CampaignBook, CapBook, Deals, Targeting, UserBook,
+                       campaign_words, encode_touch, new_result, new_seller_book)
 from rtb.kernel import clear_tick_nb
 from rtb.prefetch import PREFETCH_AHEAD, prefetch_row
 from rtb.layout import row_layout
 from rtb.shards import Clearing
-from rtb.state import new_user_rows, user_rows
+from rtb.state import assign_user_rows_nb, new_user_rows, user_rows
 from rtb.types import RequestBatch
 
 from bench_auction import bare_top2_nb  # the same bare loop as the clear() benchmark
@@ -174,10 +175,17 @@ class TickBatch:
         slot = rng.integers(0, N_SLOTS, n)
         floor_cpm = rng.uniform(0.0, 2.5, n)
         market_cpm = np.where(rng.random(n) < 0.7, rng.lognormal(np.log(1.5), 0.5, n), np.nan)
+        # The row of a long run (compact=False: a counter per cap, touches with a high
+        # part), the widest; rows handed out as the run hands them out.
+        day = T.SECONDS_PER_DAY
+        layout = row_layout(nc, n_adv, 0.0, day, ["calendar"] * nc, [2] * nc, [day] * nc, n_adv,
+                            -(-nc // n_adv), compact=False)
+        self.rows = rows = new_user_rows(N_USERS, layout)
+        user_row = assign_user_rows_nb(rows.row_of, rows.rows_in_use, user, NO_ID_NONE)
         self.req = RequestBatch(
             time_s=time_s, slot=slot, target_row=slot, publisher=np.zeros(n, np.int32),
             format=np.zeros(n, np.uint8), deal=deal, market_cpm=market_cpm,
-            floor_cpm=floor_cpm, user=user, device_user=user, person=user,
+            floor_cpm=floor_cpm, user=user, user_row=user_row, device_user=user, person=user,
             geo=np.zeros(n, np.uint8),
             user_ctr=np.ones(n, np.float32), user_segments=np.zeros(n, np.uint64),
             u_pace=rng.random(n), u_click=np.zeros(n), u_convert=np.zeros(n),
@@ -191,7 +199,6 @@ class TickBatch:
         # the campaigns.
         self.deals = Deals(np.array([2.0, 2.5, 1.5, 3.0]), np.array([False, False, True, True]),
                            np.array([False, True, False, True]), rng.random((4, nc)) < 0.25)
-        day = T.SECONDS_PER_DAY
         self.book = CampaignBook(
             advertiser=(np.arange(nc) % n_adv).astype(np.int32),
             dsp_fee_ppm=np.full(nc, 150_000, np.int64),
@@ -203,20 +210,20 @@ class TickBatch:
             media_micros=np.zeros(nc, np.int64), fee_micros=np.zeros(nc, np.int64),
             data_cost_micros=np.zeros(nc, np.int64),
             outcomes=np.zeros((nc, T.N_OUTCOMES), np.int64), reach=np.zeros(nc, np.int64))
-        # The row of a long run (compact=False: a counter per cap, i8 touches), the widest.
-        layout = row_layout(nc, n_adv, 0.0, day, ["calendar"] * nc, [2] * nc, [day] * nc, n_adv,
-                            -(-nc // n_adv), compact=False)
-        self.rows = rows = new_user_rows(N_USERS, layout)
         self.caps = CapBook(
             kind=np.full(nc, T.CAP_CALENDAR, np.int8), limit=np.full(nc, 2, np.int32),
             window_s=np.full(nc, day), calendar_limit=np.full(nc, 2, np.int32),
             window_end_s=np.full(nc, day), ring_start=np.zeros(nc, np.int32),
-            counts=rows.counts, times=rows.times,
+            counts=rows.counts, ring_low=rows.ring_low, ring_high=rows.ring_high,
             adv_kind=np.full(n_adv, T.CAP_CALENDAR, np.int8), adv_limit=np.full(n_adv, 4, np.int32),
             adv_window_s=np.full(n_adv, day), adv_window_end_s=np.full(n_adv, day),
             adv_counts=rows.adv_counts, cal_col=np.arange(nc, dtype=np.int32),
-            adv_col=np.arange(n_adv, dtype=np.int32))
-        self.users = UserBook(rows.exposures, rows.last_touch)
+            adv_col=np.arange(n_adv, dtype=np.int32), rows_in_use=rows.rows_in_use)
+        # Campaign c is advertiser c % n_adv's (c // n_adv)-th: two bits of rank.
+        self.users = UserBook(
+            rows.exposures, rows.touch_low, rows.touch_high, rows.row_of, rows.rows_in_use,
+            touch_bits=2, touch_rank=(np.arange(nc) // n_adv).astype(np.int32),
+            touch_campaign=(np.arange(4)[None, :] * n_adv + np.arange(n_adv)[:, None]).astype(np.int32))
         self.sellers = new_seller_book(1, nc)
         # Working copies the kernel mutates, restored before every timed call.
         self.work_rows = work_rows = new_user_rows(N_USERS, layout)

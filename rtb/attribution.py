@@ -45,9 +45,10 @@ def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
     """
     if isinstance(last_touch, UserBook):
         touch = book_touches(last_touch, user, advertiser)
-        last_touch = last_touch.last_touch
+        n_adv = last_touch.touch_low.shape[1]
     else:
         touch = last_touch[user, advertiser]
+        n_adv = last_touch.shape[1]
     units = (time_s * CLOCK_UNITS_PER_S).astype(np.int64)  # exact: times are on the clock
     # Most conversions: the book's touch, the latest of all, came before them.
     overtaken = np.flatnonzero(touch >> TOUCH_CAMPAIGN_BITS >= units)
@@ -58,7 +59,6 @@ def last_touches(time_s: np.ndarray, user: np.ndarray, advertiser: np.ndarray,
             # Impressions without an id leave no touch: a conversion under a no-id row
             # (another person's, as like as not) must not find them.
             wins = TickWins(*(field[wins.user < no_id_row] for field in wins))
-        n_adv = last_touch.shape[1]
         pair = wins.user * n_adv + wins.advertiser
         order = np.argsort(pair, kind="stable")  # by pair, each pair's wins in time order
         touch[overtaken] = _touch_before_nb(

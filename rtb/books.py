@@ -103,17 +103,51 @@ class CapBook(NamedTuple):
     window_s: np.ndarray  # f8[nc]
     calendar_limit: np.ndarray  # i4[nc]: `limit` for calendar caps, 256 (never reached) otherwise
     window_end_s: np.ndarray  # f8[nc]: when the calendar window's counts expire; inf if none
-    ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring in `times`
-    counts: np.ndarray  # u1[n_users, >= 1]: impressions in the current calendar window, column
+    ring_start: np.ndarray  # i4[nc]: rolling caps: first column of the campaign's ring
+    counts: np.ndarray  # u1[n_rows, >= 1]: impressions in the current calendar window, column
     # cal_col[c] for calendar-capped campaign c
-    times: np.ndarray  # f8[n_users, n_ring]: the `limit` latest impression times per pair
+    # The `limit` latest impression times per pair, as ring_value()s: a u4 low part and,
+    # in runs whose times need more than 32 bits, a high part (else 0 columns).
+    ring_low: np.ndarray  # u4[n_rows, n_ring]
+    ring_high: np.ndarray  # u1, u2 or u4 [n_rows, n_ring or 0]
     adv_kind: np.ndarray  # i1[n_adv]: CAP_NONE / CAP_CALENDAR (advertiser caps are calendar)
     adv_limit: np.ndarray  # i4[n_adv]: 256 where none
     adv_window_s: np.ndarray  # f8[n_adv]
     adv_window_end_s: np.ndarray  # f8[n_adv]; inf if none
-    adv_counts: np.ndarray  # u1[n_users, >= 1]: column adv_col[a] for capped advertiser a
+    adv_counts: np.ndarray  # u1[n_rows, >= 1]: column adv_col[a] for capped advertiser a
     cal_col: np.ndarray  # i4[nc]: each campaign's column in counts (0 if not calendar-capped)
     adv_col: np.ndarray  # i4[n_adv]: each advertiser's column in adv_counts (0 if not capped)
+    rows_in_use: np.ndarray  # i8[1]: rows 0 .. rows_in_use[0] - 1 may be written; a new
+    # calendar window clears only those (the others are zero, and stay unfaulted)
+
+
+@njit(cache=True, inline="always")
+def read_split(low, high, row, k):
+    """A ring time's or touch's value from its low part and, if the book has one, its
+    high part."""
+    value = np.int64(low[row, k])
+    if high.shape[1] != 0:
+        value |= np.int64(high[row, k]) << 32
+    return value
+
+
+@njit(cache=True, inline="always")
+def write_split(low, high, row, k, value):
+    low[row, k] = value & 0xFFFFFFFF
+    if high.shape[1] != 0:
+        high[row, k] = value >> 32
+
+
+@njit(cache=True, inline="always")
+def ring_value(time_s):
+    """A ring time as the ring holds it: clock units + 1 (0 = never shown)."""
+    return np.int64(time_s * T.CLOCK_UNITS_PER_S) + 1
+
+
+@njit(cache=True, inline="always")
+def ring_time_s(value):
+    """The time a ring value holds, exactly (-inf: never shown)."""
+    return (value - 1) / T.CLOCK_UNITS_PER_S if value != 0 else -np.inf
 
 
 NO_ID_NONE = (1 << 63) - 1  # UserBook.no_id_row of a run whose every request carries an id
@@ -162,29 +196,32 @@ def new_bid_book(n_pub: int, nc: int, n_adv: int) -> BidBook:
                    np.zeros((n_pub * n_adv, N_BID_BINS), np.int64))
 
 
-_NO_RANKS = np.zeros(1, np.int32)
-_NO_RANK_TABLE = np.zeros((1, 1), np.int32)
-
-
 class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
-    A touch is packed in one int64 (encode_touch): its exact time, in clock units
-    (every event time is on the simulation clock, types.on_clock), and its campaign,
-    so a win writes one number and attribution compares times exactly. The book holds
-    it so (i8, -1 = none), or, when the run's touches fit (rtb/layout.py), narrow: u4
-    ((units + 1) << touch_bits) | the campaign's rank among its advertiser's
-    campaigns, 0 = none. wide_touch() reads either as encode_touch's.
+    Rows are handed out to users as they first appear (rtb.state.assign_user_rows):
+    row_of maps a user to its row, 0 = none yet; row 0 is every such user's, and never
+    written.
+
+    A touch is one number: ((its exact time in clock units + 1) << touch_bits) | the
+    campaign's rank among its advertiser's campaigns, 0 = none (book_touch). Every event
+    time is on the simulation clock (types.on_clock), so attribution compares times
+    exactly. It is stored as a u4 low part and, when the run's touches need more than
+    32 bits, a high part (rtb/layout.py). Outside the book, in the kernel's result and
+    in attribution, a touch is encode_touch's int64 (-1 = none): wide_touch() converts.
     """
 
-    exposures: np.ndarray  # u1[n_users, nc], saturating at 255
-    last_touch: np.ndarray  # i8 or u4 [n_users, n_adv]: each advertiser's last impression
+    exposures: np.ndarray  # u1[n_rows, nc], saturating at 255
+    touch_low: np.ndarray  # u4[n_rows, n_adv]: each advertiser's last impression
+    touch_high: np.ndarray  # u1, u2 or u4 [n_rows, n_adv or 0]
+    row_of: np.ndarray  # i4[n_users]: each user's row, 0 = none yet
+    rows_in_use: np.ndarray  # i8[1]: rows handed out, with row 0 (CapBook's too)
+    touch_bits: int  # bits of the campaign's rank
+    touch_rank: np.ndarray  # i4[nc]: each campaign's rank among its advertiser's
+    touch_campaign: np.ndarray  # i4[n_adv, 2**touch_bits]: the campaign of a rank
     # Rows from here on are no-id rows (a request without consent, dmp/identity.py): the
     # kernel skips their caps and never writes their rows (here or in the CapBook).
     no_id_row: int = NO_ID_NONE
-    touch_bits: int = 0  # narrow book: bits of the campaign's rank
-    touch_rank: np.ndarray = _NO_RANKS  # i4[nc]: narrow book: each campaign's rank
-    touch_campaign: np.ndarray = _NO_RANK_TABLE  # i4[n_adv, 2**touch_bits]: the campaign of a rank
 
 
 TOUCH_CAMPAIGN_BITS = 16  # campaigns per scenario < 65536; times < 2**47 clock units (68 years)
@@ -198,40 +235,45 @@ def encode_touch(time_s, campaign):
 
 
 @njit(cache=True, inline="always")
-def book_touch(narrow, time_s, campaign, bits, rank):
+def book_touch(time_s, campaign, bits, rank):
     """The value a touch book stores for (time on the clock, campaign)."""
-    if narrow:
-        return ((np.int64(time_s * T.CLOCK_UNITS_PER_S) + 1) << bits) | rank[campaign]
-    return encode_touch(time_s, campaign)
+    return ((np.int64(time_s * T.CLOCK_UNITS_PER_S) + 1) << bits) | rank[campaign]
 
 
 @njit(cache=True, inline="always")
-def wide_touch(narrow, value, advertiser, bits, campaign_of):
+def wide_touch(value, advertiser, bits, campaign_of):
     """A touch book's value as encode_touch's (NO_TOUCH = none)."""
-    v = np.int64(value)
-    if not narrow:
-        return v
-    if v == 0:
+    if value == 0:
         return np.int64(NO_TOUCH)
-    return (((v >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign_of[advertiser, v & ((1 << bits) - 1)]
+    return (((value >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign_of[advertiser, value & ((1 << bits) - 1)]
 
 
 @njit(cache=True, inline="always")
-def touch_for_book(narrow, touch, bits, rank):
+def touch_for_book(touch, bits, rank):
     """An encode_touch touch (NO_TOUCH = none) as the touch book stores it (book_touch)."""
-    if not narrow:
-        return np.int64(touch)
     if touch < 0:
         return np.int64(0)
     mask = (1 << TOUCH_CAMPAIGN_BITS) - 1
     return (((touch >> TOUCH_CAMPAIGN_BITS) + 1) << bits) | rank[touch & mask]
 
 
+def exposures_in_use(users: UserBook) -> np.ndarray:
+    """u1[rows in use, nc]: the exposures of the rows handed out (every other user's are
+    zero), without faulting in the rest."""
+    return users.exposures[:users.rows_in_use[0]]
+
+
+def book_values(users: UserBook, rows: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
+    """i8: the book's values of (row, advertiser) pairs (book_touch's; 0 = none)."""
+    value = users.touch_low[rows, advertiser].astype(np.int64)
+    if users.touch_high.shape[1]:
+        value |= users.touch_high[rows, advertiser].astype(np.int64) << 32
+    return value
+
+
 def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
     """i8: the book's touches of (user, advertiser) pairs, as encode_touch's (-1 = none)."""
-    value = users.last_touch[user, advertiser].astype(np.int64)
-    if users.last_touch.dtype.itemsize == 8:
-        return value
+    value = book_values(users, users.row_of[user], advertiser)
     bits = users.touch_bits
     campaign = users.touch_campaign[advertiser, value & ((1 << bits) - 1)]
     return np.where(value == 0, NO_TOUCH, (((value >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign)
@@ -239,9 +281,9 @@ def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> n
 
 def all_touches(users: UserBook) -> np.ndarray:
     """i8[n_users, n_adv]: the whole book as encode_touch's touches (-1 = none)."""
-    n, n_adv = users.last_touch.shape
-    rows = np.repeat(np.arange(n), n_adv).reshape(n, n_adv)
-    return book_touches(users, rows, np.broadcast_to(np.arange(n_adv), (n, n_adv)))
+    n, n_adv = users.row_of.size, users.touch_low.shape[1]
+    user = np.repeat(np.arange(n), n_adv).reshape(n, n_adv)
+    return book_touches(users, user, np.broadcast_to(np.arange(n_adv), (n, n_adv)))
 
 
 def touch_time_s(touch: np.ndarray) -> np.ndarray:
@@ -268,10 +310,10 @@ class TickResult(NamedTuple):
     floor_hit: np.ndarray  # bool: the open-auction floor acted on the request (see clear_tick_nb)
     prior_touch: np.ndarray  # i8: for campaign wins, the advertiser's touch the win replaced
     # (encode_touch; NO_TOUCH = none)
-    replaced_slot: np.ndarray  # i4: for campaign wins under a rolling cap, the column of
-    # CapBook.times the win wrote, and replaced_time (f8) the time it held: with
-    # prior_exposures and prior_touch, what undoes the win's per-user writes (rtb/shards.py)
-    replaced_time: np.ndarray
+    replaced_slot: np.ndarray  # i4: for campaign wins under a rolling cap, the ring column
+    # the win wrote, and replaced_value (i8) the ring_value it held: with prior_exposures
+    # and prior_touch, what undoes the win's per-user writes (rtb/shards.py)
+    replaced_value: np.ndarray
 
 
 def new_result(n: int) -> TickResult:
@@ -280,4 +322,4 @@ def new_result(n: int) -> TickResult:
     return TickResult(np.empty(n, dtype=np.int32), np.empty(n), np.zeros(n, dtype=np.uint8),
                       np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
                       np.zeros(n, dtype=np.bool_), np.full(n, NO_TOUCH, dtype=np.int64),
-                      np.zeros(n, dtype=np.int32), np.zeros(n))
+                      np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int64))

@@ -29,6 +29,7 @@ BASE_BYTES = 180 * 2**20
 # u8: dmp.audience.segment_dtype) are zeros from calloc, never touched when the DMP has
 # no segments. Build temporaries (activity, random draws) are freed before the run's peak.
 AUDIENCE_BYTES_PER_USER = 1 + 1 + 1 + 4 + 4 + 12
+ROW_OF_BYTES = 4  # each id's row in the user rows, i4 (rtb.state.UserRows.row_of)
 # Without dmp.identity the identity is one i4 index array (dmp.identity.trivial_identity).
 TRIVIAL_IDENTITY_BYTES_PER_USER = 4
 # With dmp.identity (dmp/identity.py, dmp/audience.py) the rows the run indexes by `user`
@@ -144,14 +145,33 @@ def segment_bytes(s: Scenario) -> int:
 
 
 def per_id_bytes(s: Scenario) -> int:
-    """Bytes every id row costs a run: the run state's row (rtb/layout.py: exposures,
-    cap counters, rolling-cap times, last touches), the DSPs' estimates and the targeting
-    words (and with dmp.identity, the id's own arrays: ID_BYTES)."""
+    """Bytes every id row costs a run whether or not it is ever requested: the DSPs'
+    estimates, the targeting words, its entry in the map to the user rows (and with
+    dmp.identity, the id's own arrays: ID_BYTES). Its user row (rtb/layout.py) is handed
+    out only when it first appears in a request: reached_share()."""
     nc, n_dsp = len(s.campaigns), len(s.dsps)
     market = (4 * n_dsp  # the DSPs' user factors f4
               + 8 * math.ceil(nc / 64))  # campaigns targeting the user, u8 words
     own = ID_BYTES + 2 * segment_bytes(s) if s.dmp.identity is not None else 0
-    return user_row_layout(s).row_bytes + market + own
+    return ROW_OF_BYTES + market + own
+
+
+def reached_share(requests: float, rows: float, activity_skew: float) -> float:
+    """The expected share of `rows` ids that appear in at least one of `requests`
+    requests, each drawn in proportion to activity (lognormal, sigma activity_skew, as
+    dmp.audience draws it): E[1 - exp(-lambda)], lambda = requests / rows x activity /
+    mean activity, integrated over the lognormal on a grid (no numpy here)."""
+    if rows <= 0:
+        return 0.0
+    per_row, sigma = requests / rows, activity_skew
+    steps, span = 400, 8.0
+    dz = 2 * span / steps
+    total = 0.0
+    for k in range(steps):
+        z = -span + (k + 0.5) * dz
+        density = math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        total += -math.expm1(-per_row * math.exp(sigma * z - 0.5 * sigma * sigma)) * density * dz
+    return min(1.0, total)
 
 
 def per_person_bytes(s: Scenario) -> int:
@@ -180,10 +200,20 @@ def per_device_bytes(s: Scenario) -> int:
 
 def per_user_bytes(s: Scenario) -> int:
     """Bytes every user (device-user, dmp.users) costs a run: its own arrays, its
-    expected id rows' and its share of a person's (the no-id rows are in tables)."""
+    expected id rows' (their user rows as far as the run reaches them) and its share of
+    a person's (the no-id rows are in tables)."""
     rows = expected_rows(s)
-    return round(per_device_bytes(s) + rows.ids / rows.devices * per_id_bytes(s)
+    requests = total_requests(s)
+    row_bytes = user_row_layout(s).row_bytes * reached_share(requests, rows.ids,
+                                                             s.dmp.activity_skew)
+    return round(per_device_bytes(s) + rows.ids / rows.devices * (per_id_bytes(s) + row_bytes)
                  + rows.people / rows.devices * per_person_bytes(s))
+
+
+def total_requests(s: Scenario) -> float:
+    """The expected bid requests over the whole run."""
+    daily = sum(slot.daily_requests for pub in s.publishers for slot in pub.slots)
+    return daily * s.simulation.duration / SECONDS_PER_DAY  # the shapes have mean 1
 
 
 def requests_per_tick(s: Scenario) -> tuple[float, float]:
@@ -205,8 +235,7 @@ def requests_per_tick(s: Scenario) -> tuple[float, float]:
 def estimate(s: Scenario) -> Estimate:
     """The expected requests, peak memory, log size and wall time of one run of s."""
     sim = s.simulation
-    daily = sum(slot.daily_requests for pub in s.publishers for slot in pub.slots)
-    requests = daily * sim.duration / SECONDS_PER_DAY  # the shapes have mean 1
+    requests = total_requests(s)
     nc, n_dsp = len(s.campaigns), len(s.dsps)
     _, peak_tick = requests_per_tick(s)
     # A tick's bids twice (the formulas' and the finished ones, f8[n, nc]) and each

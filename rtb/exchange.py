@@ -34,7 +34,7 @@ from rtb.shards import Clearing
 from rtb.market import Market
 from rtb.people import record_people
 from rtb.seeding import stream
-from rtb.state import RunState
+from rtb.state import RunState, assign_user_rows_nb
 from rtb.tick_passes import CampaignOdds, Settled, settle_tick
 from rtb.types import DEVICES, FORMATS, MICROS_PER_UNIT, PPM, RequestBatch, cpm_to_micros
 from ssp.deals import assign_deals, target_rows
@@ -59,7 +59,9 @@ def _impression_cost_micros(book, camp: np.ndarray, price_cpm: np.ndarray) -> np
 
 class TickInputs(NamedTuple):
     """What a tick takes from the random streams and the market alone, so it can be
-    prepared ahead: nothing here depends on the run's state."""
+    prepared ahead: nothing here depends on the run's state. (Drawing the requests
+    also hands user rows to the ids seen for the first time, rtb.state.UserRows: only
+    this stage writes that map, and in tick order.)"""
 
     requests: RequestBatch  # floor_cpm is NaN when floors move (read at the tick)
     formula_bids: np.ndarray  # f8[n, nc]: the built-in strategies' bids (dsp.bidding)
@@ -236,6 +238,8 @@ class Exchange:
         # The id the request carries (the device's id alive at its time, a login id, or
         # a no-id row without consent); the truth stays with the device-user.
         user = current_ids(aud.identity, device_user, time_s)
+        users = self.state.users
+        user_row = assign_user_rows_nb(users.row_of, users.rows_in_use, user, users.no_id_row)
         truth = user_truth(aud, device_user)
         geo = truth.geo
         # Every request gets its uniforms whatever happens to it, so the streams stay
@@ -248,7 +252,7 @@ class Exchange:
         return RequestBatch(
             time_s=time_s, slot=slot, target_row=target_row, publisher=inv.slot_publisher[slot],
             format=inv.slot_format[slot], deal=deal, market_cpm=market_cpm, floor_cpm=floor_cpm,
-            user=user, device_user=device_user,
+            user=user, user_row=user_row, device_user=device_user,
             person=device_user if aud.identity.trivial else aud.identity.device_person[device_user],
             geo=geo, user_ctr=truth.ctr, user_segments=truth.segments, u_pace=u_pace,
             u_click=u_click, u_convert=u_convert, u_delay=u_delay)

@@ -19,7 +19,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from rtb import types as T
 from rtb.books import (BID_BIN_BASE, BID_BIN_SHIFT, NO_TOUCH, BidBook, CampaignBook, CapBook,
                        Deals, SellerBook, Targeting, TickResult, UserBook, book_touch,
-                       new_result, wide_touch)
+                       new_result, read_split, ring_time_s, ring_value, wide_touch,
+                       write_split)
 from rtb.prefetch import PREFETCH_AHEAD, prefetch_item, prefetch_row
 from rtb.types import RequestBatch
 
@@ -42,8 +43,9 @@ def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeti
 
 
 @njit(cache=True)
-def _next_calendar_window_nb(kind, window_s, window_end_s, counts, column, c, t):
-    """Start the window containing t for every calendar cap with c's window length."""
+def _next_calendar_window_nb(kind, window_s, window_end_s, counts, column, rows_in_use, c, t):
+    """Start the window containing t for every calendar cap with c's window length (in
+    the rows in use: the others are zero)."""
     end = window_end_s[c]
     while t >= end:
         after = end + window_s[c]
@@ -51,7 +53,7 @@ def _next_calendar_window_nb(kind, window_s, window_end_s, counts, column, c, t)
         # forever inside a kernel that Ctrl-C cannot interrupt: jump just past t.
         end = after if after > end else np.nextafter(t, np.inf)
     members = np.flatnonzero((kind == T.CAP_CALENDAR) & (window_s == window_s[c]))
-    for u in range(counts.shape[0]):
+    for u in range(rows_in_use[0]):
         for col in members:
             counts[u, column[col]] = 0
     for col in members:
@@ -102,11 +104,11 @@ def cross_boundaries_nb(t, book, caps):
                 day_end_s[c] += T.SECONDS_PER_DAY
         if t >= window_end_s[c]:
             _next_calendar_window_nb(caps.kind, caps.window_s, window_end_s, caps.counts,
-                                     caps.cal_col, c, t)
+                                     caps.cal_col, caps.rows_in_use, c, t)
     for a in range(adv_window_end_s.size):
         if t >= adv_window_end_s[a]:
             _next_calendar_window_nb(caps.adv_kind, caps.adv_window_s, adv_window_end_s,
-                                     caps.adv_counts, caps.adv_col, a, t)
+                                     caps.adv_counts, caps.adv_col, caps.rows_in_use, a, t)
     next_boundary_s = min(day_end_s.min(), window_end_s.min())
     if adv_window_end_s.size:
         next_boundary_s = min(next_boundary_s, adv_window_end_s.min())
@@ -162,7 +164,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
     # reference-count update each time. For the same reason the loop calls no
     # function that takes arrays (but on rare boundaries): such calls kept atomic
     # reference counting in the loop, which cost more than the auction.
-    time_s, user, row, floor_cpm, market_cpm = req.time_s, req.user, req.target_row, req.floor_cpm, req.market_cpm
+    time_s, user, user_row, row, floor_cpm, market_cpm = req.time_s, req.user, req.user_row, req.target_row, req.floor_cpm, req.market_cpm
     u_pace, deal, publisher = req.u_pace, req.deal, req.publisher
     slot_words, slot_blocked_words, user_words = targeting.slot_words, targeting.slot_blocked_words, targeting.user_words
     slot_hidden_words = targeting.slot_hidden_words
@@ -175,14 +177,13 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
     reach, advertiser = book.reach, book.advertiser
     cap_kind, cap_limit, cap_window_s = caps.kind, caps.limit, caps.window_s
     calendar_limit, ring_start = caps.calendar_limit, caps.ring_start
-    counts, times, cal_col = caps.counts, caps.times, caps.cal_col
+    counts, ring_low, ring_high, cal_col = caps.counts, caps.ring_low, caps.ring_high, caps.cal_col
     adv_kind, adv_limit, adv_counts, adv_col = caps.adv_kind, caps.adv_limit, caps.adv_counts, caps.adv_col
-    exposures, last_touch, no_id_row = users.exposures, users.last_touch, users.no_id_row
-    narrow = last_touch.itemsize == 4  # the touch book's encoding (UserBook)
+    exposures, touch_low, touch_high, no_id_row = users.exposures, users.touch_low, users.touch_high, users.no_id_row
     touch_bits, touch_rank, touch_campaign = users.touch_bits, users.touch_rank, users.touch_campaign
     winner, price_cpm, prior_exposures, deal_won = result.winner, result.price_cpm, result.prior_exposures, result.deal_won
     open_auction, floor_hit = result.open_auction, result.floor_hit
-    prior_touch, replaced_slot, replaced_time = result.prior_touch, result.replaced_slot, result.replaced_time
+    prior_touch, replaced_slot, replaced_value = result.prior_touch, result.replaced_slot, result.replaced_value
     seller_wins, seller_media, seller_hidden = sellers.wins, sellers.media_micros, sellers.hidden_bids
 
     nc = bids.shape[1]
@@ -230,6 +231,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
     for ii in range(n_order):
         i = order[ii]
         u = user[i]
+        ur = user_row[i]  # its row in the books (rtb.state.UserRows)
         has_id = u < no_id_row  # a request without an id (no consent) has no caps, no rows
         t = time_s[i]
         if t >= next_boundary_s:
@@ -242,6 +244,7 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             j = order[ii + 2 * PREFETCH_AHEAD]
             prefetch_row(bids, j)
             prefetch_item(user, j)
+            prefetch_item(user_row, j)
             prefetch_item(time_s, j)
             prefetch_item(row, j)
             prefetch_item(floor_cpm, j)
@@ -251,12 +254,16 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             prefetch_item(publisher, j)
         if ii + PREFETCH_AHEAD < n_order:
             # The user rows a later request will read: by then they are in cache.
-            v = user[order[ii + PREFETCH_AHEAD]]
-            prefetch_row(user_words, v)
-            # The user's row (rtb/layout.py): times, touches, then counts, whose view
-            # runs on over the advertiser counters and the exposures to the row's end.
-            prefetch_row(times, v)
-            prefetch_row(last_touch, v)
+            v = order[ii + PREFETCH_AHEAD]
+            prefetch_row(user_words, user[v])
+            # The user's row (rtb/layout.py): ring times, touches, their high parts,
+            # then counts, whose view runs on over the advertiser counters and the
+            # exposures to the row's end.
+            v = user_row[v]
+            prefetch_row(ring_low, v)
+            prefetch_row(touch_low, v)
+            prefetch_row(ring_high, v)
+            prefetch_row(touch_high, v)
             prefetch_row(counts, v)
         floor = floor_cpm[i]
         d = deal[i]
@@ -433,16 +440,16 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
                 reason = T.LOSS_OUT_OF_BUDGET
             else:
                 passed_worst[j] += worst
-                if has_id and (counts[u, cal_col[j]] >= calendar_limit[j]
-                               or adv_counts[u, adv_col[advertiser[j]]] >= adv_limit[advertiser[j]]):
+                if has_id and (counts[ur, cal_col[j]] >= calendar_limit[j]
+                               or adv_counts[ur, adv_col[advertiser[j]]] >= adv_limit[advertiser[j]]):
                     reason = T.LOSS_FREQUENCY_CAPPED
                 elif has_id and cap_kind[j] == T.CAP_ROLLING:
                     # Capped when even the oldest of the last `limit` impressions is in the window.
                     first = ring_start[j]
-                    oldest = times[u, first]
+                    oldest = read_split(ring_low, ring_high, ur, first)
                     for r in range(first + 1, first + cap_limit[j]):
-                        oldest = min(oldest, times[u, r])
-                    if oldest > t - cap_window_s[j]:
+                        oldest = min(oldest, read_split(ring_low, ring_high, ur, r))
+                    if ring_time_s(oldest) > t - cap_window_s[j]:
                         reason = T.LOSS_FREQUENCY_CAPPED
             keys[j] = NO_KEY
             if reason >= 0:
@@ -512,25 +519,28 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             prior_touch[ii] = NO_TOUCH
             continue
         if cap_kind[c] == T.CAP_CALENDAR:
-            counts[u, cal_col[c]] += 1
+            counts[ur, cal_col[c]] += 1
         elif cap_kind[c] == T.CAP_ROLLING:
             # Overwrite the oldest of the pair's last `limit` impression times.
             first = ring_start[c]
             oldest = first
+            oldest_value = read_split(ring_low, ring_high, ur, first)
             for r in range(first + 1, first + cap_limit[c]):
-                if times[u, r] < times[u, oldest]:
-                    oldest = r
+                value = read_split(ring_low, ring_high, ur, r)
+                if value < oldest_value:
+                    oldest, oldest_value = r, value
             replaced_slot[ii] = oldest
-            replaced_time[ii] = times[u, oldest]
-            times[u, oldest] = t
+            replaced_value[ii] = oldest_value
+            write_split(ring_low, ring_high, ur, oldest, ring_value(t))
         if adv_kind[a] == T.CAP_CALENDAR:
-            adv_counts[u, adv_col[a]] += 1
-        seen = exposures[u, c]
+            adv_counts[ur, adv_col[a]] += 1
+        seen = exposures[ur, c]
         prior_exposures[ii] = seen
         reach[c] += seen == 0
-        exposures[u, c] = seen + (seen < 255)
-        prior_touch[ii] = wide_touch(narrow, last_touch[u, a], a, touch_bits, touch_campaign)
-        last_touch[u, a] = book_touch(narrow, t, c, touch_bits, touch_rank)
+        exposures[ur, c] = seen + (seen < 255)
+        prior_touch[ii] = wide_touch(read_split(touch_low, touch_high, ur, a), a, touch_bits,
+                                     touch_campaign)
+        write_split(touch_low, touch_high, ur, a, book_touch(t, c, touch_bits, touch_rank))
 
     if bid_book is not None:
         for p in range(book_bids.shape[0]):

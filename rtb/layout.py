@@ -4,8 +4,8 @@ Arithmetic on plain numbers (no arrays), shared by rtb/state.py, which lays the 
 and rtb/estimate.py, which prices it before a run. One row per user holds everything
 the tick kernel writes about that user, so a request's reads share a few cache lines:
 
-    [ rolling-cap times f8 | last touches u4/i8 | cap counters u1 | advertiser counters u1
-      | exposures u1 ]
+    [ ring times u4 | last touches u4 | their high parts u1/u2/u4 | cap counters u1
+      | advertiser counters u1 | exposures u1 ]
 
 Every column is the narrowest type that cannot change a result of the run at hand:
 
@@ -17,15 +17,19 @@ Every column is the narrowest type that cannot change a result of the run at han
 - Calendar counters (u1) only for the other calendar caps; advertiser counters only for
   capped advertisers. The kernel finds a campaign's counter through a column map
   (rtb.books.CapBook.cal_col) into the row from the counters on.
-- Ring times (f8 seconds, exact clock times) only for the other rolling caps.
-- Last touches per advertiser in u4 when the run's every touch fits, else the wide i8
-  encoding (rtb.books.encode_touch). The u4 touch is ((clock units + 1) << bits) | k,
-  k the campaign's rank among its advertiser's campaigns, 0 = none: exact when
-  ((duration units + 1) << bits) | (2**bits - 1) < 2**32 (narrow_touch_fits()).
+- Ring times only for the other rolling caps: an impression's exact clock time as
+  clock units + 1 (0 = never shown).
+- Last touches per advertiser: ((clock units + 1) << bits) | k, k the campaign's rank
+  among its advertiser's campaigns, 0 = none (rtb.books.book_touch).
+- Ring times and touches are stored as a u4 low part and, when the run's touches do not
+  fit 32 bits (value_bytes()), a high part of the fewest bytes that hold the rest: a
+  week of clock units needs 36 bits, so a week's touch takes 5 bytes, not 8.
 - Exposures u1 per campaign (saturating at 255, as fatigue reads them).
 
-Rows are padded to 8 bytes (the f8/i8 columns stay aligned); a row of at most a cache
-line is padded to a power of two that divides one, so no row straddles two lines.
+Every column is zero for a user never shown an ad: a row needs no filling, and a row
+never written is never faulted in (rtb.state hands rows out to users as they appear).
+Rows are padded to 4 bytes (the u4 columns stay aligned); a row of at most a cache line
+is padded to a power of two that divides one, so no row straddles two lines.
 """
 
 from __future__ import annotations
@@ -42,18 +46,27 @@ def touch_rank_bits(max_campaigns_per_advertiser: int) -> int:
     return max(0, max_campaigns_per_advertiser - 1).bit_length()
 
 
-def narrow_touch_fits(duration_s: float, rank_bits: int) -> bool:
-    """Whether every touch of a run of duration_s fits the u4 encoding: event times are
-    on the clock and below the duration, so a touch's clock units are < duration units."""
+def value_bits(duration_s: float, rank_bits: int) -> int:
+    """Bits of the largest touch of a run of duration_s: event times are on the clock
+    and below the duration, so a touch's clock units are < duration units; ring times
+    (units + 1) need no more."""
     units = math.ceil(duration_s * CLOCK_UNITS_PER_S)
-    return ((units + 1) << rank_bits) | ((1 << rank_bits) - 1) < 2**32
+    return (((units + 1) << rank_bits) | ((1 << rank_bits) - 1)).bit_length()
+
+
+def high_bytes(duration_s: float, rank_bits: int, compact: bool = True) -> int:
+    """Bytes of the high part of ring times and touches: 0 when they fit u4, else the
+    fewest of 1, 2 or 4 that hold the rest (compact=False: at least 1)."""
+    rest = max(0, value_bits(duration_s, rank_bits) - 32)
+    need = next(width for width in (0, 1, 2, 4) if 8 * width >= rest)
+    return need if compact else max(1, need)
 
 
 # How a campaign's cap is kept (cap_columns()).
 NO_COLUMN = "none"  # no cap
 BY_EXPOSURES = "exposures"  # its window never ends in the run: the exposures column counts
 COUNTER = "counter"  # a calendar counter u1
-RING = "ring"  # `limit` ring times f8
+RING = "ring"  # `limit` ring times
 
 
 def first_window_end_s(start_epoch_s: float, window_s: float) -> float:
@@ -81,25 +94,38 @@ def cap_columns(cap_kinds: list[str | None], cap_windows_s: list[float], start_e
 class RowLayout:
     """Byte offsets and widths of one user's row (see the module docstring)."""
 
-    ring: int  # f8 ring slots (rolling caps kept as times)
-    touch_bytes: int  # 4 (narrow) or 8 (wide) per advertiser
+    ring: int  # ring slots (rolling caps kept as times)
+    high: int  # bytes of the high part of each ring time and touch (0, 1, 2 or 4)
     n_adv: int  # last-touch columns
     n_counts: int  # u1 calendar counters
     n_adv_counts: int  # u1 advertiser counters
     nc: int  # u1 exposures
 
     @property
+    def touch_bytes(self) -> int:
+        """Bytes of one touch (and of one ring time): the u4 low part and the high part."""
+        return 4 + self.high
+
+    @property
     def align(self) -> int:
-        """Bytes a row's wide columns need it aligned to."""
-        return 8 if self.ring or self.touch_bytes == 8 else self.touch_bytes if self.n_adv else 1
+        """Bytes a row's u4 columns need it aligned to."""
+        return 4 if self.ring or self.n_adv else 1
 
     @property
     def touch_at(self) -> int:
-        return 8 * self.ring
+        return 4 * self.ring
+
+    @property
+    def ring_high_at(self) -> int:
+        return self.touch_at + 4 * self.n_adv
+
+    @property
+    def touch_high_at(self) -> int:
+        return self.ring_high_at + self.high * self.ring
 
     @property
     def counts_at(self) -> int:
-        return self.touch_at + self.touch_bytes * self.n_adv
+        return self.touch_high_at + self.high * self.n_adv
 
     @property
     def adv_counts_at(self) -> int:
@@ -129,11 +155,11 @@ def row_layout(nc: int, n_adv: int, start_epoch_s: float, duration_s: float,
                compact: bool = True) -> RowLayout:
     """The row of a run: cap_kinds per campaign ("calendar", "rolling" or None), their
     limits and windows (seconds); compact=False: the wide layout (a counter per calendar
-    cap, a ring per rolling cap, i8 touches), which gives the same results."""
+    cap, a ring per rolling cap, a high part for every time), which gives the same
+    results."""
     columns = cap_columns(cap_kinds, cap_windows_s, start_epoch_s, duration_s, compact)
     counters = columns.count(COUNTER)
     ring = sum(limit for how, limit in zip(columns, cap_limits) if how == RING)
-    narrow = compact and narrow_touch_fits(duration_s,
-                                           touch_rank_bits(max_campaigns_per_advertiser))
-    return RowLayout(ring=ring, touch_bytes=4 if narrow else 8, n_adv=n_adv, n_counts=counters,
+    high = high_bytes(duration_s, touch_rank_bits(max_campaigns_per_advertiser), compact)
+    return RowLayout(ring=ring, high=high, n_adv=n_adv, n_counts=counters,
                      n_adv_counts=n_capped_advertisers, nc=nc)

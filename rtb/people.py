@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from rtb.books import exposures_in_use
 from rtb.prefetch import PREFETCH_AHEAD, prefetch_cell
 from rtb.types import CAP_CALENDAR, CAP_ROLLING
 
@@ -281,7 +282,7 @@ def people_counts(market, state) -> PeopleCounts:
     nc = len(table.ids)
     n_adv = market.advertiser_value.size
     advertiser = np.asarray(table.advertiser, dtype=np.int64)
-    ids = exposure_counts(state.users.exposures, nc, advertiser, n_adv)
+    ids = exposure_counts(exposures_in_use(state.users), nc, advertiser, n_adv)
     # The kernel counts each impression without an id as one more id reached and writes
     # no exposure row for it: those are the campaign's reach less the ids with a row.
     no_id = state.book.reach - ids.histogram[:, 1:].sum(axis=1)
@@ -360,7 +361,7 @@ def no_id_impressions(state, counts: PeopleCounts | None = None) -> np.ndarray:
     if counts is not None:
         return counts.no_id
     nc = state.book.reach.size
-    return state.book.reach - exposure_counts(state.users.exposures, nc).histogram[:, 1:].sum(axis=1)
+    return state.book.reach - exposure_counts(exposures_in_use(state.users), nc).histogram[:, 1:].sum(axis=1)
 
 
 def people_reached(state, counts: PeopleCounts | None = None) -> int | None:

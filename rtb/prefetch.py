@@ -7,7 +7,7 @@ overlap instead of stalling it one after another. A hint changes no result: the 
 may ignore it, and it never faults.
 
 A leaf module (numba and llvmlite only), used by the kernel (rtb.kernel), the people
-book (rtb.people), the audience's draws and gathers (dmp.sampling, dmp.audience,
+book (rtb.people), the user rows' hand-out (rtb.state), the audience's draws and gathers (dmp.sampling, dmp.audience,
 dmp.identity) and the bid pass (dsp.bidding).
 """
 

@@ -41,6 +41,7 @@ from rtb.books import (
     UserBook,
     new_result,
     touch_for_book,
+    write_split,
 )
 from rtb.kernel import (
     clear_requests_nb,
@@ -55,10 +56,11 @@ from rtb.types import RequestBatch
 # the time of 2 (benchmarks/bench_tick_kernel.py's batch). Any number gives the same
 # result.
 SHARDS_PER_THREAD = 1
-# Users per block of a shard (2**USER_BLOCK_SHIFT): per-user rows are at least a
-# byte and cache lines 64 bytes, so two shards never write the same line of a per-user
-# book (two cores writing one line pass it back and forth at each write).
-USER_BLOCK_SHIFT = 6
+# User rows per block of a shard (2**ROW_BLOCK_SHIFT): rows are at least a byte, and
+# 64 of them are whole cache lines (the buffer is aligned to one), so two shards never
+# write the same line of the user rows (two cores writing one line pass it back and
+# forth at each write).
+ROW_BLOCK_SHIFT = 6
 # Below this many requests a tick clears on one thread: handing work to another
 # thread and adding up the shards costs tens of microseconds.
 MIN_SHARDED_REQUESTS = 1_024
@@ -73,25 +75,25 @@ def default_threads() -> int:
 
 
 @njit(cache=True)
-def undo_wins_nb(order, user, result, book, caps, users):
+def undo_wins_nb(order, user, user_row, result, book, caps, users):
     """Undo the per-user writes of the campaign wins of a shard (its requests `order`,
     in time order; result[k] is request order[k]'s), newest first."""
     advertiser, cap_kind, adv_kind = book.advertiser, caps.kind, caps.adv_kind
-    narrow = users.last_touch.itemsize == 4  # the touch book's encoding (UserBook)
     for k in range(order.size - 1, -1, -1):
-        c, u = result.winner[k], user[order[k]]
-        if c < 0 or u >= users.no_id_row:
+        c, r = result.winner[k], user_row[order[k]]
+        if c < 0 or user[order[k]] >= users.no_id_row:
             continue
         a = advertiser[c]
-        users.exposures[u, c] = result.prior_exposures[k]
-        users.last_touch[u, a] = touch_for_book(narrow, result.prior_touch[k], users.touch_bits,
-                                                users.touch_rank)
+        users.exposures[r, c] = result.prior_exposures[k]
+        write_split(users.touch_low, users.touch_high, r, a,
+                    touch_for_book(result.prior_touch[k], users.touch_bits, users.touch_rank))
         if cap_kind[c] == T.CAP_CALENDAR:
-            caps.counts[u, caps.cal_col[c]] -= 1
+            caps.counts[r, caps.cal_col[c]] -= 1
         elif cap_kind[c] == T.CAP_ROLLING:
-            caps.times[u, result.replaced_slot[k]] = result.replaced_time[k]
+            write_split(caps.ring_low, caps.ring_high, r, result.replaced_slot[k],
+                        result.replaced_value[k])
         if adv_kind[a] == T.CAP_CALENDAR:
-            caps.adv_counts[u, caps.adv_col[a]] -= 1
+            caps.adv_counts[r, caps.adv_col[a]] -= 1
 
 
 @njit(cache=True, nogil=True)
@@ -110,14 +112,14 @@ def scatter_range_nb(order, rows, start, stop, result):
         result.floor_hit[i] = rows.floor_hit[r]
         result.prior_touch[i] = rows.prior_touch[r]
         result.replaced_slot[i] = rows.replaced_slot[r]
-        result.replaced_time[i] = rows.replaced_time[r]
+        result.replaced_value[i] = rows.replaced_value[r]
 
 
 @njit(cache=True, nogil=True)
-def shard_requests_nb(user, no_id_row, n_shards, block_shift, shard):
-    """Shard `shard`'s requests, in time order. Users go to shards in blocks of
-    2**block_shift (block b to shard b % n_shards); a request without an id (no
-    per-user row) goes by its index."""
+def shard_requests_nb(user, user_row, no_id_row, n_shards, block_shift, shard):
+    """Shard `shard`'s requests, in time order. Users go to shards with their rows, in
+    blocks of 2**block_shift rows (block b to shard b % n_shards); a request without an
+    id (no row of its own) goes by its index."""
     order = np.empty(user.size, np.int64)
     n = 0
     # Without a branch (a request's shard is random) nor, for 2, 4, ... shards, a
@@ -125,8 +127,7 @@ def shard_requests_nb(user, no_id_row, n_shards, block_shift, shard):
     mask = n_shards - 1
     power_of_two = n_shards & mask == 0
     for i in range(user.size):
-        u = user[i]
-        block = (u >> block_shift) if u < no_id_row else i
+        block = (user_row[i] >> block_shift) if user[i] < no_id_row else i
         k = (block & mask) if power_of_two else block % n_shards
         order[n] = i
         n += k == shard
@@ -170,7 +171,7 @@ class Clearing:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
-        self.user_block_shift = USER_BLOCK_SHIFT  # tests set 0: their markets have a few users
+        self.row_block_shift = ROW_BLOCK_SHIFT  # tests set 0: their markets have a few users
         self._pool = (ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rtb-shard")
                       if threads > 1 else None)
         # Ticks cleared; of them, in shards; and sharded, then undone and cleared on one thread.
@@ -202,8 +203,8 @@ class Clearing:
         def clear_shard(k: int) -> None:
             # Found and allocated by the thread that writes them: apart from the other
             # threads' (two cores writing one cache line pass it back and forth).
-            orders[k] = shard_requests_nb(requests.user, users.no_id_row, n_shards,
-                                          self.user_block_shift, k)
+            orders[k] = shard_requests_nb(requests.user, requests.user_row, users.no_id_row,
+                                          n_shards, self.row_block_shift, k)
             books[k] = _private_book(book)
             seller_books[k] = SellerBook(*(np.zeros_like(a) for a in sellers))
             results[k] = new_result(orders[k].size)
@@ -217,7 +218,8 @@ class Clearing:
             # The order of some budget checks could have mattered: one thread decides.
             self.undone_ticks += 1
             for shard_order, shard_result in zip(orders, results):
-                undo_wins_nb(shard_order, requests.user, shard_result, book, caps, users)
+                undo_wins_nb(shard_order, requests.user, requests.user_row, shard_result, book,
+                             caps, users)
             return clear_tick(requests, bids, mechanism, targeting, deals, book, caps, users,
                               sellers, bid_book)
         self.sharded_ticks += 1

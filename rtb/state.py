@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from dsp.adaptive import Learners
 from dsp.campaigns import CampaignTable
 from rtb.books import (
     NO_ID_NONE,
-    NO_TOUCH,
     BidBook,
     CampaignBook,
     CapBook,
@@ -34,6 +34,7 @@ from rtb.ledger import Ledger
 from rtb.market import Market
 from rtb.openrtb_wire import BidderTally
 from rtb.people import PeopleBook, new_people_book
+from rtb.prefetch import GATHER_AHEAD, prefetch_item
 from rtb.types import (CAP_CALENDAR, CAP_NONE, CAP_ROLLING, CLOCK_UNITS_PER_S, N_OUTCOMES,
                        SECONDS_PER_DAY)
 from ssp.floors import DynamicFloors
@@ -173,40 +174,81 @@ def user_layout(m: Market) -> RowLayout:
 
 
 class UserRows(NamedTuple):
-    """The run's user rows (rtb/layout.py) as typed column views of one buffer."""
+    """The run's user rows (rtb/layout.py) as typed column views of one buffer.
 
-    buffer: np.ndarray  # u1[n_users, row_bytes]: every row, aligned to a cache line
-    times: np.ndarray  # f8[n_users, ring]
-    last_touch: np.ndarray  # u4 or i8 [n_users, n_adv]
-    counts: np.ndarray  # u1[n_users, n_counts + n_adv_counts + nc]: the row from the counters
+    A user gets a row when it first appears in a request (assign_user_rows_nb), in
+    order of appearance; row 0 stands for every user without one and is never written.
+    The buffer has a row for every user and comes from calloc, so only the pages of rows
+    handed out are ever resident: a run's memory grows with the users it reaches, not
+    with the audience.
+    """
+
+    buffer: np.ndarray  # u1[n_users + 1, row_bytes]: every row, aligned to a cache line
+    row_of: np.ndarray  # i4[n_users]: each user's row, 0 = none yet
+    rows_in_use: np.ndarray  # i8[1]: rows handed out, with row 0
+    ring_low: np.ndarray  # u4[n_rows, ring]
+    ring_high: np.ndarray  # u1, u2 or u4 [n_rows, ring or 0]
+    touch_low: np.ndarray  # u4[n_rows, n_adv]
+    touch_high: np.ndarray  # u1, u2 or u4 [n_rows, n_adv or 0]
+    counts: np.ndarray  # u1[n_rows, n_counts + n_adv_counts + nc]: the row from the counters
     # on (a cap counted by exposures reads its exposures column through CapBook.cal_col)
-    adv_counts: np.ndarray  # u1[n_users, n_adv_counts + nc]: the row from the advertisers' on
-    exposures: np.ndarray  # u1[n_users, nc]
+    adv_counts: np.ndarray  # u1[n_rows, n_adv_counts + nc]: the row from the advertisers' on
+    exposures: np.ndarray  # u1[n_rows, nc]
+
+
+_HIGH_DTYPES = {0: np.uint8, 1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
 def new_user_rows(n_users: int, layout: RowLayout) -> UserRows:
-    """Zeroed rows (calloc: a page is faulted in when first written); ring times -inf and
-    wide touches NO_TOUCH."""
+    """Zeroed rows, none handed out (calloc: a page is faulted in when first written)."""
     assert CLOCK_UNITS_PER_S == 65536  # rtb.layout's arithmetic
     width = layout.row_bytes  # padded by the layout itself: no whole-line padding here
-    flat = np.zeros(n_users * width + CACHE_LINE, dtype=np.uint8)
+    n_rows = n_users + 1
+    flat = np.zeros(n_rows * width + CACHE_LINE, dtype=np.uint8)
     skip = -flat.ctypes.data % CACHE_LINE
-    buffer = flat[skip:skip + n_users * width].reshape(n_users, width)
+    buffer = flat[skip:skip + n_rows * width].reshape(n_rows, width)
 
     def column(at: int, end: int, dtype) -> np.ndarray:
         return buffer[:, at:end].view(dtype)
 
-    times = column(0, layout.touch_at, np.float64)
-    if layout.ring:
-        times[:] = -np.inf  # "never shown", older than any window
-    touch = column(layout.touch_at, layout.counts_at,
-                   np.uint32 if layout.touch_bytes == 4 else np.int64)
-    if layout.touch_bytes == 8:
-        touch[:] = NO_TOUCH
+    high = _HIGH_DTYPES[layout.high]
     end = layout.used_bytes
-    return UserRows(buffer, times, touch, column(layout.counts_at, end, np.uint8),
-                    column(layout.adv_counts_at, end, np.uint8),
-                    column(layout.exposures_at, end, np.uint8))
+    return UserRows(
+        buffer, np.zeros(n_users, dtype=np.int32), np.ones(1, dtype=np.int64),
+        column(0, layout.touch_at, np.uint32),
+        column(layout.ring_high_at, layout.touch_high_at, high),
+        column(layout.touch_at, layout.ring_high_at, np.uint32),
+        column(layout.touch_high_at, layout.counts_at, high),
+        column(layout.counts_at, end, np.uint8), column(layout.adv_counts_at, end, np.uint8),
+        column(layout.exposures_at, end, np.uint8))
+
+
+@njit(cache=True, nogil=True)
+def assign_user_rows_nb(row_of, rows_in_use, user, no_id_row):
+    """i4[n]: each request's row in the user books, handing the next free row to a user
+    seen for the first time (a request without an id: row 0, never written).
+
+    Runs where the tick's requests are drawn (the look-ahead thread, when there is one):
+    it alone writes row_of and rows_in_use. The rows it hands out are zero and belong to
+    users the clearing tick does not have, so the kernel may read rows_in_use meanwhile.
+    """
+    out = np.empty(user.size, np.int32)
+    next_row = rows_in_use[0]
+    for i in range(user.size):
+        if i + GATHER_AHEAD < user.size and user[i + GATHER_AHEAD] < no_id_row:
+            prefetch_item(row_of, user[i + GATHER_AHEAD])
+        u = user[i]
+        if u >= no_id_row:
+            out[i] = 0
+            continue
+        r = row_of[u]
+        if r == 0:
+            r = next_row
+            next_row += 1
+            row_of[u] = r
+        out[i] = r
+    rows_in_use[0] = next_row
+    return out
 
 
 def _cap_book(m: Market, table: CampaignTable, rows: UserRows, layout: RowLayout) -> CapBook:
@@ -220,7 +262,7 @@ def _cap_book(m: Market, table: CampaignTable, rows: UserRows, layout: RowLayout
     ring_start = np.zeros(kind.size, dtype=np.int32)
     ring_bounds = np.concatenate([[0], np.cumsum(table.cap_limit[rolling])]).astype(np.int32)
     ring_start[rolling] = ring_bounds[:-1]
-    assert ring_bounds[-1] == rows.times.shape[1]
+    assert ring_bounds[-1] == rows.ring_low.shape[1]
     cal_col = np.zeros(kind.size, dtype=np.int32)
     cal_col[calendar] = np.arange(int(calendar.sum()))
     cal_col[by_exposures] = layout.exposures_at - layout.counts_at + np.flatnonzero(by_exposures)
@@ -236,7 +278,8 @@ def _cap_book(m: Market, table: CampaignTable, rows: UserRows, layout: RowLayout
         window_end_s=_window_ends(m.start, table.cap_window_s, calendar),
         ring_start=ring_start,
         counts=rows.counts,
-        times=rows.times,
+        ring_low=rows.ring_low,
+        ring_high=rows.ring_high,
         adv_kind=np.where(adv_capped, CAP_CALENDAR, CAP_NONE).astype(np.int8),
         adv_limit=np.where(adv_capped, m.advertiser_cap_impressions, 256).astype(np.int32),
         adv_window_s=m.advertiser_cap_window_s.copy(),
@@ -244,6 +287,7 @@ def _cap_book(m: Market, table: CampaignTable, rows: UserRows, layout: RowLayout
         adv_counts=rows.adv_counts,
         cal_col=cal_col,
         adv_col=adv_col,
+        rows_in_use=rows.rows_in_use,
     )
 
 
@@ -260,7 +304,10 @@ def _user_book(m: Market, rows: UserRows) -> UserBook:
     campaign[table.advertiser, rank] = np.arange(rank.size)
     return UserBook(
         exposures=rows.exposures,
-        last_touch=rows.last_touch,
+        touch_low=rows.touch_low,
+        touch_high=rows.touch_high,
+        row_of=rows.row_of,
+        rows_in_use=rows.rows_in_use,
         # No-id rows (dmp/identity.py) are never written; without any, no row is one.
         no_id_row=(m.audience.identity.no_id_row if m.audience.identity.no_id_row < m.n_users
                    else NO_ID_NONE),

@@ -126,6 +126,8 @@ class RequestBatch(NamedTuple):
     floor_cpm: np.ndarray  # f8: the open auction's floor, CPM
     user: np.ndarray  # i8: the id the request carries: its row in the per-user arrays
     # (dmp/identity.py; a no-id row without consent when the identity model is on)
+    user_row: np.ndarray  # i4: that id's row in the run's user books (rtb.state.UserRows,
+    # handed out as ids first appear; 0 for a request without an id)
     device_user: np.ndarray  # i8: the truth: the DMP's device-user who made the request
     person: np.ndarray  # i8: the truth: that device-user's person
     geo: np.ndarray  # u1: the user's country (index into the audience's geo names)

@@ -48,14 +48,22 @@ Python scalars, not from the kernel's code:
 - a request whose user is a no-id row (user >= users.no_id_row: no consent) is never
   capped, and its win touches no per-user row: reach + 1, prior exposures 0, prior
   touch none (-1);
+- the per-user books (cap counters and rings, exposures, touches) are read and written
+  at the request's user_row (its id's row, handed out as ids first appear), the
+  targeting bitsets at its user; a new calendar window clears the counters of the rows
+  in use only (rows_in_use[0]: the others are zero in a run); ring times (clock units
+  + 1, 0 = never shown) and touches (((clock units + 1) << touch_bits) | the campaign's
+  rank among its advertiser's, 0 = none) are split in a u4 low part and a high part of
+  0, 1, 2 or 4 bytes (tests/touch_book.py);
 - open_auction: the request carries no private deal and was not sold through its deal;
   floor_hit: open_auction and either, in second price, sold (to a campaign or the
   market) at exactly the floor, or unsold while the highest of the market's bid and
   the bids (>= 0) of campaigns targeting the request (targeting bit, flight; whatever
   pacing, budgets or caps then did) is >= 0 and below the floor.
 
-Random small markets must give identical results (every field; prior_* on campaign
-wins) and every state array: 2,600 from seeded numpy loops (each failure names its
+Random small markets (user rows in a random order, books with and without a high
+part) must give identical results (every field; prior_* on campaign wins) and every
+state array: 2,600 from seeded numpy loops (each failure names its
 seed), and 400 more drawn by hypothesis through the same generator (a failure shrinks
 to a small market). Invariants are checked on the kernel's output directly, and
 hand-worked cases pin single rules.
@@ -79,10 +87,11 @@ from rtb import types as T
 from rtb.books import (BidBook, CampaignBook, CapBook, Deals, SellerBook, Targeting, TickResult,
                        UserBook, campaign_words, new_bid_book, new_seller_book, no_deals)
 from rtb.kernel import clear_tick_nb
-from rtb.layout import narrow_touch_fits
 from rtb.types import RequestBatch
-from touch_book import (book_value, narrow_tables, pack_touch, touch_campaigns, touch_times,
-                        wide_value)
+from touch_book import (book_value, high_width, pack_touch, random_width, rank_tables, ring_time,
+                        ring_times, row_touches, set_ring_time, set_touch, set_touch_value,
+                        split_columns, touch_campaigns, touch_times, touch_value, wide_value,
+                        with_high)
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -103,8 +112,9 @@ def _cost(cpm: float, fee_ppm: int, data_micros: int) -> tuple[int, int, int]:
     return media, media * fee_ppm // T.PPM, data_micros
 
 
-def _expire_windows_py(t, kind, window_s, window_end_s, counts, column):
-    """Calendar windows the time has reached: clear them, with their whole window length."""
+def _expire_windows_py(t, kind, window_s, window_end_s, counts, column, rows_in_use):
+    """Calendar windows the time has reached: clear them, with their whole window length,
+    in the rows in use."""
     for c in range(kind.size):
         if kind[c] != T.CAP_CALENDAR or t < window_end_s[c]:
             continue
@@ -112,7 +122,7 @@ def _expire_windows_py(t, kind, window_s, window_end_s, counts, column):
         while t >= end:
             end += float(window_s[c])
         same = (kind == T.CAP_CALENDAR) & (window_s == window_s[c])
-        counts[:, column[same]] = 0
+        counts[:rows_in_use, column[same]] = 0
         window_end_s[same] = end
 
 
@@ -122,9 +132,11 @@ def _cross_boundaries_py(t, book, caps):
             book.remaining_daily[c] = book.daily_budget[c]
             while t >= book.day_end_s[c]:
                 book.day_end_s[c] += DAY
-    _expire_windows_py(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col)
+    in_use = int(caps.rows_in_use[0])
+    _expire_windows_py(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col,
+                       in_use)
     _expire_windows_py(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s,
-                       caps.adv_counts, caps.adv_col)
+                       caps.adv_counts, caps.adv_col, in_use)
 
 
 def _bit(words, row, c) -> bool:
@@ -154,18 +166,19 @@ def _ring(caps, c) -> list[int]:
     return list(range(first, first + int(caps.limit[c])))
 
 
-def _capped(caps, book, c, u, t) -> bool:
+def _capped(caps, book, c, r, t) -> bool:
+    """Is campaign c capped at t in the user's row r?"""
     # A calendar cap's counter, or (a cap whose window never ends in the run, rtb/layout.py)
     # the exposures column cal_col points at: limit calendar_limit (256 where none).
-    if caps.counts[u, caps.cal_col[c]] >= caps.calendar_limit[c]:
+    if caps.counts[r, caps.cal_col[c]] >= caps.calendar_limit[c]:
         return True
     if caps.kind[c] == T.CAP_ROLLING:
         # Capped when the last `limit` impressions all fall inside (t - window, t].
-        if min(caps.times[u, k] for k in _ring(caps, c)) > t - caps.window_s[c]:
+        if min(ring_time(caps, r, k) for k in _ring(caps, c)) > t - caps.window_s[c]:
             return True
     a = book.advertiser[c]
     return bool(caps.adv_kind[a] == T.CAP_CALENDAR
-                and caps.adv_counts[u, caps.adv_col[a]] >= caps.adv_limit[a])
+                and caps.adv_counts[r, caps.adv_col[a]] >= caps.adv_limit[a])
 
 
 def _pre_auction_failure(c, b, i, req, targeting, deal):
@@ -196,11 +209,11 @@ def _pre_auction_failure(c, b, i, req, targeting, deal):
 
 def _cannot_win(c, b, i, req, book, caps, users):
     """Why a candidate may not win (out of budget, then capped), or None if it may."""
-    t, u = float(req.time_s[i]), int(req.user[i])
+    t, u, r = float(req.time_s[i]), int(req.user[i]), int(req.user_row[i])
     cost = sum(_cost(b, int(book.dsp_fee_ppm[c]), int(book.data_micros[c])))
     if cost > book.remaining_total[c] or cost > book.remaining_daily[c]:
         return T.LOSS_OUT_OF_BUDGET
-    if u < users.no_id_row and _capped(caps, book, c, u, t):
+    if u < users.no_id_row and _capped(caps, book, c, r, t):
         return T.LOSS_FREQUENCY_CAPPED
     return None
 
@@ -253,7 +266,8 @@ def _clear_deal(tier, deal_floor, fixed, mechanism, may_win):
     return winner, max(after[0], deal_floor) if after else deal_floor, reasons
 
 
-def _settle(c, price, i, t, u, book, caps, users, result):
+def _settle(c, price, i, t, u, r, book, caps, users, result):
+    """Charge campaign c's win of request i (user u, whose row is r) and record it."""
     media, fee, data = _cost(price, int(book.dsp_fee_ppm[c]), int(book.data_micros[c]))
     book.remaining_total[c] -= media + fee + data
     book.remaining_daily[c] -= media + fee + data
@@ -266,21 +280,21 @@ def _settle(c, price, i, t, u, book, caps, users, result):
         result.prior_touch[i] = -1
         return
     if caps.kind[c] == T.CAP_CALENDAR:
-        caps.counts[u, caps.cal_col[c]] += 1
+        caps.counts[r, caps.cal_col[c]] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
         ring = _ring(caps, c)
-        oldest = min(ring, key=lambda k: (caps.times[u, k], k))  # the first of equal times
-        caps.times[u, oldest] = t
+        oldest = min(ring, key=lambda k: (ring_time(caps, r, k), k))  # the first of equal times
+        set_ring_time(caps, r, oldest, t)
     a = int(book.advertiser[c])
     if caps.adv_kind[a] == T.CAP_CALENDAR:
-        caps.adv_counts[u, caps.adv_col[a]] += 1
-    seen = int(users.exposures[u, c])
+        caps.adv_counts[r, caps.adv_col[a]] += 1
+    seen = int(users.exposures[r, c])
     result.prior_exposures[i] = seen
     book.reach[c] += seen == 0
-    users.exposures[u, c] = min(seen + 1, 255)
+    users.exposures[r, c] = min(seen + 1, 255)
     # The advertiser's last touch of the user: this impression, at its exact time.
-    result.prior_touch[i] = wide_value(users, users.last_touch[u, a], a)
-    users.last_touch[u, a] = book_value(users, t, c)
+    result.prior_touch[i] = wide_value(users, touch_value(users, r, a), a)
+    set_touch_value(users, r, a, book_value(users, t, c))
 
 
 def _floor_hit(mechanism, winner, price, floor, offered) -> bool:
@@ -357,7 +371,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, sel
         for c, _ in deal_tier + open_tier:
             book.outcomes[c, reasons.get(c, T.WON if c == winner else loss)] += 1
         if winner >= 0:
-            _settle(winner, price, i, t, u, book, caps, users, result)
+            _settle(winner, price, i, t, u, int(req.user_row[i]), book, caps, users, result)
             sellers.wins[p, winner] += 1
             sellers.media_micros[p, winner] += _micros(price)
     for (p, c), total in tick_sums.items():
@@ -425,12 +439,14 @@ def make_book(nc, *, advertiser=0, fee_ppm=0, data_micros=0, total=10**12, daily
         reach=np.zeros(nc, np.int64))
 
 
-def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end_s=None,
+def make_caps(nc, n_rows, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end_s=None,
               n_adv=1, adv_kind=T.CAP_NONE, adv_limit=1, adv_window_s=DAY,
-              adv_window_end_s=None, compact=False) -> CapBook:
+              adv_window_end_s=None, compact=False, high=1, rows_in_use=None) -> CapBook:
     """Caps laid out as rtb/state.py builds them; window ends default to the first window.
     compact: counters only for calendar caps and capped advertisers (rtb/layout.py; at
-    least one column), else one per campaign and advertiser (cal_col, adv_col the identity)."""
+    least one column), else one per campaign and advertiser (cal_col, adv_col the identity).
+    Rings never shown (0), with a high part of `high` bytes; every row in use unless
+    rows_in_use says fewer."""
     kind = _col(kind, nc, np.int8)
     limit = _col(limit, nc, np.int32)
     window_s = _col(window_s, nc, np.float64)
@@ -449,32 +465,38 @@ def make_caps(nc, n_users, *, kind=T.CAP_NONE, limit=1, window_s=DAY, window_end
         cal_col, adv_col = np.zeros(nc, np.int32), np.zeros(n_adv, np.int32)
         cal_col[calendar] = np.arange(int(calendar.sum()))
         adv_col[adv_on] = np.arange(int(adv_on.sum()))
+    ring_low, ring_high = split_columns(n_rows, int(bounds[-1]), high)
     return CapBook(
         kind=kind, limit=limit, window_s=window_s,
         calendar_limit=np.where(calendar, limit, 256).astype(np.int32),
         window_end_s=np.where(calendar, ends, INF), ring_start=ring_start,
-        counts=np.zeros((n_users, max(1, int(calendar.sum())) if compact else nc), np.uint8),
-        times=np.full((n_users, int(bounds[-1])), -INF),
+        counts=np.zeros((n_rows, max(1, int(calendar.sum())) if compact else nc), np.uint8),
+        ring_low=ring_low, ring_high=ring_high,
         adv_kind=adv_kind, adv_limit=np.where(adv_on, _col(adv_limit, n_adv, np.int32), 256).astype(np.int32),
         adv_window_s=adv_window_s, adv_window_end_s=np.where(adv_on, adv_ends, INF),
-        adv_counts=np.zeros((n_users, max(1, int(adv_on.sum())) if compact else n_adv), np.uint8),
-        cal_col=cal_col, adv_col=adv_col)
+        adv_counts=np.zeros((n_rows, max(1, int(adv_on.sum())) if compact else n_adv), np.uint8),
+        cal_col=cal_col, adv_col=adv_col,
+        rows_in_use=np.array([n_rows if rows_in_use is None else rows_in_use], np.int64))
 
 
-def make_users(nc, n_users, n_adv=1, narrow_advertiser=None) -> UserBook:
-    """No exposures, no touches yet (-1). narrow_advertiser: each campaign's advertiser,
-    for a narrow (u4) touch book (rtb/layout.py; 0 = none)."""
-    if narrow_advertiser is None:
-        return UserBook(np.zeros((n_users, nc), np.uint8), np.full((n_users, n_adv), -1, np.int64))
-    bits, rank, campaign = narrow_tables(list(narrow_advertiser), n_adv)
-    return UserBook(np.zeros((n_users, nc), np.uint8), np.zeros((n_users, n_adv), np.uint32),
+def make_users(nc, n_rows, n_adv=1, advertiser=0, *, high=1, row_of=None,
+                rows_in_use=None) -> UserBook:
+    """No exposures, no touches yet (0), touches with a high part of `high` bytes.
+    advertiser: each campaign's (the ranks of the touch book). row_of: each user's row,
+    the identity (user u's row is u) unless given; rows_in_use: every row unless given."""
+    bits, rank, campaign = rank_tables(_col(advertiser, nc, np.int32).tolist(), n_adv)
+    touch_low, touch_high = split_columns(n_rows, n_adv, high)
+    return UserBook(np.zeros((n_rows, nc), np.uint8), touch_low, touch_high,
+                    np.arange(n_rows, dtype=np.int32) if row_of is None else row_of,
+                    np.array([n_rows if rows_in_use is None else rows_in_use], np.int64),
                     touch_bits=bits, touch_rank=rank, touch_campaign=campaign)
 
 
 def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pace=0.0,
-                  deal=-1, target_row=None, publisher=0) -> RequestBatch:
+                  deal=-1, target_row=None, publisher=0, user_row=None) -> RequestBatch:
     """A RequestBatch; the fields the kernel does not read are typed placeholders.
-    target_row: the slot's, unless given."""
+    target_row: the slot's, unless given; user_row: the user (make_users' identity rows),
+    unless given."""
     time_s = T.on_clock(time_s)  # a run's times are on the clock
     n = time_s.size
     return RequestBatch(
@@ -483,18 +505,22 @@ def make_requests(time_s, *, user=0, slot=0, floor_cpm=0.0, market_cpm=NAN, u_pa
         publisher=_col(publisher, n, np.int32),
         format=np.zeros(n, np.uint8), deal=_col(deal, n, np.int32),
         market_cpm=_col(market_cpm, n, np.float64), floor_cpm=_col(floor_cpm, n, np.float64),
-        user=_col(user, n, np.int64), device_user=_col(user, n, np.int64),
+        user=_col(user, n, np.int64),
+        user_row=_col(user if user_row is None else user_row, n, np.int32),
+        device_user=_col(user, n, np.int64),
         person=_col(user, n, np.int64), geo=np.zeros(n, np.uint8), user_ctr=np.ones(n, np.float32),
         user_segments=np.zeros(n, np.uint64), u_pace=_col(u_pace, n, np.float64),
         u_click=np.zeros(n), u_convert=np.zeros(n), u_delay=np.zeros(n))
 
 
 def make_market(nc, n_users=1, n_adv=1, *, deals=None, targeting=None, book=None,
-                caps=None, n_pub=1, bid_book=False) -> Market:
+                caps=None, n_pub=1, bid_book=False, high=1) -> Market:
+    """User u's row is u; ring times and touches with a high part of `high` bytes."""
+    book = book or make_book(nc)
     return Market(targeting or make_targeting(nc, n_users=n_users), deals or no_deals(nc),
-                  book or make_book(nc), caps or make_caps(nc, n_users, n_adv=n_adv),
-                  make_users(nc, n_users, n_adv), new_seller_book(n_pub, nc),
-                  new_bid_book(n_pub, nc, n_adv) if bid_book else None)
+                  book, caps or make_caps(nc, n_users, n_adv=n_adv, high=high),
+                  make_users(nc, n_users, n_adv, book.advertiser, high=high),
+                  new_seller_book(n_pub, nc), new_bid_book(n_pub, nc, n_adv) if bid_book else None)
 
 
 def empty_result(n) -> TickResult:
@@ -502,7 +528,7 @@ def empty_result(n) -> TickResult:
     only on campaign wins, and only those rows are compared)."""
     return TickResult(np.full(n, 99, np.int32), np.full(n, -7.0), np.full(n, 77, np.uint8),
                       np.ones(n, np.bool_), np.ones(n, np.bool_), np.ones(n, np.bool_),
-                      np.full(n, 99, np.int64), np.full(n, -5, np.int32), np.full(n, -3.0))
+                      np.full(n, 99, np.int64), np.full(n, -5, np.int32), np.full(n, -3, np.int64))
 
 
 def run_kernel(req, bids, m: Market, mechanism=SECOND) -> TickResult:
@@ -550,8 +576,17 @@ def random_case(rng: np.random.Generator) -> Case:
     n_per_tick = [int(rng.integers(1, 16 if big else 41)) for _ in range(int(rng.integers(1, 3)))]
     n_steps = max(n_per_tick)
     step = float(rng.choice(STEPS))
+    # The batch starts at `origin`, 5 steps in: rolling caps remember impressions up to
+    # 5 steps before it, from 0 s on (a ring time is never before the run's start).
+    origin = 5 * step
     # The first UTC midnight on the time grid and usually inside the batch (exact hits).
     midnight = min(step * float(rng.integers(1, n_steps + 2)), DAY)
+    # Users get rows in a random order (as ids do when they first appear in a run), from
+    # row 1; row 0 is the row of requests without an id. Spare rows past the rows in use
+    # are never handed out (nor cleared).
+    n_spare = int(rng.integers(0, 3))
+    n_user_rows = n_users + 1 + n_spare
+    row_of = (1 + np.argsort(rng.random(n_users))).astype(np.int32)
 
     # Targeting, flights and pacing.
     density = rng.choice([0.5, 0.9, 1.0])
@@ -562,8 +597,10 @@ def random_case(rng: np.random.Generator) -> Case:
     # Anonymity hides some campaigns' domain targeting on some rows.
     slot_hidden = ~slot_ok & (rng.random((n_rows, nc)) < rng.choice([0.0, 0.3]))
     user_ok = rng.random((n_users, nc)) < density
-    flight_start = np.where(rng.random(nc) < 0.3, step * rng.integers(0, n_steps + 1, nc), 0.0)
-    flight_end = np.where(rng.random(nc) < 0.3, step * rng.integers(1, 2 * n_steps + 1, nc), INF)
+    flight_start = np.where(rng.random(nc) < 0.3, origin + step * rng.integers(0, n_steps + 1, nc),
+                            0.0)
+    flight_end = np.where(rng.random(nc) < 0.3,
+                          origin + step * rng.integers(1, 2 * n_steps + 1, nc), INF)
     grid_pacing = rng.random() < 0.5  # quarters: x lands exactly on 1.0 and on pace_share
     pace_share = np.where(rng.random(nc) < 0.4, rng.choice([0.0, 0.25, 0.5, 0.75], nc), 1.0)
     pace_offset = rng.integers(0, 4, nc) / 4 if grid_pacing else rng.random(nc)
@@ -600,7 +637,7 @@ def random_case(rng: np.random.Generator) -> Case:
     remaining_daily = np.where(has_daily, np.maximum(budgets(), 0), NO_LIMIT)
     book = make_book(nc, advertiser=rng.integers(0, n_adv, nc), fee_ppm=fee_ppm,
                      data_micros=data_micros, total=np.maximum(budgets(), 0), daily=daily,
-                     remaining_daily=remaining_daily, day_end_s=midnight)
+                     remaining_daily=remaining_daily, day_end_s=origin + midnight)
     book.outcomes[:] = rng.integers(0, 3, book.outcomes.shape)  # counters only ever add
 
     # Caps: campaign calendar and rolling caps, advertiser calendar caps.
@@ -608,27 +645,36 @@ def random_case(rng: np.random.Generator) -> Case:
     limit = rng.integers(1, 4, nc)
     window = np.where(kind == T.CAP_CALENDAR, rng.choice(CALENDAR_WINDOWS, nc),
                       step * rng.integers(1, 8, nc))
-    ends = [_first_window_end(midnight, w) for w in window]
+    ends = [origin + _first_window_end(midnight, w) for w in window]
     adv_kind = np.where(rng.random(n_adv) < 0.5, T.CAP_CALENDAR, T.CAP_NONE)
     adv_window = rng.choice(CALENDAR_WINDOWS, n_adv)
-    caps = make_caps(nc, n_users, kind=kind, limit=limit, window_s=window, window_end_s=ends,
+    # With a 4-byte high part while the state is drawn; the run's own is chosen below.
+    caps = make_caps(nc, n_user_rows, kind=kind, limit=limit, window_s=window, window_end_s=ends,
                      n_adv=n_adv, adv_kind=adv_kind, adv_limit=rng.integers(1, 5, n_adv),
                      adv_window_s=adv_window,
-                     adv_window_end_s=[_first_window_end(midnight, w) for w in adv_window],
-                     compact=rng.random() < 0.5)
+                     adv_window_end_s=[origin + _first_window_end(midnight, w) for w in adv_window],
+                     compact=rng.random() < 0.5, high=4, rows_in_use=n_users + 1)
+    # Every row holds something, the rows no request of an id reaches too: what the
+    # kernel must neither read nor write there shows.
     calendar = kind == T.CAP_CALENDAR
     caps.counts[:, caps.cal_col[calendar]] = rng.integers(0, limit[calendar] + 1,
-                                                          (n_users, int(calendar.sum())))
+                                                          (n_user_rows, int(calendar.sum())))
     adv_on = caps.adv_kind == T.CAP_CALENDAR
     caps.adv_counts[:, caps.adv_col[adv_on]] = rng.integers(0, caps.adv_limit[adv_on] + 1,
-                                                            (n_users, int(adv_on.sum())))
-    recent = rng.random(caps.times.shape) < 0.3  # impressions shortly before the batch
-    caps.times[recent] = -step * rng.integers(0, 6, int(recent.sum()))
+                                                            (n_user_rows, int(adv_on.sum())))
+    recent = rng.random(caps.ring_low.shape) < 0.3  # impressions shortly before the batch
+    for (row, k), back in zip(zip(*np.nonzero(recent)), rng.integers(0, 6, int(recent.sum()))):
+        set_ring_time(caps, row, k, float(T.on_clock(origin - step * back)))
 
-    users = make_users(nc, n_users, n_adv)
-    users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_users, nc))
-    touched = rng.random((n_users, n_adv)) < 0.4  # touches at the start, before the batch
-    users.last_touch[touched] = [pack_touch(0.0, c) for c in rng.integers(0, nc, int(touched.sum()))]
+    users = make_users(nc, n_user_rows, n_adv, book.advertiser, high=4, row_of=row_of,
+                       rows_in_use=n_users + 1)
+    users.exposures[:] = rng.choice(np.array([0, 0, 1, 2, 254, 255], np.uint8), (n_user_rows, nc))
+    # Touches at the start, before the batch, each by one of the advertiser's campaigns.
+    touched = rng.random((n_user_rows, n_adv)) < 0.4
+    for (row, a), pick in zip(zip(*np.nonzero(touched)), rng.random(int(touched.sum()))):
+        own = np.flatnonzero(book.advertiser == a)
+        if own.size:
+            set_touch(users, row, a, 0.0, int(own[int(pick * own.size)]))
     market = Market(targeting, deals, book, caps, users, new_seller_book(n_pub, nc),
                     new_bid_book(n_pub, nc, n_adv) if rng.random() < 0.5 else None)
 
@@ -636,7 +682,7 @@ def random_case(rng: np.random.Generator) -> Case:
     nan_share = rng.choice([0.0, 0.2, 0.5])
     market_share = rng.choice([0.0, 0.5, 1.0])
     deal_share = rng.choice([0.0, 0.3, 0.8]) if nd else 0.0
-    ticks, t0 = [], 0.0
+    ticks, t0 = [], origin
     for n in n_per_tick:
         def prices(shape):
             if bid_mode == "continuous":
@@ -660,27 +706,27 @@ def random_case(rng: np.random.Generator) -> Case:
         deal = np.where(rng.random(n) < deal_share, rng.integers(0, max(nd, 1), n), -1)
         u_pace = rng.integers(0, 4, n) / 4 if grid_pacing else rng.random(n)
         slot = rng.integers(0, n_slots, n)
-        req = make_requests(time_s, user=rng.integers(0, n_users, n), slot=slot,
+        user = rng.integers(0, n_users, n)
+        req = make_requests(time_s, user=user, user_row=row_of[user], slot=slot,
                             floor_cpm=prices(n) * rng.choice([0.5, 1.0]), market_cpm=market_cpm,
                             u_pace=u_pace, deal=deal,
                             target_row=np.where(rng.random(n) < 0.3, rng.integers(0, n_rows, n), slot),
                             publisher=rng.integers(0, n_pub, n))
         ticks.append((req, bids))
     if n_users > 1 and rng.random() < 0.3:
-        # The last user row is a no-id row (no consent): its junk counts, exposures and
-        # touches must be neither read nor written.
-        market = market._replace(users=market.users._replace(no_id_row=n_users - 1))
-    if rng.random() < 0.5 and narrow_touch_fits(t0 + 1.0, narrow_tables(book.advertiser, n_adv)[0]):
-        # A narrow (u4) touch book, as a short run has (rtb/layout.py): it holds touches
-        # of the advertiser's own campaigns only.
-        wide = market.users
-        narrow = make_users(nc, n_users, n_adv, book.advertiser)._replace(
-            exposures=wide.exposures, no_id_row=wide.no_id_row)
-        for u, a in zip(*np.nonzero(wide.last_touch >= 0)):
-            c = int(wide.last_touch[u, a]) & 0xFFFF
-            if book.advertiser[c] == a:
-                narrow.last_touch[u, a] = book_value(narrow, touch_times(wide.last_touch[u, a])[0], c)
-        market = market._replace(users=narrow)
+        # The last user is a no-id row (no consent): its requests carry row 0, as in a run,
+        # and row 0's junk counts, rings, exposures and touches (and those of the row the
+        # user had) must be neither read nor written.
+        no_id_row = n_users - 1
+        row_of[no_id_row] = 0
+        ticks = [(req._replace(user_row=np.where(req.user >= no_id_row, 0, req.user_row)
+                               .astype(np.int32)), bids) for req, bids in ticks]
+        market = market._replace(users=market.users._replace(no_id_row=no_id_row))
+    # Ring times and touches without a high part when the batch's times fit 32 bits (half
+    # the time then, as a short run's rows, rtb/layout.py), else with 1, 2 or 4 bytes.
+    caps, users = with_high(market.caps, market.users,
+                            random_width(rng, t0, market.users.touch_bits))
+    market = market._replace(caps=caps, users=users)
     return Case(int(rng.choice([FIRST, SECOND])), market, ticks)
 
 
@@ -697,7 +743,7 @@ def assert_same(kernel_out, twin_out, label):
 PER_WIN = ("prior_exposures", "prior_touch")
 # What undoes a win's writes (rtb/shards.py, tested in tests/test_shards.py): not a rule
 # the twin states.
-UNDO = ("replaced_slot", "replaced_time")
+UNDO = ("replaced_slot", "replaced_value")
 
 
 def assert_same_result(rk: TickResult, rp: TickResult, where: str) -> None:
@@ -777,10 +823,13 @@ def test_random_markets_reach_every_rule():
     """The comparison is worth something only if the markets reach the rules: every
     outcome, floor hits of both kinds, requests outside the open auction, wins that
     replace an earlier touch, anonymous rows and hidden bids, bids binned in several
-    bins (block 0's markets, on the kernel alone)."""
+    bins, rolling caps that bind, wins in books with and without a high part, values
+    written past 32 bits (block 0's markets, on the kernel alone)."""
     outcomes = np.zeros(T.N_OUTCOMES, np.int64)
     seen = {"hit_sold": 0, "hit_unsold": 0, "closed": 0, "replaced_touch": 0, "no_id_won": 0,
-            "hidden": 0, "anonymous_row": 0, "bids_binned": 0, "bins_used": 0}
+            "hidden": 0, "anonymous_row": 0, "bids_binned": 0, "bins_used": 0,
+            "rolling_capped": 0, "wins_without_high_part": 0, "wins_with_high_part": 0,
+            "high_part_written": 0}
     for k in range(CASES_PER_BLOCK):
         case = random_case(np.random.default_rng((20_261_201, 0, k)))
         m = case.market.copy()
@@ -794,6 +843,12 @@ def test_random_markets_reach_every_rule():
             seen["replaced_touch"] += int((r.prior_touch[r.winner >= 0] >= 0).sum())
             seen["no_id_won"] += int(((r.winner >= 0) & (req.user >= m.users.no_id_row)).sum())
             seen["anonymous_row"] += int((req.target_row != req.slot).sum())
+            high = "with" if high_width(m.users.touch_high) else "without"
+            seen[f"wins_{high}_high_part"] += int((r.winner >= 0).sum())
+        seen["high_part_written"] += int(bool((m.users.touch_high != case.market.users.touch_high).any()
+                                              and (m.caps.ring_high != case.market.caps.ring_high).any()))
+        rolling = m.caps.kind == T.CAP_ROLLING
+        seen["rolling_capped"] += int((m.book.outcomes - start)[rolling, T.LOSS_FREQUENCY_CAPPED].sum())
         outcomes += (m.book.outcomes - start).sum(axis=0)
         seen["hidden"] += int(m.sellers.hidden_bids.sum())
         if m.bid_book is not None:
@@ -853,23 +908,31 @@ def _check_invariants(case, m, req, bids, seed):
     camp = np.flatnonzero(r.winner >= 0)
     assert np.all(np.array(touch_times(r.prior_touch[camp])) <= req.time_s[camp]), msg
     adv = book.advertiser[r.winner[camp]]
-    last = {}  # the tick's last win per (user, advertiser)
+    last = {}  # the tick's last win per (user, its row, advertiser)
     for i, a in zip(camp, adv):
-        last[int(req.user[i]), int(a)] = i
-    for (u, a), i in last.items():
+        last[int(req.user[i]), int(req.user_row[i]), int(a)] = i
+    for (u, row, a), i in last.items():
         if u < m.users.no_id_row:
-            assert (wide_value(m.users, m.users.last_touch[u, a], a)
+            assert (wide_value(m.users, touch_value(m.users, row, a), a)
                     == pack_touch(req.time_s[i], r.winner[i])), msg
-    # No id (no consent): no touch, no exposure, and its rows never written.
+    # No id (no consent): no touch, no exposure, and no row written: the rows no request
+    # with an id reaches (the no-id requests' row 0, spare rows) keep their values, but
+    # for counters a new calendar window clears, in the rows in use only.
     no_id = camp[req.user[camp] >= m.users.no_id_row]
     assert np.all(r.prior_touch[no_id] == -1) and np.all(r.prior_exposures[no_id] == 0), msg
-    rows = slice(min(m.users.no_id_row, m.users.exposures.shape[0]), None)
-    for part in ("caps", "users"):
-        for k, name in enumerate(getattr(m, part)._fields):
-            now, then = getattr(m, part)[k], getattr(before, part)[k]
-            if name in ("counts", "adv_counts"):  # a new calendar window clears every row
+    n_rows = m.users.exposures.shape[0]
+    rows = np.setdiff1d(np.arange(n_rows), req.user_row[req.user < m.users.no_id_row])
+    spare = np.arange(int(m.caps.rows_in_use[0]), n_rows)
+    per_row = {"caps": ("counts", "ring_low", "ring_high", "adv_counts"),
+               "users": ("exposures", "touch_low", "touch_high")}
+    for part, names in per_row.items():
+        for name in names:
+            now, then = getattr(getattr(m, part), name), getattr(getattr(before, part), name)
+            assert now.shape[0] == n_rows, name
+            if name in ("counts", "adv_counts"):
                 assert np.all(now[rows] <= then[rows]), f"{msg}: {name}"
-            elif isinstance(now, np.ndarray) and now.ndim == 2:
+                np.testing.assert_array_equal(now[spare], then[spare], err_msg=f"{msg}: {name}")
+            else:
                 np.testing.assert_array_equal(now[rows], then[rows], err_msg=f"{msg}: {name}")
     # Money: spend <= budget, every micro accounted for.
     spent = ((book.media_micros - before.book.media_micros) + (book.fee_micros - before.book.fee_micros)
@@ -1040,14 +1103,18 @@ def test_advertiser_cap_spans_its_campaigns():
     assert m.book.outcomes[:, T.LOSS_FREQUENCY_CAPPED].tolist() == [1, 1]
 
 
-def test_rolling_cap_keeps_the_last_times():
-    caps = make_caps(1, 1, kind=T.CAP_ROLLING, limit=2, window_s=10.0)
-    m = make_market(1, caps=caps)
-    req = make_requests([0.0, 5.0, 9.0, 10.0, 14.0, 15.0])
+# (start, bytes of the high part): from 65,536 s on, ring times need more than 32 bits.
+@pytest.mark.parametrize("start, high", [(0.0, 0), (0.0, 2), (100_000.0, 1), (100_000.0, 4)])
+def test_rolling_cap_keeps_the_last_times(start, high):
+    caps = make_caps(1, 1, kind=T.CAP_ROLLING, limit=2, window_s=10.0, high=high)
+    m = make_market(1, caps=caps, high=high)
+    req = make_requests([start + t for t in (0.0, 5.0, 9.0, 10.0, 14.0, 15.0)])
     r = _both(req, np.full((6, 1), 1.0), m)
     # Capped while both of the last two impressions are inside (t - 10, t].
     assert r.winner.tolist() == [0, 0, T.UNSOLD, 0, T.UNSOLD, 0]
-    assert sorted(m.caps.times[0].tolist()) == [10.0, 15.0]
+    assert sorted(ring_times(m.caps, 0)) == [start + 10.0, start + 15.0]
+    assert high_width(m.caps.ring_high) == high
+    assert bool(m.caps.ring_high.any()) == (start > 0)  # the part past 32 bits
 
 
 def test_pacing_throttle_wraps_around():
@@ -1142,15 +1209,33 @@ def test_win_updates_reach_exposures_and_last_touch():
     assert r.prior_exposures.tolist() == [0, 1, 255]
     assert m.users.exposures[:, 1].tolist() == [2, 255]  # saturates
     assert m.book.reach[1] == 1
-    assert touch_times(m.users.last_touch[:, 0]) == [2.25, 3.0]
-    assert touch_campaigns(m.users.last_touch[:, 0]) == [1, 1]
+    assert touch_times(row_touches(m.users)[:, 0]) == [2.25, 3.0]
+    assert touch_campaigns(row_touches(m.users)[:, 0]) == [1, 1]
 
 
-def test_touch_keeps_the_exact_time_per_advertiser_and_the_result_the_one_replaced():
+def test_books_are_read_at_the_requests_row_and_targeting_at_its_user():
+    """Users 0 and 1 have rows 2 and 3 (rows are handed out as ids appear); row 0 says
+    campaign 0 reached its cap of 1, and so does row 3; campaign 1 targets user 1 only."""
+    targeting = make_targeting(2, n_users=2, user_ok=[[True, False], [True, True]])
+    caps = make_caps(2, 4, kind=T.CAP_CALENDAR, limit=1, rows_in_use=4)
+    caps.counts[[0, 3], 0] = 1
+    m = make_market(2, n_users=2, targeting=targeting, caps=caps)
+    m = m._replace(users=make_users(2, 4, row_of=np.array([2, 3], np.int32)))
+    req = make_requests([1.0, 2.0], user=[0, 1], user_row=[2, 3], floor_cpm=0.5)
+    r = _both(req, [[2.0, 1.0], [2.0, 1.0]], m)
+    assert r.winner.tolist() == [0, 1]
+    assert m.users.exposures.tolist() == [[0, 0], [0, 0], [1, 0], [0, 1]]
+    assert m.caps.counts.tolist() == [[1, 0], [0, 0], [1, 0], [1, 1]]
+    assert touch_times(row_touches(m.users)[:, 0]) == [-INF, -INF, 1.0, 2.0]
+    assert touch_campaigns(row_touches(m.users)[:, 0]) == [-1, -1, 0, 1]
+
+
+@pytest.mark.parametrize("high", [0, 1, 2, 4])  # bytes of the touches' high part
+def test_touch_keeps_the_exact_time_per_advertiser_and_the_result_the_one_replaced(high):
     # Campaigns 0 and 1 belong to advertiser 0, campaign 2 to advertiser 1. User 0 was
     # touched by campaign 0 at 0.5 s; market wins and unsold requests touch nobody.
-    m = make_market(3, n_users=2, n_adv=2, book=make_book(3, advertiser=[0, 0, 1]))
-    m.users.last_touch[0, 0] = pack_touch(0.5, 0)
+    m = make_market(3, n_users=2, n_adv=2, book=make_book(3, advertiser=[0, 0, 1]), high=high)
+    set_touch(m.users, 0, 0, 0.5, 0)
     t0 = 1 + 26 / T.CLOCK_UNITS_PER_S  # 1.0004 s, on the clock
     req = make_requests([t0, 2.5, 3.0, 4.0, 4.25, 4.5], user=[0, 0, 0, 0, 1, 0],
                         floor_cpm=1.0, market_cpm=[NAN, NAN, 9.0, NAN, NAN, NAN])
@@ -1161,8 +1246,9 @@ def test_touch_keeps_the_exact_time_per_advertiser_and_the_result_the_one_replac
     won = r.winner >= 0
     assert touch_times(r.prior_touch[won]) == [0.5, -INF, t0, -INF]
     assert touch_campaigns(r.prior_touch[won]) == [0, -1, 1, -1]
-    assert touch_times(m.users.last_touch) == [4.0, 2.5, -INF, 4.25]
-    assert touch_campaigns(m.users.last_touch) == [0, 2, -1, 2]
+    assert touch_times(row_touches(m.users)) == [4.0, 2.5, -INF, 4.25]
+    assert touch_campaigns(row_touches(m.users)) == [0, 2, -1, 2]
+    assert high_width(m.users.touch_high) == high
 
 
 def test_runaway_bid_is_clamped():

@@ -16,7 +16,8 @@ import pytest
 import rtb.shards
 from rtb.engine import Run
 from rtb.scenario import parse_scenario
-from rtb.shards import USER_BLOCK_SHIFT, Clearing, shard_requests_nb
+from rtb.shards import ROW_BLOCK_SHIFT, Clearing, shard_requests_nb
+from rtb.state import assign_user_rows_nb
 from tests.test_kernel_twin import assert_same, random_case
 
 PER_WIN = ("prior_exposures", "prior_touch")  # written on campaign wins only
@@ -35,7 +36,7 @@ def _assert_same_result(got, want, where: str) -> None:
 
 def _clear_all(case, market, threads: int):
     clearing = Clearing(threads)
-    clearing.user_block_shift = 0  # the markets have a few users: one per block, spread over the shards
+    clearing.row_block_shift = 0  # the markets have a few user rows: one per block, spread over the shards
     try:
         results = [clearing.clear(req, bids, case.mechanism, *market) for req, bids in case.ticks]
     finally:
@@ -67,17 +68,26 @@ def test_threads_give_the_one_thread_answer_on_random_markets(block, monkeypatch
     assert sharded >= 40 and undone >= 10, (sharded, undone)
 
 
-def test_shards_split_users_by_block_and_keep_time_order():
+def test_shards_split_user_rows_by_block_and_keep_time_order():
     rng = np.random.default_rng(7)
     user = rng.integers(0, 500, 2_000)
     no_id_row = 450  # users 450..499 are no-id rows: spread by request index
-    shards = [shard_requests_nb(user, no_id_row, 3, USER_BLOCK_SHIFT, k) for k in range(3)]
+    # Rows handed out as the ids first appear (row 0: no id), as in a run.
+    row_of, rows_in_use = np.zeros(500, np.int32), np.ones(1, np.int64)
+    user_row = assign_user_rows_nb(row_of, rows_in_use, user, no_id_row)
+    assert rows_in_use[0] > 2**ROW_BLOCK_SHIFT * 3  # rows in blocks of every shard
+    shards = [shard_requests_nb(user, user_row, no_id_row, 3, ROW_BLOCK_SHIFT, k)
+              for k in range(3)]
     assert sorted(np.concatenate(shards).tolist()) == list(range(user.size))
+    shard_of_user = {}
     for k, mine in enumerate(shards):
         ids = user[mine] < no_id_row
-        assert np.all(user[mine][ids] // 2**USER_BLOCK_SHIFT % 3 == k)
+        assert np.all(user_row[mine][ids] // 2**ROW_BLOCK_SHIFT % 3 == k)
         assert np.all(mine[~ids] % 3 == k)
         assert np.all(np.diff(mine) > 0)  # time order
+        for u in user[mine][ids].tolist():
+            assert shard_of_user.setdefault(u, k) == k  # a user's requests in one shard
+    assert len(set(shard_of_user.values())) == 3
 
 
 def _tight_scenario() -> dict:

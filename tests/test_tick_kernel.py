@@ -30,6 +30,11 @@ time with Python scalars:
   an open winner pays its bid (first price) or max(next entry that may win, floor);
 - outcome counters, reach, exposures (saturating at 255) and the advertiser's last
   touch of the user (exact time, campaign), the result keeping the touch it replaced;
+- the per-user books (exposures, touches, cap counters and rings) are read and written
+  at the request's user_row (its row, rtb.state.UserRows), the targeting bitsets at its
+  user; ring times and touches are stored split in a u4 low part and a high part of
+  0-4 bytes (tests/touch_book.py); a new calendar window clears the counters of the rows
+  in use (CapBook.rows_in_use) only;
 - open_auction (no private deal, not sold through the deal) and floor_hit: in the open
   auction, sold in second price at exactly the floor, or unsold while the best of the
   market's bid and the targeting campaigns' bids >= 0 (slot and user bits, flight; any
@@ -58,7 +63,10 @@ from rtb.books import (CampaignBook, CapBook, Deals, Targeting, TickResult, User
                        campaign_words, new_seller_book, no_deals)
 from rtb.kernel import clear_tick, clear_tick_nb
 from rtb.types import RequestBatch
-from touch_book import book_value, pack_touch, touch_campaigns, touch_times, wide_value
+from touch_book import (book_value, high_width, identity_rows, random_width, rank_tables,
+                        ring_time, ring_times, row_touches, set_ring_time, set_touch,
+                        set_touch_value, split_columns, touch_campaigns, touch_times, touch_value,
+                        wide_value, with_high)
 
 DAY = T.SECONDS_PER_DAY
 FIRST, SECOND = T.MECHANISM_FIRST, T.MECHANISM_SECOND
@@ -81,6 +89,7 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
     nc = bids.shape[1]
     for i in range(len(req.time_s)):
         t, u, s = float(req.time_s[i]), int(req.user[i]), int(req.target_row[i])
+        r = int(req.user_row[i])  # the user's row in the per-user books
         has_id = u < users.no_id_row  # else a request without an id: no caps, no rows
         floor, market = float(req.floor_cpm[i]), float(req.market_cpm[i])
         d = int(req.deal[i])
@@ -116,14 +125,14 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
         in_deal_tier = False
         for ranked, is_deal in ((deal_rank, True), ([] if private else open_rank, False)):
             for pos, (b, c) in enumerate(ranked):
-                why = None if c == T.MARKET else _cannot_win(c, b, t, u, has_id, book, caps)
+                why = None if c == T.MARKET else _cannot_win(c, b, t, r, has_id, book, caps)
                 if why is not None:
                     reasons[c] = why  # ranked above the winner but may not win
                     continue
                 leader, best, in_deal_tier = c, b, is_deal
                 # The price setter: the next entry that may win (the market always may).
                 setter = next((b2 for b2, c2 in ranked[pos + 1:]
-                               if c2 == T.MARKET or _cannot_win(c2, b2, t, u, has_id, book, caps) is None),
+                               if c2 == T.MARKET or _cannot_win(c2, b2, t, r, has_id, book, caps) is None),
                               None)
                 break
             if leader != T.UNSOLD:
@@ -160,11 +169,12 @@ def clear_tick_py(req, bids, mechanism, targeting, deals, book, caps, users, res
             continue
         winner[i], price_cpm[i] = leader, price
         if leader != T.MARKET:
-            _charge_and_record(leader, price, t, u, i, book, caps, users, result)
+            _charge_and_record(leader, price, t, u, r, i, book, caps, users, result)
 
 
-def _roll_windows(t, kind, window_s, window_end_s, counts, column):
-    """Clear the counts of every calendar cap whose window ended, with all caps of its length."""
+def _roll_windows(t, kind, window_s, window_end_s, counts, column, rows_in_use):
+    """Clear the counts of every calendar cap whose window ended, with all caps of its
+    length, in the rows in use (the others are zero in a run)."""
     for c in range(kind.size):
         if kind[c] == T.CAP_CALENDAR and t >= window_end_s[c]:
             end = float(window_end_s[c])
@@ -172,7 +182,7 @@ def _roll_windows(t, kind, window_s, window_end_s, counts, column):
                 end += float(window_s[c])
             for g in range(kind.size):
                 if kind[g] == T.CAP_CALENDAR and window_s[g] == window_s[c]:
-                    counts[:, column[g]] = 0
+                    counts[:rows_in_use, column[g]] = 0
                     window_end_s[g] = end
 
 
@@ -182,9 +192,10 @@ def _pass_boundaries(t, book, caps):
             book.remaining_daily[c] = book.daily_budget[c]
             while t >= book.day_end_s[c]:
                 book.day_end_s[c] += DAY
-    _roll_windows(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col)
+    in_use = int(caps.rows_in_use[0])
+    _roll_windows(t, caps.kind, caps.window_s, caps.window_end_s, caps.counts, caps.cal_col, in_use)
     _roll_windows(t, caps.adv_kind, caps.adv_window_s, caps.adv_window_end_s, caps.adv_counts,
-                  caps.adv_col)
+                  caps.adv_col, in_use)
 
 
 def _has_bit(words, row, c):
@@ -219,10 +230,10 @@ def _first_failed_test(c, b, t, u, s, floor, u_pace, admitted, in_deal, private,
     return None
 
 
-def _cannot_win(c, b, t, u, has_id, book, caps):
+def _cannot_win(c, b, t, r, has_id, book, caps):
     """A candidate that cannot pay its whole bid is out of budget, else one whose own or
-    advertiser's cap is reached is frequency-capped (never on a request without an id);
-    None when it may win."""
+    advertiser's cap is reached in the user's row r is frequency-capped (never on a
+    request without an id); None when it may win."""
     bid_micros = cpm_micros(b)
     max_cost = (bid_micros + bid_micros * int(book.dsp_fee_ppm[c]) // 1_000_000
                 + int(book.data_micros[c]))
@@ -231,7 +242,7 @@ def _cannot_win(c, b, t, u, has_id, book, caps):
     a = int(book.advertiser[c])
     if not has_id:
         return None
-    if _capped(caps, c, u, t) or int(caps.adv_counts[u, caps.adv_col[a]]) >= int(caps.adv_limit[a]):
+    if _capped(caps, c, r, t) or int(caps.adv_counts[r, caps.adv_col[a]]) >= int(caps.adv_limit[a]):
         return T.LOSS_FREQUENCY_CAPPED
     return None
 
@@ -241,19 +252,19 @@ def _ring(caps, c):
     return range(start, start + int(caps.limit[c]))
 
 
-def _capped(caps, c, u, t):
+def _capped(caps, c, r, t):
     # A calendar cap's counter, or (a cap whose window never ends in the run, rtb/layout.py)
     # the exposures column cal_col points at: limit calendar_limit (256 where none).
-    if int(caps.counts[u, caps.cal_col[c]]) >= int(caps.calendar_limit[c]):
+    if int(caps.counts[r, caps.cal_col[c]]) >= int(caps.calendar_limit[c]):
         return True
     if caps.kind[c] == T.CAP_ROLLING:
         # The last `limit` impressions all inside (t - window, t]: capped.
-        oldest = min(float(caps.times[u, k]) for k in _ring(caps, c))
+        oldest = min(ring_time(caps, r, k) for k in _ring(caps, c))
         return oldest > t - float(caps.window_s[c])
     return False
 
 
-def _charge_and_record(c, price, t, u, i, book, caps, users, result):
+def _charge_and_record(c, price, t, u, r, i, book, caps, users, result):
     book.outcomes[c, T.WON] += 1
     media = cpm_micros(price)
     fee = media * int(book.dsp_fee_ppm[c]) // 1_000_000
@@ -270,21 +281,21 @@ def _charge_and_record(c, price, t, u, i, book, caps, users, result):
         result.prior_touch[i] = -1
         return
     if caps.kind[c] == T.CAP_CALENDAR:
-        caps.counts[u, caps.cal_col[c]] += 1
+        caps.counts[r, caps.cal_col[c]] += 1
     elif caps.kind[c] == T.CAP_ROLLING:
         ring = list(_ring(caps, c))
-        oldest = min(ring, key=lambda k: (caps.times[u, k], k))  # the first of equal times
-        caps.times[u, oldest] = t
+        oldest = min(ring, key=lambda k: (ring_time(caps, r, k), k))  # the first of equal times
+        set_ring_time(caps, r, oldest, t)
     a = int(book.advertiser[c])
     if caps.adv_kind[a] == T.CAP_CALENDAR:
-        caps.adv_counts[u, caps.adv_col[a]] += 1
-    seen = int(users.exposures[u, c])
+        caps.adv_counts[r, caps.adv_col[a]] += 1
+    seen = int(users.exposures[r, c])
     result.prior_exposures[i] = seen
     if seen == 0:
         book.reach[c] += 1
-    users.exposures[u, c] = min(seen + 1, 255)
-    result.prior_touch[i] = wide_value(users, users.last_touch[u, a], a)  # the touch it replaces
-    users.last_touch[u, a] = book_value(users, t, c)
+    users.exposures[r, c] = min(seen + 1, 255)
+    result.prior_touch[i] = wide_value(users, touch_value(users, r, a), a)  # the touch it replaces
+    set_touch_value(users, r, a, book_value(users, t, c))
 
 
 # ---- building state ---------------------------------------------------------------
@@ -316,11 +327,13 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                window_end_s=None, adv_cap_kind=T.CAP_NONE, adv_cap_limit=0,
                adv_cap_window_s=1.0, adv_window_end_s=None, advertiser=None, slot_ok=None,
                slot_blocked=None, user_ok=None, flight_start_s=0.0, flight_end_s=1e9,
-               pace_share=1.0, pace_offset=0.0, deals=None) -> State:
+               pace_share=1.0, pace_offset=0.0, deals=None, high=1) -> State:
     """Kernel state laid out as rtb/state.py builds it; per-campaign arguments broadcast.
 
     slot_blocked: (slot, campaign) pairs targeted but forbidden by brand safety; like
-    the simulation's, disjoint from slot_ok."""
+    the simulation's, disjoint from slot_ok. User u's row in the per-user books is u,
+    every row in use; ring times and touches have a high part of `high` bytes (1 holds
+    times up to 2**24 s >> the rank bits; 0: none, times below 65,536 s >> them)."""
     slot_ok = np.ones((n_slots, nc), bool) if slot_ok is None else np.asarray(slot_ok, bool)
     slot_blocked = (np.zeros_like(slot_ok) if slot_blocked is None
                     else np.asarray(slot_blocked, bool))
@@ -332,8 +345,9 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
                           _column(flight_end_s, nc, np.float64),
                           _column(pace_share, nc, np.float64), _column(pace_offset, nc, np.float64))
     daily = budget if daily is None else daily
+    advertiser = _column(np.arange(nc) % n_adv if advertiser is None else advertiser, nc, np.int32)
     book = CampaignBook(
-        advertiser=_column(np.arange(nc) % n_adv if advertiser is None else advertiser, nc, np.int32),
+        advertiser=advertiser,
         dsp_fee_ppm=_column(fee_ppm, nc, np.int64),
         data_micros=_column(data, nc, np.int64),
         remaining_total=_column(budget, nc, np.int64),
@@ -355,21 +369,27 @@ def make_state(nc, n_users=4, n_adv=2, n_slots=1, *, budget=10**9, daily=None, f
     ring_start[rolling] = ring_bounds[:-1]
     adv_kind = _column(adv_cap_kind, n_adv, np.int8)
     adv_window_s = _column(adv_cap_window_s, n_adv, np.float64)
+    row_of, rows_in_use = identity_rows(n_users)
+    ring_low, ring_high = split_columns(n_users, int(ring_bounds[-1]), high)
     caps = CapBook(kind=kind, limit=limit, window_s=window_s,
                    calendar_limit=np.where(kind == T.CAP_CALENDAR, limit, 256).astype(np.int32),
                    window_end_s=_calendar_ends(kind, window_s, window_end_s),
                    ring_start=ring_start,
                    counts=np.zeros((n_users, nc), dtype=np.uint8),
-                   times=np.full((n_users, int(ring_bounds[-1])), -np.inf),
+                   ring_low=ring_low, ring_high=ring_high,
                    adv_kind=adv_kind,
                    adv_limit=np.where(adv_kind == T.CAP_CALENDAR,
                                       _column(adv_cap_limit, n_adv, np.int32), 256).astype(np.int32),
                    adv_window_s=adv_window_s,
                    adv_window_end_s=_calendar_ends(adv_kind, adv_window_s, adv_window_end_s),
                    adv_counts=np.zeros((n_users, n_adv), dtype=np.uint8),
-                   cal_col=np.arange(nc, dtype=np.int32), adv_col=np.arange(n_adv, dtype=np.int32))
-    users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8),
-                     last_touch=np.full((n_users, n_adv), -1, dtype=np.int64))
+                   cal_col=np.arange(nc, dtype=np.int32), adv_col=np.arange(n_adv, dtype=np.int32),
+                   rows_in_use=rows_in_use)
+    bits, rank, campaign = rank_tables(advertiser.tolist(), n_adv)
+    touch_low, touch_high = split_columns(n_users, n_adv, high)
+    users = UserBook(exposures=np.zeros((n_users, nc), dtype=np.uint8), touch_low=touch_low,
+                     touch_high=touch_high, row_of=row_of, rows_in_use=rows_in_use.copy(),
+                     touch_bits=bits, touch_rank=rank, touch_campaign=campaign)
     return State(targeting, no_deals(nc) if deals is None else deals, book, caps, users)
 
 
@@ -380,7 +400,8 @@ def make_deals(floor_cpm, fixed, private, allowed) -> Deals:
 
 def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
                   deal=None) -> RequestBatch:
-    """A RequestBatch; the fields the kernel does not read hold typed placeholders."""
+    """A RequestBatch; the fields the kernel does not read hold typed placeholders.
+    Each user's row in the books is the user (make_state's identity rows)."""
     n = len(time_s)
     return RequestBatch(
         time_s=T.on_clock(time_s),  # a run's times are on the clock
@@ -390,7 +411,8 @@ def make_requests(time_s, user, floor_cpm, market_cpm, slot=None, u_pace=None,
         deal=np.full(n, -1, np.int32) if deal is None else np.asarray(deal, np.int32),
         market_cpm=np.asarray(market_cpm, dtype=np.float64),
         floor_cpm=np.asarray(floor_cpm, dtype=np.float64),
-        user=np.asarray(user, dtype=np.int64), device_user=np.asarray(user, dtype=np.int64),
+        user=np.asarray(user, dtype=np.int64), user_row=np.asarray(user, dtype=np.int32),
+        device_user=np.asarray(user, dtype=np.int64),
         person=np.asarray(user, dtype=np.int64), geo=np.zeros(n, dtype=np.uint8),
         user_ctr=np.ones(n, dtype=np.float32), user_segments=np.zeros(n, dtype=np.uint64),
         u_pace=np.zeros(n) if u_pace is None else np.asarray(u_pace, dtype=np.float64),
@@ -405,7 +427,7 @@ def as_bids(rows) -> np.ndarray:
 PER_WIN = ("prior_exposures", "prior_touch")  # campaign wins only
 # What undoes a win's writes (rtb/shards.py, tested in tests/test_shards.py): not a rule
 # the twin states.
-UNDO = ("replaced_slot", "replaced_time")
+UNDO = ("replaced_slot", "replaced_value")
 
 
 def sentinel_result(n) -> TickResult:
@@ -414,7 +436,7 @@ def sentinel_result(n) -> TickResult:
                       np.full(n, 77, dtype=np.uint8), np.ones(n, dtype=np.bool_),
                       np.ones(n, dtype=np.bool_), np.ones(n, dtype=np.bool_),
                       np.full(n, 99, dtype=np.int64), np.full(n, -5, dtype=np.int32),
-                      np.full(n, -3.0))
+                      np.full(n, -3, dtype=np.int64))
 
 
 def run_nb(req, bids, mechanism, state: State) -> TickResult:
@@ -483,14 +505,18 @@ def random_case(rng: np.random.Generator):
         # Quarter-grid pacing uniforms and offsets: rotated uniforms land exactly on shares.
         pace_share=rng.choice([1.0, 1.0, 0.5, 0.0], size=nc),
         pace_offset=rng.choice([0.0, 0.25, 0.5, 0.75], size=nc),
-        deals=deals)
+        deals=deals, high=4)  # the high part is chosen below, once the times are known
     # Some users have seen campaigns before, some right below the counter's ceiling.
     seen = rng.choice([0, 0, 0, 1, 254, 255], size=state.users.exposures.shape)
     state.users.exposures[:] = seen.astype(np.uint8)
     state.book.reach[:] = (seen > 0).sum(axis=0)
-    # Some users were touched before: the touch a win replaces is not always none.
-    touched = rng.random(state.users.last_touch.shape) < 0.3
-    state.users.last_touch[touched] = [pack_touch(0.0, c) for c in rng.integers(0, nc, int(touched.sum()))]
+    # Some users were touched before (by one of the advertiser's campaigns): the touch a
+    # win replaces is not always none.
+    touched = rng.random(state.users.touch_low.shape) < 0.3
+    for u, a in zip(*np.nonzero(touched)):
+        own = np.flatnonzero(state.book.advertiser == a)
+        if own.size:
+            set_touch(state.users, u, a, 0.0, int(rng.choice(own)))
 
     ticks = []
     t = 0.0
@@ -517,6 +543,11 @@ def random_case(rng: np.random.Generator):
         # The last user row is a request without an id (no consent): never capped, its
         # rows (with earlier exposures and touches) never read nor written.
         state = state._replace(users=state.users._replace(no_id_row=n_users - 1))
+    # Ring times and touches without a high part when the batch's times fit 32 bits (half
+    # the time; a short run's rows, rtb/layout.py), else with one of 1, 2 or 4 bytes.
+    caps, users = with_high(state.caps, state.users,
+                            random_width(rng, t, state.users.touch_bits))
+    state = state._replace(caps=caps, users=users)
     return state, ticks, int(rng.choice([FIRST, SECOND]))
 
 
@@ -545,7 +576,8 @@ def test_random_batches_exercise_every_rule():
     outcomes = np.zeros(T.N_OUTCOMES, dtype=np.int64)
     seen = dict(market_wins=0, unsold=0, ties_with_market=0, day_resets=0, deal_wins=0,
                 adv_capped=0, floor_hit_sold=0, floor_hit_unsold=0, closed_auction=0,
-                replaced_touch=0)
+                replaced_touch=0, rolling_capped=0, wins_without_high_part=0,
+                wins_with_high_part=0, high_part_written=0)
     for _ in range(300):
         state, ticks, mechanism = random_case(rng)
         start_day_end = state.book.day_end_s.copy()
@@ -562,6 +594,12 @@ def test_random_batches_exercise_every_rule():
             seen["closed_auction"] += int((~result.open_auction).sum())
             won = result.winner >= 0
             seen["replaced_touch"] += int((result.prior_touch[won] >= 0).sum())
+            key = "wins_with_high_part" if high_width(state.users.touch_high) else "wins_without_high_part"
+            seen[key] += int(won.sum())
+        seen["high_part_written"] += int((state.users.touch_high > 0).any()
+                                         and (state.caps.ring_high > 0).any())
+        rolling = state.caps.kind == T.CAP_ROLLING
+        seen["rolling_capped"] += int(state.book.outcomes[rolling, T.LOSS_FREQUENCY_CAPPED].sum())
         seen["day_resets"] += int((state.book.day_end_s > start_day_end).any())
         seen["adv_capped"] += int((state.caps.adv_counts >= state.caps.adv_limit).any())
         outcomes += state.book.outcomes.sum(axis=0)
@@ -649,14 +687,27 @@ def test_calendar_cap_resets_when_window_ends_for_all_caps_of_that_length():
     assert state.caps.counts[0].tolist() == [1, 0, 0]
 
 
-def test_rolling_cap_allows_again_once_oldest_leaves_window():
-    state = make_state(1, cap_kind=T.CAP_ROLLING, cap_limit=2, cap_window_s=10.0)
-    times = [0.0, 5.0, 9.999, 10.0, 14.999, 15.0]
+# (start, bytes of the high part): an impression at 0 s is one (ring value 1, not 0 =
+# never shown); from 65,536 s on ring times and touches need more than 32 bits, and
+# close to 2**31 s (68 years, the latest time a touch can say) 47.
+@pytest.mark.parametrize("start, high", [(0.0, 0), (0.0, 1), (100_000.0, 1), (100_000.0, 2),
+                                         (2.0**31 - 64, 2), (2.0**31 - 64, 4)])
+def test_rolling_cap_allows_again_once_oldest_leaves_window(start, high):
+    state = make_state(1, cap_kind=T.CAP_ROLLING, cap_limit=2, cap_window_s=10.0,
+                       day_end_s=start + DAY, flight_end_s=math.inf, high=high)
+    times = [start + t for t in (0.0, 5.0, 9.999, 10.0, 14.999, 15.0)]
     req = make_requests(times, [0] * 6, [0.0] * 6, [NAN] * 6)
     result = run_nb(req, as_bids([[1.0]] * 6), SECOND, state)
     assert result.winner.tolist() == [0, 0, T.UNSOLD, 0, T.UNSOLD, 0]
     assert result.prior_exposures[result.winner == 0].tolist() == [0, 1, 2, 3]
-    assert sorted(state.caps.times[0].tolist()) == [10.0, 15.0]
+    assert sorted(ring_times(state.caps, 0)) == [start + 10.0, start + 15.0]
+    assert touch_times(row_touches(state.users)[0, 0]) == [start + 15.0]
+    assert touch_times(result.prior_touch[[5]]) == [start + 10.0]  # read back whole
+    # The values past 32 bits are in the high part.
+    if start > 0:
+        assert (state.caps.ring_high[0] > 0).all() and state.users.touch_high[0, 0] > 0
+    else:
+        assert not state.caps.ring_high.any() and not state.users.touch_high.any()
 
 
 def test_advertiser_cap_is_shared_by_its_campaigns():
@@ -802,8 +853,8 @@ def test_reach_exposures_and_last_touch():
     assert result.prior_exposures.tolist() == [0, 1, 255, 0]
     assert state.book.reach.tolist() == [1, 1]  # user 1 had seen campaign 1 already
     assert state.users.exposures[:, 1].tolist() == [0, 255, 1]
-    assert touch_campaigns(state.users.last_touch[:, 0]) == [0, 1, 1]
-    assert touch_times(state.users.last_touch[:, 0]) == [2.0, 3.0, 4.5]  # the exact time
+    assert touch_campaigns(row_touches(state.users)[:, 0]) == [0, 1, 1]
+    assert touch_times(row_touches(state.users)[:, 0]) == [2.0, 3.0, 4.5]  # the exact time
     # Each win reports the touch it replaced: none, then campaign 0's at 1 s.
     assert touch_times(result.prior_touch) == [-np.inf, 1.0, -np.inf, -np.inf]
     assert touch_campaigns(result.prior_touch) == [-1, 0, -1, -1]
@@ -818,8 +869,8 @@ def test_touch_is_per_advertiser_and_keeps_sub_millisecond_times():
     assert result.winner.tolist() == [0, 1, T.MARKET, 2]  # the market touches nobody
     assert touch_times(result.prior_touch[[0, 1, 3]]) == [-np.inf, -np.inf, t1]
     assert touch_campaigns(result.prior_touch[[0, 1, 3]]) == [-1, -1, 0]
-    assert touch_times(state.users.last_touch) == [8.0, t2]
-    assert touch_campaigns(state.users.last_touch) == [2, 1]
+    assert touch_times(row_touches(state.users)) == [8.0, t2]
+    assert touch_campaigns(row_touches(state.users)) == [2, 1]
 
 
 # ---- invariants on the kernel alone --------------------------------------------------
@@ -859,7 +910,7 @@ def test_clear_tick_wrapper_clears_like_the_kernel():
     """clear_tick: the kernel on fresh result arrays, whose rows without a campaign win
     say "no earlier touch"; bids of the wrong shape are refused."""
     state = make_state(2)
-    state.users.last_touch[1, 0] = pack_touch(0.0, 1)
+    set_touch(state.users, 1, 1, 0.0, 1)  # user 1 touched by campaign 1 (advertiser 1)
     twin = state.copy()
     req = make_requests([0.0, 1.0, 2.0], [0, 1, 2], [1.0] * 3, [NAN, 5.0, NAN])
     bids = as_bids([[2.0, 1.5], [2.0, NAN], [0.5, NAN]])

@@ -79,8 +79,8 @@ def _tick(rng, n):
         time_s=np.sort(f8(0, 3600)), slot=rng.integers(0, 20, n),
         target_row=rng.integers(0, N_ROWS, n), publisher=rng.integers(0, N_PUB, n).astype(np.int32),
         format=rng.integers(0, N_FORMATS, n).astype(np.uint8), deal=np.full(n, -1, dtype=np.int32),
-        market_cpm=f8(0, 5), floor_cpm=np.exp(f8(-8, 4)), user=rng.integers(0, 1000, n),
-        device_user=rng.integers(0, 1000, n), person=rng.integers(0, 1000, n),
+        market_cpm=f8(0, 5), floor_cpm=np.exp(f8(-8, 4)), user=(user := rng.integers(0, 1000, n)),
+        user_row=(user + 1).astype(np.int32), device_user=rng.integers(0, 1000, n), person=rng.integers(0, 1000, n),
         geo=np.zeros(n, dtype=np.uint8), user_ctr=np.exp(f8(-1, 1)).astype(np.float32),
         user_segments=rng.integers(0, 2**63, n, dtype=np.uint64) | rng.integers(0, 2, n, dtype=np.uint64) << np.uint64(63),
         u_pace=f8(0, 1), u_click=f8(0, 1), u_convert=f8(0, 1), u_delay=f8(0, 1))
@@ -91,7 +91,7 @@ def _tick(rng, n):
     result = TickResult(winner, price, prior.astype(np.uint8),
                         (winner != UNSOLD) & (rng.random(n) < 0.2), rng.random(n) < 0.7,
                         rng.random(n) < 0.3, rng.integers(-1, 2**40, n),
-                        np.zeros(n, dtype=np.int32), np.zeros(n))
+                        np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int64))
     return requests, result
 
 
@@ -165,7 +165,7 @@ def test_float_sums_keep_bincounts_order():
     result = TickResult(np.full(n, UNSOLD, dtype=np.int32), np.zeros(n), np.zeros(n, dtype=np.uint8),
                         np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_),
                         np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.int64),
-                        np.zeros(n, dtype=np.int32), np.zeros(n))
+                        np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int64))
     beh = Behaviour(np.zeros(1), np.zeros(1), np.ones(256), 1.0, 0.0, 1.0,
                     np.zeros(0, dtype=np.uint64), np.zeros(0), np.zeros((0, 1), dtype=np.bool_))
     odds = CampaignOdds(np.zeros(1, dtype=np.int32), np.ones(1), np.ones(1))
