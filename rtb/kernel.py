@@ -21,7 +21,7 @@ from rtb.books import (BID_BIN_BASE, BID_BIN_SHIFT, NO_TOUCH, BidBook, CampaignB
                        Deals, SellerBook, Targeting, TickResult, UserBook, book_touch,
                        new_result, read_split, ring_time_s, ring_value, wide_touch,
                        write_split)
-from rtb.prefetch import PREFETCH_AHEAD, prefetch_item, prefetch_row
+from rtb.prefetch import PREFETCH_AHEAD, prefetch_item, prefetch_row, prefetch_stride
 from rtb.types import RequestBatch
 
 def clear_tick(requests: RequestBatch, bids: np.ndarray, mechanism: int, targeting: Targeting,
@@ -256,15 +256,8 @@ def clear_requests_nb(order, req, bids, mechanism, targeting, deals, book, caps,
             # The user rows a later request will read: by then they are in cache.
             v = order[ii + PREFETCH_AHEAD]
             prefetch_row(user_words, user[v])
-            # The user's row (rtb/layout.py): ring times, touches, their high parts,
-            # then counts, whose view runs on over the advertiser counters and the
-            # exposures to the row's end.
-            v = user_row[v]
-            prefetch_row(ring_low, v)
-            prefetch_row(touch_low, v)
-            prefetch_row(ring_high, v)
-            prefetch_row(touch_high, v)
-            prefetch_row(counts, v)
+            # The user's whole row (rtb/layout.py), from its first column on.
+            prefetch_stride(ring_low, user_row[v])
         floor = floor_cpm[i]
         d = deal[i]
         has_deal = d >= 0

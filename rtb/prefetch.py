@@ -69,6 +69,31 @@ def prefetch_row(typingctx, array, row):
 
 
 @intrinsic
+def prefetch_stride(typingctx, array, row):
+    """Fetch every cache line of the `row`-th stride of a 2-D array from its row's first
+    item, to be written: for the first column view of the run's user rows
+    (rtb/layout.py), the user's whole row, whatever its columns."""
+    if not (isinstance(array, types.Array) and array.ndim == 2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary, base = _data(context, builder, signature.args[0], args[0])
+        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), stride)
+        line = ir.Constant(stride.type, 64)
+        # A line every 64 bytes from the start, and the last byte's (a row need not
+        # start on a line).
+        n_lines = builder.udiv(builder.add(stride, ir.Constant(stride.type, 63)), line)
+        with cgutils.for_range(builder, n_lines) as loop:
+            _hint(builder, base, builder.add(start, builder.mul(loop.index, line)), write=True)
+        last = builder.sub(builder.add(start, stride), ir.Constant(stride.type, 1))
+        _hint(builder, base, last, write=True)
+        return context.get_dummy_value()
+
+    return types.void(array, row), codegen
+
+
+@intrinsic
 def prefetch_item(typingctx, array, index):
     """Fetch the cache line of item `index` of a 1-D array, to be read."""
     if not (isinstance(array, types.Array) and array.ndim == 1):
