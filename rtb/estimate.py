@@ -5,7 +5,9 @@ print it and `rtb run`, `sweep` and `compare` can refuse a run that cannot fit b
 allocating anything. The memory model follows what a run allocates (rtb/market.py,
 rtb/state.py and its user row, rtb/layout.py, rtb/exchange.py; with dmp.identity, dmp/identity.py's id rows and
 rtb/people.py's people book, per expected id and person: expected_rows); its constants were measured on 2026-11-27 (2-core VM,
-peak RSS of `rtb run --quiet`): quickstart 204 MiB, large 847 MiB; estimated 197 and 841 MiB.
+peak RSS of `rtb run --quiet`): quickstart 206 MiB, large 668 MiB; estimated 192 and 659 MiB;
+`large`'s week at 1, 10 and 20 million users 598, 2,808 and 4,346 MiB, estimated 590, 2,808 and
+4,344 (benchmarks/bench_memory.py).
 """
 
 from __future__ import annotations
