@@ -35,6 +35,23 @@ def _hint(builder, base, offset, write: bool) -> None:
     builder.call(prefetch, [builder.gep(base, [offset]), _I32(int(write)), _I32(3), _I32(1)])
 
 
+def _hint_lines(builder, base, start, n_bytes, spill: int) -> None:
+    """A write hint every 64 bytes from base + start, (n_bytes + spill) // 64 of them."""
+    line = ir.Constant(n_bytes.type, 64)
+    n_lines = builder.udiv(builder.add(n_bytes, ir.Constant(n_bytes.type, spill)), line)
+    with cgutils.for_range(builder, n_lines) as loop:
+        _hint(builder, base, builder.add(start, builder.mul(loop.index, line)), write=True)
+
+
+def _row_start(context, builder, signature, args):
+    """(the array's struct, its data as an i8 pointer, its first stride, the byte offset
+    of item or row args[1])."""
+    ary, base = _data(context, builder, signature.args[0], args[0])
+    stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+    start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), stride)
+    return ary, base, stride, start
+
+
 def _data(context, builder, array_type, value):
     """(the array's struct, its data as an i8 pointer)."""
     ary = context.make_array(array_type)(context, builder, value)
@@ -50,19 +67,13 @@ def prefetch_row(typingctx, array, row):
         return None
 
     def codegen(context, builder, signature, args):
-        ary, base = _data(context, builder, signature.args[0], args[0])
-        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        ary, base, stride, start = _row_start(context, builder, signature, args)
         width = cgutils.unpack_tuple(builder, ary.shape)[1]
         item = ir.Constant(stride.type, context.get_abi_sizeof(
             context.get_data_type(signature.args[0].dtype)))
         row_bytes = builder.mul(width, item)
-        start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), stride)
-        line = ir.Constant(row_bytes.type, 64)
         # A column view may start inside a line: one line more covers its end.
-        spill = 63 if signature.args[0].layout == "C" else 127
-        n_lines = builder.udiv(builder.add(row_bytes, ir.Constant(row_bytes.type, spill)), line)
-        with cgutils.for_range(builder, n_lines) as loop:
-            _hint(builder, base, builder.add(start, builder.mul(loop.index, line)), write=True)
+        _hint_lines(builder, base, start, row_bytes, 63 if signature.args[0].layout == "C" else 127)
         return context.get_dummy_value()
 
     return types.void(array, row), codegen
@@ -77,15 +88,10 @@ def prefetch_stride(typingctx, array, row):
         return None
 
     def codegen(context, builder, signature, args):
-        ary, base = _data(context, builder, signature.args[0], args[0])
-        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
-        start = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), stride)
-        line = ir.Constant(stride.type, 64)
+        _, base, stride, start = _row_start(context, builder, signature, args)
         # A line every 64 bytes from the start, and the last byte's (a row need not
         # start on a line).
-        n_lines = builder.udiv(builder.add(stride, ir.Constant(stride.type, 63)), line)
-        with cgutils.for_range(builder, n_lines) as loop:
-            _hint(builder, base, builder.add(start, builder.mul(loop.index, line)), write=True)
+        _hint_lines(builder, base, start, stride, 63)
         last = builder.sub(builder.add(start, stride), ir.Constant(stride.type, 1))
         _hint(builder, base, last, write=True)
         return context.get_dummy_value()
@@ -100,9 +106,7 @@ def prefetch_item(typingctx, array, index):
         return None
 
     def codegen(context, builder, signature, args):
-        ary, base = _data(context, builder, signature.args[0], args[0])
-        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
-        at = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), stride)
+        _, base, _, at = _row_start(context, builder, signature, args)
         _hint(builder, base, at, write=False)
         return context.get_dummy_value()
 
