@@ -199,7 +199,7 @@ def new_bid_book(n_pub: int, nc: int, n_adv: int) -> BidBook:
 class UserBook(NamedTuple):
     """Per-user state the kernel updates: exposures (reach, fatigue) and last touches.
 
-    Rows are handed out to users as they first appear (rtb.state.assign_user_rows):
+    Rows are handed out to users as they first appear (rtb.state.assign_user_rows_nb):
     row_of maps a user to its row, 0 = none yet; row 0 is every such user's, and never
     written.
 
@@ -263,17 +263,12 @@ def exposures_in_use(users: UserBook) -> np.ndarray:
     return users.exposures[:users.rows_in_use[0]]
 
 
-def book_values(users: UserBook, rows: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
-    """i8: the book's values of (row, advertiser) pairs (book_touch's; 0 = none)."""
+def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
+    """i8: the book's touches of (user, advertiser) pairs, as encode_touch's (-1 = none)."""
+    rows = users.row_of[user]
     value = users.touch_low[rows, advertiser].astype(np.int64)
     if users.touch_high.shape[1]:
         value |= users.touch_high[rows, advertiser].astype(np.int64) << 32
-    return value
-
-
-def book_touches(users: UserBook, user: np.ndarray, advertiser: np.ndarray) -> np.ndarray:
-    """i8: the book's touches of (user, advertiser) pairs, as encode_touch's (-1 = none)."""
-    value = book_values(users, users.row_of[user], advertiser)
     bits = users.touch_bits
     campaign = users.touch_campaign[advertiser, value & ((1 << bits) - 1)]
     return np.where(value == 0, NO_TOUCH, (((value >> bits) - 1) << TOUCH_CAMPAIGN_BITS) | campaign)
